@@ -1,0 +1,183 @@
+"""The `cpep-bench` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench import planner, runner, suites
+from bench.store import Store
+from cpep import config
+from cpep.errors import UserError
+
+app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive pose-EMG pre-training).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Create or check datasets in the emg2pose format.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+DEFAULT_RESULTS = "cpep-runs"
+ResultsDir = typer.Option(None, "--results-dir",
+                          help=f"Where runs, stage outputs and generated data go [default: $CPEP_BENCH_RESULTS "
+                               f"or ./{DEFAULT_RESULTS}].")
+
+
+def results_store(results_dir: Optional[Path]) -> Store:
+    return Store(results_dir or Path(os.environ.get("CPEP_BENCH_RESULTS", DEFAULT_RESULTS)))
+
+
+def selection(suite_name: str, data: str, data_root: Optional[Path], seeds: Optional[str],
+              variants: Optional[str], sets: list[str], device: Optional[str]) -> list[planner.Run]:
+    suite = suites.load(suite_name)
+    overrides = dict(config.parse_assignment(s) for s in sets)
+    overrides["data.name"] = data
+    if data_root is not None:
+        overrides["data.root"] = str(data_root.expanduser().resolve())
+    if device is not None:
+        overrides["train.device"] = device
+    names = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    return planner.plan(suite, suites.parse_seeds(seeds) if seeds else None, names, overrides)
+
+
+def preflight(runs: list[planner.Run], store: Store) -> None:
+    """Check every dataset the runs use before anything is written for them (generating synthetic data once)."""
+    from bench.stages import data_root
+    from cpep.pipeline import open_data
+
+    checked = set()
+    for run in runs:
+        ident = config.digest(run.config["data"])
+        if ident in checked:
+            continue
+        with console.status(f"checking {run.dataset} data"):
+            open_data(run.config, data_root(run.config, store)).check_files()
+        checked.add(ident)
+
+
+@app.command()
+def run(
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see `cpep-bench suites`) or a suite TOML file."),
+    data: str = typer.Option("synthetic", help="'synthetic' (built in, generated on first use) or 'emg2pose'."),
+    data_root: Optional[Path] = typer.Option(None, help="Directory of the emg2pose dataset (metadata.csv + HDF5)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 [default: the suite's]."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names [default: all]."),
+    set_: list[str] = typer.Option([], "--set", help="Override a configuration key, e.g. --set mae.epochs=5."),
+    device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda [default: auto]."),
+    executor: str = typer.Option("local", help="local (sequential, here) or slurm (job arrays via submitit)."),
+    profile: Optional[str] = typer.Option(None, help="SLURM cluster profile: a name in slurm/profiles or a TOML path."),
+    force: bool = typer.Option(False, "--force", help="Recompute finished runs and their stages."),
+    results_dir: Optional[Path] = ResultsDir,
+):
+    """Train and evaluate every run of a suite (variants x seeds); finished runs are skipped."""
+    if executor not in ("local", "slurm"):
+        raise UserError(f"unknown executor {executor!r} (choose local or slurm)")
+    store = results_store(results_dir)
+    runs = selection(suite, data, data_root, seeds, variants, set_, device)
+    preflight(runs, store)
+    todo = [r for r in runs if force or not store.run_done(r)]
+    console.print(f"suite {runs[0].suite}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
+                  f"{len(todo)} to do; results in {store.root}")
+    if not todo:
+        return
+    runner.prepare(todo, store, force)
+    if executor == "slurm":
+        from bench.executors import slurm
+        slurm.execute(todo, store, profile, console)
+        return
+    from bench.executors import local
+    records = local.execute(todo, store, console)
+    failed = [r for r in records if r["status"] != "done"]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(records)} runs failed[/red] (see `cpep-bench report`)")
+
+
+@app.command()
+def report(
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
+    results_dir: Optional[Path] = ResultsDir,
+):
+    """Tables of the suite's results: mean over seeds beside the paper's numbers."""
+    from bench import report as report_module
+    store = results_store(results_dir)
+    report_module.show(suites.load(suite), store, console)
+
+
+@app.command("suites")
+def list_suites():
+    """The built-in suites, their variants and the work each plans."""
+    table = Table("suite", "variants", "seeds", "runs", "training stages", "epochs", "description")
+    for name in suites.available():
+        suite = suites.load(name)
+        runs = planner.plan(suite)
+        work = [s for s in planner.unique_stages(runs) if s.kind != "eval"]
+        from bench.stages import epochs
+        table.add_row(name, str(len(suite.variants)), ",".join(map(str, suite.seeds)), str(len(runs)),
+                      str(len(work)), str(sum(epochs(s) for s in work)), suite.description)
+    console.print(table)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., help="New directory to write the dataset into."),
+    seed: int = typer.Option(0, help="Random seed: the same seed writes the same data."),
+    users: int = typer.Option(8, help="Number of users."),
+    test_users: int = typer.Option(2, help="Held-out test users (the last ones)."),
+    val_users: int = typer.Option(0, help="Held-out validation users (before the test users)."),
+    stage_seconds: float = typer.Option(8.0, help="Seconds per gesture stage (free-form lasts 3x)."),
+    difficulty: float = typer.Option(0.5, help="0 = clean, identical users; 1 = noisy, very different users."),
+):
+    """Write a synthetic dataset in the emg2pose format (HDF5 files + metadata.csv)."""
+    from rich.progress import Progress
+
+    from cpep.synth import SynthConfig, generate
+    cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} exists and is not empty")
+    if out.exists():
+        out.rmdir()
+    with Progress(console=console) as progress:
+        task = progress.add_task("writing recordings", total=None)
+        generate(cfg, out, lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"wrote {out}")
+
+
+@data_app.command("check")
+def data_check(
+    root: Path = typer.Argument(..., help="Dataset directory (metadata.csv + HDF5 files)."),
+    vocab: str = typer.Option("", help="Gesture vocabulary [default: emg2pose-v1, or synthetic-v1 for synthetic data]."),
+):
+    """Check that a directory is a usable emg2pose-format dataset, and count its windows per selection."""
+    from cpep.pipeline import open_data
+    name = "synthetic" if (root / "SYNTHETIC.txt").is_file() else "emg2pose"
+    cfg = config.resolve({"data.name": name, "data.root": str(root), "data.vocab": vocab})
+    data = open_data(cfg, root)
+    data.check_files()
+    table = Table("selection", "recordings", "windows")
+    pre = data.pretrain_recordings()
+    table.add_row("pre-training", str(len(pre)), str(len(data.windows(pre))))
+    for kind in ("id", "unseen"):
+        for part, rows in zip(("train", "test"), data.probe_recordings(kind)):
+            table.add_row(f"{kind} probe {part}", str(len(rows)), str(len(data.windows(rows, kind))))
+    console.print(table)
+    console.print(f"{root}: ok ({data.vocab.ident})")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: finished stages and runs are kept; run again to resume")
+        sys.exit(130)

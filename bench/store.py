@@ -1,0 +1,136 @@
+"""The results directory: stage outputs (keyed by hash), run records, the synthetic data cache.
+
+    <results>/stages/<kind>-<key>/      model.pt, meta.json, checkpoint.pt while training, failed.json
+    <results>/runs/<suite>/<dataset>/<variant>/seed-<n>.json    one record per run
+    <results>/data/synthetic-<hash>/    generated once, reused by every run with the same synth settings
+
+Every file is written to a temporary name and renamed into place, so a reader never sees half a file and a
+killed process never leaves a corrupt one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bench.planner import Run, Stage
+from cpep.errors import DataError
+from cpep.synth import SynthConfig, generate
+
+RECORD_SCHEMA = 1
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = Path(root).expanduser().resolve()
+
+    # stages
+    def stage_dir(self, stage: Stage) -> Path:
+        return self.root / "stages" / stage.name
+
+    def stage_meta(self, stage: Stage) -> dict | None:
+        return read_json(self.stage_dir(stage) / "meta.json")
+
+    def stage_done(self, stage: Stage) -> bool:
+        return self.stage_meta(stage) is not None
+
+    def stage_failure(self, stage: Stage) -> str | None:
+        failed = read_json(self.stage_dir(stage) / "failed.json")
+        return failed["error"] if failed else None
+
+    def checkpoint_path(self, stage: Stage) -> Path:
+        path = self.stage_dir(stage) / "checkpoint.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def load_model(self, kind: str, key: str) -> dict:
+        return torch.load(self.root / "stages" / f"{kind}-{key}" / "model.pt", map_location="cpu", weights_only=True)
+
+    def save_stage(self, stage: Stage, meta: dict, state: dict | None = None) -> None:
+        """Model first, meta.json last: meta.json is what marks the stage finished."""
+        d = self.stage_dir(stage)
+        d.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=d)
+            os.close(fd)
+            torch.save(state, tmp)
+            os.replace(tmp, d / "model.pt")
+        atomic_write_json(d / "meta.json", meta)
+        (d / "failed.json").unlink(missing_ok=True)
+        (d / "checkpoint.pt").unlink(missing_ok=True)
+
+    def mark_failed(self, stage: Stage, error: str) -> None:
+        atomic_write_json(self.stage_dir(stage) / "failed.json", {"error": error})
+
+    def clear_failure(self, stage: Stage) -> None:
+        (self.stage_dir(stage) / "failed.json").unlink(missing_ok=True)
+
+    def clear_stage(self, stage: Stage) -> None:
+        """Forget a stage's output and checkpoint so it is computed from scratch (--force)."""
+        (self.stage_dir(stage) / "meta.json").unlink(missing_ok=True)
+        (self.stage_dir(stage) / "checkpoint.pt").unlink(missing_ok=True)
+
+    # run records
+    def record_path(self, suite: str, dataset: str, variant: str, seed: int) -> Path:
+        return self.root / "runs" / suite / dataset / variant / f"seed-{seed}.json"
+
+    def run_record_path(self, run: Run) -> Path:
+        return self.record_path(run.suite, run.dataset, run.variant.name, run.seed)
+
+    def record(self, run: Run) -> dict | None:
+        return read_json(self.run_record_path(run))
+
+    def run_done(self, run: Run) -> bool:
+        rec = self.record(run)
+        return bool(rec) and rec.get("status") == "done" and rec.get("run_key") == run.key
+
+    def write_record(self, run: Run, record: dict) -> None:
+        atomic_write_json(self.run_record_path(run), record)
+
+    def records(self, suite: str) -> list[dict]:
+        """Every record of a suite, all datasets."""
+        base = self.root / "runs" / suite
+        found = (read_json(p) for p in sorted(base.glob("*/*/seed-*.json")))
+        return [r for r in found if r is not None]
+
+    # data
+    def synthetic_root(self, synth: dict) -> Path:
+        """The synthetic dataset for these settings, generated on first use."""
+        cfg = SynthConfig(**synth)
+        try:
+            cfg.validate()
+        except ValueError as e:
+            raise DataError(f"data.synth: {e}") from None
+        root = self.root / "data" / f"synthetic-{cfg.key()}"
+        if not (root / "metadata.csv").is_file():
+            generate(cfg, root)
+        return root

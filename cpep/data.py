@@ -1,0 +1,292 @@
+"""Reading emg2pose-format data: validation, IK-failure-free windows, splits, gesture classes, tensors.
+
+h5py handles cannot cross process boundaries, so files are opened lazily in whichever process reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from cpep import schema
+from cpep.errors import DataError
+
+STATS_FILES = 32  # recordings sampled (evenly) to estimate normalisation statistics
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """A versioned table mapping stage names to the in-distribution and unseen gesture classes."""
+
+    name: str
+    version: int
+    in_distribution: dict[str, tuple[str, ...]]
+    unseen: dict[str, tuple[str, ...]]
+
+    @property
+    def ident(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+    def classes(self, kind: str) -> dict[str, tuple[str, ...]]:
+        return {"id": self.in_distribution, "unseen": self.unseen}[kind]
+
+    def stage_labels(self, kind: str) -> dict[str, int]:
+        return {stage: label for label, stages in enumerate(self.classes(kind).values()) for stage in stages}
+
+
+def load_vocab(name_or_path: str) -> Vocab:
+    """A built-in table by name (`synthetic-v1`, `emg2pose-v1`) or a TOML file of the same shape."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise DataError(f"gesture vocabulary file not found: {path}")
+        text = path.read_text()
+    else:
+        try:
+            text = resources.files("cpep.vocab").joinpath(f"{name_or_path}.toml").read_text()
+        except FileNotFoundError:
+            raise DataError(f"unknown gesture vocabulary {name_or_path!r} (built in: synthetic-v1, emg2pose-v1)") from None
+    try:
+        raw = tomllib.loads(text)
+        vocab = Vocab(
+            name=raw["name"], version=int(raw["version"]),
+            in_distribution={k: tuple(v) for k, v in raw["in_distribution"].items()},
+            unseen={k: tuple(v) for k, v in raw["unseen"].items()},
+        )
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
+        raise DataError(f"malformed gesture vocabulary {name_or_path}: {e}") from None
+    if len(vocab.in_distribution) < 2 or len(vocab.unseen) < 2:
+        raise DataError(f"gesture vocabulary {vocab.ident} needs at least 2 in-distribution and 2 unseen classes")
+    return vocab
+
+
+def validate_recording(path: Path) -> None:
+    """Raise DataError with one line if `path` is not an HDF5 recording in the emg2pose schema."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
+    with f:
+        if schema.GROUP not in f or schema.TIMESERIES not in f[schema.GROUP]:
+            raise DataError(f"{path}: no /{schema.GROUP}/{schema.TIMESERIES} dataset (not an emg2pose recording)")
+        group = f[schema.GROUP]
+        dtype = group[schema.TIMESERIES].dtype
+        names = dtype.names or ()
+        for field in ("time", "joint_angles", "emg"):
+            if field not in names:
+                raise DataError(f"{path}: timeseries has no field {field!r} (fields: {', '.join(names) or 'none'})")
+        channels = dtype["emg"].shape[0] if dtype["emg"].shape else 1
+        if channels != schema.NUM_CHANNELS:
+            raise DataError(f"{path}: emg has {channels} channels, expected {schema.NUM_CHANNELS}")
+        joints = dtype["joint_angles"].shape[0] if dtype["joint_angles"].shape else 1
+        if joints != schema.NUM_JOINTS:
+            raise DataError(f"{path}: joint_angles has {joints} values per row, expected {schema.NUM_JOINTS}")
+        rate = group.attrs.get("sample_rate", schema.SAMPLE_RATE)
+        if float(rate) != schema.SAMPLE_RATE:
+            raise DataError(f"{path}: sample_rate is {rate}, expected {schema.SAMPLE_RATE}")
+
+
+def read_metadata(root: Path) -> pd.DataFrame:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist or is not a directory")
+    csv = root / "metadata.csv"
+    if not csv.is_file():
+        raise DataError(f"{root} is not an emg2pose dataset: it has no metadata.csv")
+    try:
+        meta = pd.read_csv(csv, dtype={"user": str, "session": str, "filename": str, "stage": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{csv}: unreadable CSV ({e})") from None
+    missing = [c for c in schema.METADATA_COLUMNS if c not in meta.columns]
+    if missing:
+        raise DataError(f"{csv}: missing emg2pose columns: {', '.join(missing)}")
+    for col in ("held_out_user", "held_out_stage"):
+        meta[col] = meta[col].astype(str).str.lower().isin(("true", "1"))
+    meta["path"] = [str(root / f"{name}.hdf5") for name in meta["filename"]]
+    return meta
+
+
+def valid_window_starts(angles: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """Starts of windows that contain no IK failure (rows whose 20 angles are all ~0)."""
+    bad = np.isclose(angles, 0.0).all(axis=1)
+    if len(bad) < window:
+        return np.zeros(0, dtype=np.int64)
+    bad_before = np.concatenate([[0], np.cumsum(bad)])
+    starts = np.arange(0, len(bad) - window + 1, stride)
+    return starts[bad_before[starts + window] - bad_before[starts] == 0]
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    window: int  # samples at 2 kHz
+    stride: int
+    pose_decimation: int  # pose is averaged over blocks of this many samples
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows of EMG (16, W) and pose (20, W / decimation), normalised, with integer labels (-1: none)."""
+
+    def __init__(self, paths, recording, starts, labels, spec: WindowSpec, stats: dict):
+        self.paths = list(paths)
+        self.recording = np.asarray(recording, dtype=np.int64)
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        self.spec = spec
+        self.emg_scale = np.asarray(stats["emg_std"], dtype=np.float32)[:, None]
+        self.pose_mean = np.asarray(stats["pose_mean"], dtype=np.float32)[:, None]
+        self.pose_std = np.asarray(stats["pose_std"], dtype=np.float32)[:, None]
+        self._handles: dict[int, h5py.Dataset] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handles": {}}
+
+    def _timeseries(self, rec: int) -> h5py.Dataset:
+        if self._pid != os.getpid():  # forked into a loader worker: never reuse the parent's handles
+            self._handles, self._pid = {}, os.getpid()
+        if rec not in self._handles:
+            self._handles[rec] = h5py.File(self.paths[rec], "r")[schema.GROUP][schema.TIMESERIES]
+        return self._handles[rec]
+
+    def __getitem__(self, i: int):
+        start = int(self.starts[i])
+        rows = self._timeseries(int(self.recording[i]))[start:start + self.spec.window]
+        emg = rows["emg"].T / self.emg_scale
+        pose = rows["joint_angles"].T.reshape(schema.NUM_JOINTS, -1, self.spec.pose_decimation).mean(-1)
+        pose = (pose - self.pose_mean) / self.pose_std
+        return torch.from_numpy(np.ascontiguousarray(emg, dtype=np.float32)), \
+            torch.from_numpy(pose.astype(np.float32)), self.labels[i]
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every window stacked: (emg, pose, labels). For datasets that fit in memory."""
+        if len(self) == 0:
+            raise DataError("no usable windows in this selection")
+        emg, pose, labels = zip(*(self[i] for i in range(len(self))))
+        return torch.stack(emg), torch.stack(pose), torch.stack(labels)
+
+
+class Emg2PoseData:
+    """An emg2pose-format dataset on disk, with the selections the CPEP protocol uses."""
+
+    def __init__(self, root: Path, vocab: Vocab, spec: WindowSpec):
+        if spec.window % spec.pose_decimation:
+            raise DataError(f"window ({spec.window}) must be a multiple of pose decimation ({spec.pose_decimation})")
+        self.root, self.vocab, self.spec = Path(root), vocab, spec
+        self.meta = read_metadata(self.root)
+        self._check_vocab()
+        self._starts: dict[str, np.ndarray] = {}
+        self.stats = self._normalisation_stats()
+
+    def _check_vocab(self) -> None:
+        stages = self.meta.groupby("stage")["held_out_stage"].any()
+        for kind, must_be_held_out in (("id", False), ("unseen", True)):
+            for cls, cls_stages in self.vocab.classes(kind).items():
+                for stage in cls_stages:
+                    if stage not in stages.index:
+                        raise DataError(f"gesture vocabulary {self.vocab.ident}: class {cls!r} names stage "
+                                        f"{stage!r}, which {self.root}/metadata.csv does not have")
+                    if bool(stages[stage]) != must_be_held_out:
+                        where = "a training stage" if must_be_held_out else "a held-out stage"
+                        raise DataError(f"gesture vocabulary {self.vocab.ident}: {kind} class {cls!r} uses "
+                                        f"{where} ({stage!r})")
+
+    def _recordings(self, mask: pd.Series) -> pd.DataFrame:
+        rows = self.meta[mask]
+        for path in rows["path"]:
+            if not os.path.isfile(path):
+                raise DataError(f"{path}: listed in metadata.csv but missing")
+        return rows
+
+    def pretrain_recordings(self) -> pd.DataFrame:
+        """Training users on training stages: what pre-training sees (never an unseen-class stage)."""
+        return self._recordings(self.meta["split"] == "train")
+
+    def probe_recordings(self, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(train, test) recordings of a class set: train on training users, test on held-out test users."""
+        stages = list(self.vocab.stage_labels(kind))
+        in_classes = self.meta["stage"].isin(stages)
+        train = self._recordings(in_classes & ~self.meta["held_out_user"])
+        test = self._recordings(in_classes & self.meta["held_out_user"] & (self.meta["split"] == "test"))
+        for name, rows in (("train", train), ("test", test)):
+            if rows.empty:
+                raise DataError(f"{self.root}: no {name} recordings for the {kind} classes of {self.vocab.ident}")
+        return train, test
+
+    def check_files(self) -> None:
+        """Validate every recording the protocol reads (pre-training and both probes), before any work starts."""
+        used = [self.pretrain_recordings()] + [rows for kind in ("id", "unseen") for rows in self.probe_recordings(kind)]
+        for path in pd.concat(used)["path"].unique():
+            validate_recording(Path(path))
+
+    def _window_starts(self, path: str) -> np.ndarray:
+        if path not in self._starts:
+            validate_recording(Path(path))
+            with h5py.File(path, "r") as f:
+                angles = f[schema.GROUP][schema.TIMESERIES].fields("joint_angles")[:]
+            self._starts[path] = valid_window_starts(angles, self.spec.window, self.spec.stride)
+        return self._starts[path]
+
+    def windows(self, recordings: pd.DataFrame, kind: str | None = None) -> WindowDataset:
+        """All IK-failure-free windows of these recordings, labelled with `kind`'s classes (or -1)."""
+        labels_of = self.vocab.stage_labels(kind) if kind else {}
+        paths, rec, starts, labels = [], [], [], []
+        for i, row in enumerate(recordings.itertuples()):
+            s = self._window_starts(row.path)
+            paths.append(row.path)
+            rec.append(np.full(len(s), i))
+            starts.append(s)
+            labels.append(np.full(len(s), labels_of.get(row.stage, -1)))
+        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64))
+        return WindowDataset(paths, cat(rec), cat(starts), cat(labels), self.spec, self.stats)
+
+    def _normalisation_stats(self) -> dict:
+        rows = self.pretrain_recordings()
+        if rows.empty:
+            raise DataError(f"{self.root}: metadata.csv has no training recordings (split == 'train')")
+        picks = rows["path"].iloc[np.linspace(0, len(rows) - 1, min(STATS_FILES, len(rows))).astype(int)]
+        emg_sq, pose_sum, pose_sq, n_emg, n_pose = 0.0, 0.0, 0.0, 0, 0
+        for path in picks.unique():
+            validate_recording(Path(path))
+            with h5py.File(path, "r") as f:
+                ts = f[schema.GROUP][schema.TIMESERIES]
+                emg = ts.fields("emg")[:].astype(np.float64)
+                angles = ts.fields("joint_angles")[:]
+            angles = angles[~np.isclose(angles, 0.0).all(axis=1)]
+            emg_sq = emg_sq + (emg ** 2).sum(0)
+            n_emg += len(emg)
+            pose_sum = pose_sum + angles.sum(0)
+            pose_sq = pose_sq + (angles ** 2).sum(0)
+            n_pose += len(angles)
+        if n_pose == 0:
+            raise DataError(f"{self.root}: the training recordings hold no valid (non-IK-failure) pose rows")
+        pose_mean = pose_sum / n_pose
+        pose_std = np.sqrt(np.maximum(pose_sq / n_pose - pose_mean ** 2, 0.0))
+        return {
+            "emg_std": np.maximum(np.sqrt(emg_sq / n_emg), 1e-12).tolist(),
+            "pose_mean": pose_mean.tolist(),
+            "pose_std": np.maximum(pose_std, 1e-3).tolist(),
+        }
+
+
+def random_channel_roll(emg: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Roll each window's electrode ring by a random whole number of channels in [-max_shift, max_shift].
+
+    emg2pose's rotation augmentation: it mimics the band sitting a little rotated on another wrist.
+    """
+    if max_shift <= 0:
+        return emg
+    b, c, _ = emg.shape
+    shift = torch.randint(-max_shift, max_shift + 1, (b, 1), device=emg.device)
+    index = (torch.arange(c, device=emg.device).unsqueeze(0) - shift) % c
+    return torch.gather(emg, 1, index.unsqueeze(-1).expand_as(emg))

@@ -1,0 +1,162 @@
+"""The training loop shared by every stage: AdamW, warmup + cosine, checkpoint/resume, bf16 autocast on CUDA.
+
+Batches follow a permutation drawn from (seed, epoch), and the global RNG state is checkpointed, so a run resumed
+from a checkpoint ends with exactly the weights of an uninterrupted one. The loop reads the loss back from the
+device once per epoch, not once per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from cpep.data import WindowDataset
+from cpep.errors import TrainingDiverged
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    drop_last: bool = False
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but CUDA is not available")
+    return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full float32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Batches:
+    """Mini-batches of (emg, pose, label) on `device`, in a permutation fixed by (seed, epoch).
+
+    Selections that fit in `in_memory_bytes` are read from disk once and sliced from memory; larger ones are
+    streamed from the HDF5 files by `workers` loader processes.
+    """
+
+    def __init__(self, dataset: WindowDataset, batch_size: int, device: torch.device, seed: int,
+                 drop_last: bool = False, in_memory_bytes: float = 4e9, workers: int = 0):
+        self.dataset, self.batch_size, self.device, self.seed = dataset, batch_size, device, seed
+        self.workers = workers
+        self.drop_last = drop_last and len(dataset) > batch_size
+        emg, pose, _ = dataset[0]
+        per_window = (emg.numel() + pose.numel()) * 4
+        self.tensors = dataset.tensors() if per_window * len(dataset) <= in_memory_bytes else None
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def epoch(self, epoch: int):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.dataset), generator=g)
+        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)][:len(self)]
+        if self.tensors is not None:
+            for idx in chunks:
+                yield tuple(t[idx].to(self.device, non_blocking=True) for t in self.tensors)
+            return
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[c.tolist() for c in chunks],
+                                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        for batch in loader:
+            yield tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: nn.Module, loss_fn: Callable[[tuple], torch.Tensor], batches: Batches, schedule: Schedule,
+        checkpoint: Path | None = None, checkpoint_every: int = 1,
+        extra_logs: Callable[[], dict] | None = None,
+        on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Train `model` on `loss_fn(batch)`; returns one dict per epoch (loss, lr, seconds, and `extra_logs()`)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: every parameter is frozen")
+    optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    steps = max(1, len(batches)) * schedule.epochs
+    warmup = max(1, int(schedule.warmup_epochs * len(batches)))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    history: list[dict] = []
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        history, start_epoch = state["history"], state["epoch"]
+
+    device = batches.device
+    for epoch in range(start_epoch, schedule.epochs):
+        began = time.perf_counter()
+        model.train()
+        total = torch.zeros((), device=device)
+        count = 0
+        for batch in batches.epoch(epoch):
+            with autocast(device):
+                loss = loss_fn(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if schedule.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, schedule.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += loss.detach().float()
+            count += 1
+        mean_loss = (total / max(count, 1)).item()
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(f"loss became {mean_loss} in epoch {epoch + 1}")
+        log = {"epoch": epoch + 1, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+               "seconds": time.perf_counter() - began, **(extra_logs() if extra_logs else {})}
+        history.append(log)
+        if on_epoch:
+            on_epoch(epoch + 1, log)
+        last = epoch + 1 == schedule.epochs
+        if checkpoint is not None and not last and (epoch + 1) % checkpoint_every == 0:
+            _save_atomic({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "history": history, "epoch": epoch + 1,
+            }, checkpoint)
+    return history
