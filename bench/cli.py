@@ -20,7 +20,7 @@ app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive po
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Create or check datasets in the emg2pose format.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
+console = Console(soft_wrap=True)
 
 DEFAULT_RESULTS = "cpep-runs"
 ResultsDir = typer.Option(None, "--results-dir",
@@ -176,8 +176,8 @@ def main() -> None:
     try:
         app()
     except UserError as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False)
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: finished stages and runs are kept; run again to resume")
+        print("interrupted: finished stages and runs are kept; run again to resume", file=sys.stderr)
         sys.exit(130)

@@ -51,7 +51,8 @@ GESTURES = tuple(STATIC_SHAPES) + DYNAMIC_GESTURES + (FREEFORM,)
 HELD_OUT_STAGES = ("Peace", "Horns", "Shaka", "Claw")
 
 # Forearm muscles: (name, angular position on the forearm ring in radians, signed loadings on normalised joints).
-# Flexors load positively on flexion, extensors negatively; loadings are relative to the relaxed hand.
+# Flexors load positively on flexion, extensors negatively; loadings are relative to the relaxed hand, which sits
+# nearer full extension than full flexion, so extensor loadings are larger to give extension comparable drive.
 _F = {"thumb": (0, 2, 3), "index": (5, 6, 7), "middle": (9, 10, 11), "ring": (13, 14, 15), "pinky": (17, 18, 19)}
 _AA = (4, 8, 12, 16)
 MUSCLES = (
@@ -60,10 +61,10 @@ MUSCLES = (
     ("FDS_ring_pinky", 3.9, {j: 0.8 for j in _F["ring"][:2] + _F["pinky"][:2]}),
     ("FDP", 4.3, {j: 0.7 for f in ("index", "middle", "ring", "pinky") for j in _F[f][1:]}),
     ("FPL", 2.8, {2: 1.0, 3: 1.2}),
-    ("EDC_index_middle", 0.2, {j: -1.0 for j in _F["index"][:2] + _F["middle"][:2]}),
-    ("EDC_ring_pinky", 0.6, {j: -1.0 for j in _F["ring"][:2] + _F["pinky"][:2]}),
-    ("EIP", 5.9, {5: -1.2, 6: -0.6}),
-    ("EPL", 1.0, {0: -0.8, 2: -1.0, 3: -1.0}),
+    ("EDC_index_middle", 0.2, {j: -2.5 for j in _F["index"][:2] + _F["middle"][:2]}),
+    ("EDC_ring_pinky", 0.6, {j: -2.5 for j in _F["ring"][:2] + _F["pinky"][:2]}),
+    ("EIP", 5.9, {5: -3.0, 6: -1.5}),
+    ("EPL", 1.0, {0: -2.0, 2: -2.5, 3: -2.5}),
     ("APL_opponens", 1.6, {0: 1.2, 1: -0.8}),
     ("interossei", 2.3, {j: 1.0 for j in _AA}),
     ("FCU_ECU", 5.2, {j: 0.3 for f in ("index", "middle", "ring", "pinky") for j in _F[f][:1]}),

@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny configuration that trains every stage in seconds on a laptop CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cpep import config
+
+# Small synthetic data and a small model: every stage of every method, 2 epochs.
+TINY = {
+    "data.synth.users": 4, "data.synth.test_users": 1, "data.synth.stage_seconds": 3.0,
+    "encoder.width": 32, "encoder.depth": 1, "encoder.heads": 2,
+    "mae.epochs": 2, "mae.batch_size": 32, "mae.decoder_width": 16,
+    "align.epochs": 2, "align.batch_size": 32,
+    "supervised.epochs": 2, "supervised.batch_size": 32,
+    "tds.width": 32, "tds.features": 16, "tds.decoder_hidden": 32,
+    "eval.lp_max_iter": 50,
+}
+
+
+def tiny_args() -> list[str]:
+    """TINY as `--set key=value` command-line arguments."""
+    args = []
+    for key, value in TINY.items():
+        args += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
+    return args
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    return config.resolve(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The tiny synthetic dataset, generated once per test session."""
+    from cpep.synth import SynthConfig, generate
+    root = tmp_path_factory.mktemp("data") / "tiny"
+    synth = config.resolve(TINY)["data"]["synth"]
+    return generate(SynthConfig(**synth), root)

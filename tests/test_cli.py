@@ -1,0 +1,169 @@
+"""The command line end to end: records, determinism, resuming, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_args
+
+CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
+
+
+def cli(*args, check=True):
+    result = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def records(results):
+    return {p.parent.name + "/" + p.stem: json.loads(p.read_text()) for p in sorted(results.glob("runs/**/seed-*.json"))}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    results = tmp_path_factory.mktemp("smoke")
+    out = cli("run", "--suite", "smoke", "--results-dir", results, *tiny_args())
+    return results, out
+
+
+def test_run_writes_one_complete_record_per_run(smoke):
+    results, out = smoke
+    recs = records(results)
+    assert set(recs) == {"cpep/seed-0", "pose_mae/seed-0"}
+    cpep = recs["cpep/seed-0"]
+    assert cpep["status"] == "done" and cpep["error"] is None
+    assert set(cpep["metrics"]) == {"lp_id", "lp_unseen", "zs_id", "zs_unseen"}
+    assert all(0.0 <= v <= 1.0 for v in cpep["metrics"].values())
+    assert cpep["config"]["encoder"]["width"] == 32 and cpep["seed"] == 0
+    assert [s["kind"] for s in cpep["stages"]] == ["pose_mae", "emg_mae", "align", "eval"]
+    align = cpep["stages"][2]
+    assert len(align["history"]) == 2 and {"loss", "temperature", "lr"} <= set(align["history"][0])
+    prov = cpep["provenance"]
+    assert prov["versions"]["torch"] in torch.__version__
+    assert prov["device"] == "cpu" and prov["precision"] == "float32" and prov["git"]["commit"]
+    pose = recs["pose_mae/seed-0"]
+    assert pose["metrics"]["zs_id"] is None and "pose input" in pose["not_applicable"]["zs_id"]
+    assert "cpep/seed-0: LP" in out.stdout
+
+
+def test_report_prints_the_table(smoke):
+    results, _ = smoke
+    out = cli("report", "--suite", "smoke", "--results-dir", results)
+    assert "CPEP" in out.stdout and "Pose-MAE" in out.stdout
+
+
+def test_same_seed_gives_identical_metrics_and_weights(smoke, tmp_path):
+    results, _ = smoke
+    cli("run", "--suite", "smoke", "--results-dir", tmp_path, *tiny_args())
+    first, second = records(results), records(tmp_path)
+    for run in first:
+        assert first[run]["metrics"] == second[run]["metrics"]
+        assert first[run]["run_key"] == second[run]["run_key"]
+    align = next(s for s in first["cpep/seed-0"]["stages"] if s["kind"] == "align")
+    a = torch.load(results / "stages" / f"align-{align['key']}" / "model.pt")
+    b = torch.load(tmp_path / "stages" / f"align-{align['key']}" / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_another_seed_gives_other_weights(smoke, tmp_path):
+    results, _ = smoke
+    cli("run", "--suite", "smoke", "--variants", "pose_mae", "--seeds", "1", "--results-dir", tmp_path, *tiny_args())
+    key = lambda r: records(r)[f"pose_mae/seed-{0 if r == results else 1}"]["stages"][0]["key"]  # noqa: E731
+    a = torch.load(results / "stages" / f"pose_mae-{key(results)}" / "model.pt")
+    b = torch.load(tmp_path / "stages" / f"pose_mae-{key(tmp_path)}" / "model.pt")
+    assert not torch.equal(a["pos_embed"], b["pos_embed"])
+
+
+def test_rerun_skips_finished_runs_and_force_redoes_them(tmp_path):
+    args = ["run", "--suite", "smoke", "--variants", "pose_mae", "--results-dir", tmp_path, *tiny_args()]
+    cli(*args)
+    rec = records(tmp_path)["pose_mae/seed-0"]
+    meta = tmp_path / "stages" / f"pose_mae-{rec['stages'][0]['key']}" / "meta.json"
+    finished = json.loads(meta.read_text())["finished"]
+    again = cli(*args)
+    assert "1 already done, 0 to do" in again.stdout
+    assert json.loads(meta.read_text())["finished"] == finished
+    meta.write_text(meta.read_text().replace(finished, "earlier"))
+    cli(*args, "--force")
+    assert json.loads(meta.read_text())["finished"] != "earlier"
+    assert records(tmp_path)["pose_mae/seed-0"]["metrics"] == rec["metrics"]
+
+
+def assert_one_line_error(result, text):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert text in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, text", [
+    (["run", "--suite", "nope"], "unknown suite 'nope'"),
+    (["run", "--suite", "smoke", "--set", "mae.epoch=3"], "unknown configuration key 'mae.epoch'"),
+    (["run", "--suite", "smoke", "--set", "mae.epochs=many"], "mae.epochs takes a whole number"),
+    (["run", "--suite", "smoke", "--variants", "cpep,nope"], "has no variant 'nope'"),
+    (["run", "--suite", "smoke", "--seeds", "3-1"], "--seeds takes a list"),
+    (["run", "--suite", "smoke", "--data", "emg2pose"], "needs its location: --data-root"),
+    (["run", "--suite", "smoke", "--executor", "cloud"], "unknown executor 'cloud'"),
+    (["report", "--suite", "nope"], "unknown suite 'nope'"),
+])
+def test_bad_arguments_get_one_line_and_exit_2(tmp_path, args, text):
+    result = cli(*args, "--results-dir", tmp_path / "results", check=False)
+    assert_one_line_error(result, text)
+    assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_a_data_root_that_is_not_emg2pose_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", tmp_path,
+                 "--results-dir", tmp_path / "results", check=False)
+    assert_one_line_error(result, "is not an emg2pose dataset: it has no metadata.csv")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("dtype, text", [
+    (np.dtype([("time", "<f8"), ("joint_angles", "<f8", (20,))]), "timeseries has no field 'emg'"),
+    (np.dtype([("time", "<f8"), ("joint_angles", "<f8", (20,)), ("emg", "<f4", (12,))]), "emg has 12 channels"),
+])
+def test_a_broken_recording_is_refused_before_anything_is_written(tmp_path, tiny_data, dtype, text):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    victim = sorted(root.glob("*recording-3_right.hdf5"))[0]
+    with h5py.File(victim, "w") as f:
+        f.create_group("emg2pose").create_dataset("timeseries", data=np.zeros(4000, dtype=dtype))
+    result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", root, "--set", "data.vocab=synthetic-v1",
+                 "--results-dir", tmp_path / "results", *tiny_args(), check=False)
+    assert_one_line_error(result, text)
+    assert not (tmp_path / "results" / "runs").exists()
+    assert not (tmp_path / "results" / "stages").exists()
+
+
+def test_data_synth_and_check(tmp_path):
+    out = tmp_path / "synthetic"
+    cli("data", "synth", "--out", out, "--users", 3, "--test-users", 1, "--stage-seconds", 2)
+    assert (out / "metadata.csv").is_file() and len(list(out.glob("*.hdf5"))) == 3 * 15
+    check = cli("data", "check", out)
+    assert "ok (synthetic-v1)" in check.stdout and "pre-training" in check.stdout
+    again = cli("data", "synth", "--out", out, check=False)
+    assert_one_line_error(again, "exists and is not empty")
+
+
+def test_every_command_has_help():
+    for command in (["--help"], ["run", "--help"], ["report", "--help"], ["suites", "--help"],
+                    ["data", "synth", "--help"], ["data", "check", "--help"]):
+        out = cli(*command)
+        assert "Usage" in out.stdout and len(out.stdout) > 200
+
+
+def test_suites_lists_every_suite_with_its_work():
+    out = cli("suites")
+    for name in ("smoke", "paper", "ablations", "full"):
+        assert name in out.stdout
