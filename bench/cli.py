@@ -172,6 +172,40 @@ def data_check(
     console.print(f"{root}: ok ({data.vocab.ident})")
 
 
+@app.command()
+def perf(
+    set_: list[str] = typer.Option([], "--set", help="Override a configuration key (model size, batch size...)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
+    repeats: int = typer.Option(5, min=1, help="Timed repeats per measurement; the median is reported."),
+    out: Optional[Path] = typer.Option(None, help="Also write the measurements to this JSON file."),
+    results_dir: Optional[Path] = ResultsDir,
+):
+    """Throughput of training steps and data paths, side by side, as ratios (on the synthetic data)."""
+    from bench import perf as perf_module
+    from bench.stages import data_root
+    from bench.store import atomic_write_json
+    from cpep.pipeline import open_data
+    from cpep.train import pick_device
+
+    overrides = dict(config.parse_assignment(s) for s in set_)
+    if device is not None:
+        overrides["train.device"] = device
+    cfg = config.resolve(overrides)
+    store = results_store(results_dir)
+    data = open_data(cfg, data_root(cfg, store))
+    with console.status("measuring"):
+        results = perf_module.measure(cfg, data, repeats)
+    dev = pick_device(cfg["train"]["device"])
+    table = Table("what", "windows/s (median)", "ratio to align step",
+                  title=f"throughput on {dev} (batch {cfg['align']['batch_size']}, "
+                        f"encoder {cfg['encoder']['width']}x{cfg['encoder']['depth']}, {repeats} repeats)")
+    for r in results:
+        table.add_row(r["what"], f"{r['windows_per_s']:,.0f}", f"{r['ratio_to_align_step']:.2f}")
+    console.print(table)
+    if out is not None:
+        atomic_write_json(out, {"device": str(dev), "config": cfg, "results": results})
+
+
 def main() -> None:
     try:
         app()

@@ -35,7 +35,7 @@ def _in_order(batches: Batches):
     n, size = len(batches.dataset), batches.batch_size
     if batches.tensors is not None:
         for i in range(0, n, size):
-            yield tuple(t[i:i + size].to(batches.device) for t in batches.tensors)
+            yield tuple(t[i:i + size] for t in batches.tensors)
         return
     loader = torch.utils.data.DataLoader(batches.dataset, batch_size=size, shuffle=False, num_workers=batches.workers)
     for batch in loader:

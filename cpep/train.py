@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cpep.data import WindowDataset
-from cpep.errors import TrainingDiverged
+from cpep.errors import DataError, TrainingDiverged
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,14 @@ class Batches:
                  drop_last: bool = False, in_memory_bytes: float = 4e9, workers: int = 0):
         self.dataset, self.batch_size, self.device, self.seed = dataset, batch_size, device, seed
         self.workers = workers
+        if len(dataset) == 0:
+            raise DataError("no usable windows in this selection (recordings shorter than a window, or all IK failures)")
         self.drop_last = drop_last and len(dataset) > batch_size
         emg, pose, _ = dataset[0]
         per_window = (emg.numel() + pose.numel()) * 4
-        self.tensors = dataset.tensors() if per_window * len(dataset) <= in_memory_bytes else None
+        # Kept on the training device, so a step indexes device memory instead of copying from the host.
+        fits = per_window * len(dataset) <= in_memory_bytes
+        self.tensors = tuple(t.to(device) for t in dataset.tensors()) if fits else None
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -79,12 +83,12 @@ class Batches:
     def epoch(self, epoch: int):
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(len(self.dataset), generator=g)
-        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)][:len(self)]
         if self.tensors is not None:
-            for idx in chunks:
-                yield tuple(t[idx].to(self.device, non_blocking=True) for t in self.tensors)
+            for idx in order.to(self.device).split(self.batch_size)[:len(self)]:
+                yield tuple(t[idx] for t in self.tensors)
             return
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=[c.tolist() for c in chunks],
+        chunks = [c.tolist() for c in order.split(self.batch_size)[:len(self)]]
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=chunks,
                                              num_workers=self.workers, pin_memory=self.device.type == "cuda")
         for batch in loader:
             yield tuple(t.to(self.device, non_blocking=True) for t in batch)

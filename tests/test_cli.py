@@ -158,7 +158,7 @@ def test_data_synth_and_check(tmp_path):
 
 def test_every_command_has_help():
     for command in (["--help"], ["run", "--help"], ["report", "--help"], ["suites", "--help"],
-                    ["data", "synth", "--help"], ["data", "check", "--help"]):
+                    ["data", "synth", "--help"], ["data", "check", "--help"], ["perf", "--help"]):
         out = cli(*command)
         assert "Usage" in out.stdout and len(out.stdout) > 200
 
@@ -167,3 +167,14 @@ def test_suites_lists_every_suite_with_its_work():
     out = cli("suites")
     for name in ("smoke", "paper", "ablations", "full"):
         assert name in out.stdout
+
+
+def test_perf_reports_throughput_as_ratios_to_the_align_step(smoke, tmp_path):
+    results, _ = smoke
+    out = tmp_path / "perf.json"
+    cli("perf", "--repeats", 1, "--out", out, "--results-dir", results, *tiny_args())
+    measured = json.loads(out.read_text())["results"]
+    assert measured[0]["what"].startswith("align step") and measured[0]["ratio_to_align_step"] == 1.0
+    assert len(measured) == 4 and all(r["windows_per_s"] > 0 for r in measured)
+    for r in measured:
+        assert r["ratio_to_align_step"] == pytest.approx(r["windows_per_s"] / measured[0]["windows_per_s"])
