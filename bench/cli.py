@@ -111,15 +111,19 @@ def report(
 @app.command("suites")
 def list_suites():
     """The built-in suites, their variants and the work each plans."""
-    table = Table("suite", "variants", "seeds", "runs", "training stages", "epochs", "description")
+    from bench.stages import epochs
+    table = Table("suite", "variants", "seeds", "runs", "training stages", "epochs",
+                  title="built-in suites (work: distinct training stages, and their epochs summed)")
+    descriptions = []
     for name in suites.available():
         suite = suites.load(name)
         runs = planner.plan(suite)
         work = [s for s in planner.unique_stages(runs) if s.kind != "eval"]
-        from bench.stages import epochs
         table.add_row(name, str(len(suite.variants)), ",".join(map(str, suite.seeds)), str(len(runs)),
-                      str(len(work)), str(sum(epochs(s) for s in work)), suite.description)
+                      str(len(work)), str(sum(epochs(s) for s in work)))
+        descriptions.append(f"{name}: {suite.description} ({', '.join(suite.names)})")
     console.print(table)
+    console.print("\n".join(descriptions), highlight=False)
 
 
 @data_app.command("synth")
