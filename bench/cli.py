@@ -56,7 +56,7 @@ def preflight(runs: list[planner.Run], store: Store) -> None:
         if ident in checked:
             continue
         with console.status(f"checking {run.dataset} data"):
-            open_data(run.config, data_root(run.config, store)).check_files()
+            open_data(run.config, data_root(run.config, store), store.cache_dir).check_files()
         checked.add(ident)
 
 
@@ -196,7 +196,7 @@ def perf(
         overrides["train.device"] = device
     cfg = config.resolve(overrides)
     store = results_store(results_dir)
-    data = open_data(cfg, data_root(cfg, store))
+    data = open_data(cfg, data_root(cfg, store), store.cache_dir)
     with console.status("measuring"):
         results = perf_module.measure(cfg, data, repeats)
     dev = pick_device(cfg["train"]["device"])

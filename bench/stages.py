@@ -60,7 +60,7 @@ def execute(stage: Stage, store: Store, on_epoch: Callable[[int, dict], None] | 
     """Compute `stage` (its inputs must be done) and store it; returns its meta."""
     cfg = stage.config
     device = pick_device(cfg["train"]["device"])
-    data = pipeline.open_data(cfg, data_root(cfg, store))
+    data = pipeline.open_data(cfg, data_root(cfg, store), store.cache_dir)
     began = time.time()
     checkpoint = store.checkpoint_path(stage) if stage.kind != "eval" else None
     inputs = dict(stage.inputs)

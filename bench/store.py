@@ -3,6 +3,7 @@
     <results>/stages/<kind>-<key>/      model.pt, meta.json, checkpoint.pt while training, failed.json
     <results>/runs/<suite>/<dataset>/<variant>/seed-<n>.json    one record per run
     <results>/data/synthetic-<hash>/    generated once, reused by every run with the same synth settings
+    <results>/cache/                    window indices and normalisation statistics of each dataset
 
 Every file is written to a temporary name and renamed into place, so a reader never sees half a file and a
 killed process never leaves a corrupt one.
@@ -52,6 +53,10 @@ def read_json(path: Path):
 class Store:
     def __init__(self, root: Path):
         self.root = Path(root).expanduser().resolve()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
 
     # stages
     def stage_dir(self, stage: Stage) -> Path:

@@ -5,7 +5,10 @@ h5py handles cannot cross process boundaries, so files are opened lazily in whic
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -176,16 +179,80 @@ class WindowDataset(torch.utils.data.Dataset):
         return torch.stack(emg), torch.stack(pose), torch.stack(labels)
 
 
-class Emg2PoseData:
-    """An emg2pose-format dataset on disk, with the selections the CPEP protocol uses."""
+def _file_key(path: str) -> str:
+    st = os.stat(path)
+    return f"{os.path.basename(path)}|{st.st_size}|{st.st_mtime_ns}"
 
-    def __init__(self, root: Path, vocab: Vocab, spec: WindowSpec):
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """write(tmp_path), then rename over `path`: readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class WindowIndex:
+    """Window starts of each recording (a file's identity: name, size, mtime), optionally kept in an .npz file.
+
+    Finding IK failures means reading every row's joint angles, so on the real dataset this scan is done once
+    and reused by every stage and process that shares the cache directory.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path, self.entries, self.dirty = path, {}, False
+        if path is not None and path.is_file():
+            with np.load(path) as saved:
+                bounds = np.concatenate([[0], np.cumsum(saved["counts"])])
+                self.entries = {str(k): saved["starts"][bounds[i]:bounds[i + 1]]
+                                for i, k in enumerate(saved["keys"])}
+
+    def get(self, key: str) -> np.ndarray | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, starts: np.ndarray) -> None:
+        self.entries[key], self.dirty = starts, True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        keys = list(self.entries)
+        arrays = {"keys": np.array(keys), "counts": np.array([len(self.entries[k]) for k in keys]),
+                  "starts": np.concatenate([self.entries[k] for k in keys]).astype(np.int64)}
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        _replace_atomically(self.path, write)
+        self.dirty = False
+
+
+class Emg2PoseData:
+    """An emg2pose-format dataset on disk, with the selections the CPEP protocol uses.
+
+    With a `cache_dir`, window indices and normalisation statistics are kept there and reused.
+    """
+
+    def __init__(self, root: Path, vocab: Vocab, spec: WindowSpec, cache_dir: Path | None = None):
         if spec.window % spec.pose_decimation:
             raise DataError(f"window ({spec.window}) must be a multiple of pose decimation ({spec.pose_decimation})")
-        self.root, self.vocab, self.spec = Path(root), vocab, spec
+        self.root, self.vocab, self.spec = Path(root).resolve(), vocab, spec
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.meta = read_metadata(self.root)
         self._check_vocab()
-        self._starts: dict[str, np.ndarray] = {}
+        index_file = None
+        if self.cache_dir is not None:
+            index_file = self.cache_dir / f"windows-{_digest(str(self.root), spec.window, spec.stride)}.npz"
+        self._index = WindowIndex(index_file)
         self.stats = self._normalisation_stats()
 
     def _check_vocab(self) -> None:
@@ -230,12 +297,15 @@ class Emg2PoseData:
             validate_recording(Path(path))
 
     def _window_starts(self, path: str) -> np.ndarray:
-        if path not in self._starts:
+        key = _file_key(path)
+        starts = self._index.get(key)
+        if starts is None:
             validate_recording(Path(path))
             with h5py.File(path, "r") as f:
                 angles = f[schema.GROUP][schema.TIMESERIES].fields("joint_angles")[:]
-            self._starts[path] = valid_window_starts(angles, self.spec.window, self.spec.stride)
-        return self._starts[path]
+            starts = valid_window_starts(angles, self.spec.window, self.spec.stride)
+            self._index.put(key, starts)
+        return starts
 
     def windows(self, recordings: pd.DataFrame, kind: str | None = None) -> WindowDataset:
         """All IK-failure-free windows of these recordings, labelled with `kind`'s classes (or -1)."""
@@ -247,6 +317,7 @@ class Emg2PoseData:
             rec.append(np.full(len(s), i))
             starts.append(s)
             labels.append(np.full(len(s), labels_of.get(row.stage, -1)))
+        self._index.save()
         cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64))
         return WindowDataset(paths, cat(rec), cat(starts), cat(labels), self.spec, self.stats)
 
@@ -254,9 +325,21 @@ class Emg2PoseData:
         rows = self.pretrain_recordings()
         if rows.empty:
             raise DataError(f"{self.root}: metadata.csv has no training recordings (split == 'train')")
-        picks = rows["path"].iloc[np.linspace(0, len(rows) - 1, min(STATS_FILES, len(rows))).astype(int)]
+        picks = rows["path"].iloc[np.linspace(0, len(rows) - 1, min(STATS_FILES, len(rows))).astype(int)].unique()
+        if self.cache_dir is None:
+            return self._measure_stats(picks)
+        cached = self.cache_dir / f"stats-{_digest([_file_key(p) for p in picks])}.json"
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        stats = self._measure_stats(picks)
+        _replace_atomically(cached, lambda tmp: Path(tmp).write_text(json.dumps(stats)))
+        return stats
+
+    @staticmethod
+    def _measure_stats(picks) -> dict:
+        """Per-channel EMG RMS, per-joint angle mean and spread (IK-failure rows left out)."""
         emg_sq, pose_sum, pose_sq, n_emg, n_pose = 0.0, 0.0, 0.0, 0, 0
-        for path in picks.unique():
+        for path in picks:
             validate_recording(Path(path))
             with h5py.File(path, "r") as f:
                 ts = f[schema.GROUP][schema.TIMESERIES]
@@ -269,7 +352,7 @@ class Emg2PoseData:
             pose_sq = pose_sq + (angles ** 2).sum(0)
             n_pose += len(angles)
         if n_pose == 0:
-            raise DataError(f"{self.root}: the training recordings hold no valid (non-IK-failure) pose rows")
+            raise DataError("the training recordings sampled for normalisation hold no valid (non-IK-failure) pose rows")
         pose_mean = pose_sum / n_pose
         pose_std = np.sqrt(np.maximum(pose_sq / n_pose - pose_mean ** 2, 0.0))
         return {

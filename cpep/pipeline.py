@@ -17,10 +17,11 @@ from cpep.train import Batches, Schedule, fit, seed_everything
 METRICS = ("lp_id", "lp_unseen", "zs_id", "zs_unseen")
 
 
-def open_data(cfg: dict, root: Path) -> Emg2PoseData:
+def open_data(cfg: dict, root: Path, cache_dir: Path | None = None) -> Emg2PoseData:
     d = cfg["data"]
     vocab = d["vocab"] or f"{d['name']}-v1"
-    return Emg2PoseData(root, load_vocab(vocab), WindowSpec(d["window"], d["stride"], d["pose_decimation"]))
+    return Emg2PoseData(root, load_vocab(vocab), WindowSpec(d["window"], d["stride"], d["pose_decimation"]),
+                        cache_dir)
 
 
 def make_encoder(modality: str, cfg: dict) -> Encoder:

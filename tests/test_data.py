@@ -123,3 +123,25 @@ def test_channel_roll_rotates_the_ring():
         assert len(shifts) == 1
         seen.add(shifts[0])
     assert seen == {-1, 0, 1}
+
+
+def test_window_index_is_cached_and_follows_file_changes(tmp_path, tiny_data):
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_data, root)
+    cache = tmp_path / "cache"
+    first = Emg2PoseData(root, load_vocab("synthetic-v1"), SPEC, cache)
+    rows = first.pretrain_recordings()
+    before = first.windows(rows)
+    assert len(list(cache.glob("windows-*.npz"))) == 1 and len(list(cache.glob("stats-*.json"))) == 1
+    again = Emg2PoseData(root, load_vocab("synthetic-v1"), SPEC, cache).windows(rows)
+    assert np.array_equal(before.starts, again.starts) and np.array_equal(before.recording, again.recording)
+    assert again.spec == before.spec and first.stats == Emg2PoseData(root, load_vocab("synthetic-v1"), SPEC, cache).stats
+    victim = rows["path"].iloc[0]
+    with h5py.File(victim, "r+") as f:  # every row an IK failure: the file must now give no window
+        ts = f["emg2pose/timeseries"]
+        data = ts[:]
+        data["joint_angles"] = 0.0
+        ts[:] = data
+    after = Emg2PoseData(root, load_vocab("synthetic-v1"), SPEC, cache).windows(rows)
+    assert (after.recording == 0).sum() == 0 and (before.recording == 0).sum() > 0
+    assert len(after) == len(before) - (before.recording == 0).sum()
