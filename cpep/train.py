@@ -100,6 +100,17 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only: not on biases, norms, tokens, position embeddings or the
+    temperature, which decay would pull towards values that mean something (tau -> 1)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            exempt = p.ndim < 2 or name.endswith(("token", "pos_embed", "decoder_pos"))
+            (no_decay if exempt else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def fit(model: nn.Module, loss_fn: Callable[[tuple], torch.Tensor], batches: Batches, schedule: Schedule,
         checkpoint: Path | None = None, checkpoint_every: int = 1,
         extra_logs: Callable[[], dict] | None = None,
@@ -108,7 +119,7 @@ def fit(model: nn.Module, loss_fn: Callable[[tuple], torch.Tensor], batches: Bat
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
-    optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, schedule.weight_decay), lr=schedule.lr)
     steps = max(1, len(batches)) * schedule.epochs
     warmup = max(1, int(schedule.warmup_epochs * len(batches)))
 

@@ -130,3 +130,19 @@ def test_tds_featurizer_matches_emg2pose_geometry():
     assert reg(torch.randn(2, 16, 2000)).shape == (2, 20, 3)
     assert reg.target(torch.randn(2, 20, 200)).shape == (2, 20, 3)
     assert reg.target_index.tolist() == [179, 187, 195]
+
+
+def test_weight_decay_spares_biases_norms_tokens_and_the_temperature():
+    from cpep.pipeline import Aligned
+    from cpep.train import parameter_groups
+    from conftest import TINY
+    from cpep import config
+    model = Aligned(config.resolve(TINY))
+    decay, no_decay = parameter_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    exempt = {id(p) for p in no_decay["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in exempt}
+    assert "temperature.log_scale" in names and "emg.cls_token" in names and "emg.pos_embed" in names
+    assert "emg.embed.bias" in names and "emg.norm.weight" in names
+    assert "emg.embed.weight" not in names and "head.net.0.weight" not in names
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
