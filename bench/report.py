@@ -1,35 +1,329 @@
-"""Result tables of a suite."""
+"""`cpep-bench report`: a suite's results over seeds, with confidence intervals, beside the paper's numbers.
+
+Seeds asked: every seed that has a record of the suite on the dataset, whatever its variant or status. A variant
+with results for fewer of them is marked, and each (variant, seed) without a result is listed with its reason
+(failed, still running or interrupted, queued, or no record at all). The suite's default seeds that no variant has
+a record for are named once instead of once per variant: `run --seeds 0-1` on a five-seed suite is a choice, and
+the report says which default seeds it left out.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
+from scipy import stats as scipy_stats
 
-from bench.store import Store
+from bench import reference, stats, tables
+from bench.store import Store, atomic_write_text
 from bench.suites import Suite
+from cpep.errors import UserError
 from cpep.pipeline import METRICS
 
+FORMATS = ("md", "tex", "csv")
+REFERENCE_VARIANT = "cpep"
+PATCH_GROUP = "patch_length"
 
-def frame(records: list[dict]) -> pd.DataFrame:
+
+@dataclass
+class Report:
+    suite: str
+    dataset: str
+    method: str
+    level: float
+    variants: list[str]  # display order: the suite's, then variants only found in records
+    labels: dict[str, str]
+    metrics: list[str]
+    seeds: list[int]  # asked
+    done: dict[str, list[int]]  # seeds with a result, per variant
+    values: pd.DataFrame  # one row per (variant, seed, metric) with a value
+    summary: pd.DataFrame  # one row per (variant, metric)
+    differences: pd.DataFrame  # one row per (variant, metric), variant - CPEP on shared seeds
+    ordering: pd.DataFrame  # one row per (metric, pair of variants with a paper number)
+    tau: dict[str, float]  # Kendall's tau per metric, ours against the paper
+    incomplete: pd.DataFrame  # variant, seeds, status, reason
+    curves: pd.DataFrame  # training history: kind, used_by, seed, epoch, loss, temperature
+    notes: list[str] = field(default_factory=list)  # seeds not run, patch-length trend, configuration differences
+
+    @property
+    def synthetic(self) -> bool:
+        return self.dataset == "synthetic"
+
+
+# records -> frames
+
+def pick_dataset(records: list[dict], data: str | None, suite: str) -> str:
+    found = sorted({r["dataset"] for r in records})
+    if data is None:
+        if len(found) > 1:
+            raise UserError(f"suite {suite!r} has records on several datasets ({', '.join(found)}): "
+                            f"choose one with --data")
+        return found[0]
+    if data not in found:
+        raise UserError(f"suite {suite!r} has no records on dataset {data!r} (it has: {', '.join(found)})")
+    return data
+
+
+def variant_order(suite: Suite, records: list[dict]) -> tuple[list[str], dict[str, str]]:
+    labels = {v.name: v.label for v in suite.variants}
+    extra = sorted({r["variant"] for r in records} - set(labels))
+    labels |= {r["variant"]: r.get("label") or r["variant"] for r in records if r["variant"] in extra}
+    return suite.names + extra, labels
+
+
+def metric_order(records: list[dict]) -> list[str]:
+    recorded = {m for r in records for m in (r.get("metrics") or {})}
+    return list(METRICS) + sorted(recorded - set(METRICS))
+
+
+def values_frame(records: list[dict]) -> pd.DataFrame:
+    rows = [{"variant": r["variant"], "group": r.get("group", ""), "seed": r["seed"], "metric": m, "value": v,
+             "patch": r["config"]["emg"]["patch"]}
+            for r in records if r["status"] == "done" for m, v in (r.get("metrics") or {}).items() if v is not None]
+    return pd.DataFrame(rows, columns=["variant", "group", "seed", "metric", "value", "patch"])
+
+
+def not_applicable(records: list[dict]) -> dict[tuple[str, str], str]:
+    return {(r["variant"], m): why for r in records for m, why in (r.get("not_applicable") or {}).items()}
+
+
+def summarise(values: pd.DataFrame, variants: list[str], labels: dict, metrics: list[str], na: dict,
+              paper: pd.DataFrame, method: str, level: float) -> pd.DataFrame:
+    main = reference.primary(paper).to_dict("index")  # (variant, metric) -> value, approximate, source
+    other = reference.others(paper).set_index(["variant", "metric"]).to_dict("index")
+    in_paper = {v for v, _ in main}
     rows = []
-    for r in records:
-        if r["status"] == "done":
-            rows += [{"variant": r["variant"], "seed": r["seed"], "metric": m, "value": v}
-                     for m, v in r["metrics"].items() if v is not None]
-    return pd.DataFrame(rows, columns=["variant", "seed", "metric", "value"])
+    for v in variants:
+        for m in metrics:
+            ci = stats.interval(values.loc[(values["variant"] == v) & (values["metric"] == m), "value"], method, level)
+            ref, alt = main.get((v, m), {}), other.get((v, m), {})
+            rows.append({
+                "variant": v, "label": labels[v], "metric": m, "n": ci.n, "mean": ci.mean,
+                "ci_low": ci.low, "ci_high": ci.high, "not_applicable": na.get((v, m), ""),
+                "paper": ref.get("value", math.nan), "paper_approximate": bool(ref.get("approximate", False)),
+                "paper_source": ref.get("source", ""), "in_paper": v in in_paper,
+                "other_paper": alt.get("value", math.nan), "other_source": alt.get("source", ""),
+            })
+    df = pd.DataFrame(rows)
+    df["paper_in_ci"] = (df["ci_low"] <= df["paper"]) & (df["paper"] <= df["ci_high"])
+    return df
 
 
-def show(suite: Suite, store: Store, console: Console) -> None:
-    records = store.records(suite.name)
-    df = frame(records)
-    table = Table("variant", "n", *METRICS, title=f"{suite.name}: balanced accuracy, mean over seeds")
-    for v in suite.variants:
-        sub = df[df["variant"] == v.name]
-        means = sub.groupby("metric")["value"].mean()
-        n = sub["seed"].nunique()
-        table.add_row(v.label, str(n), *(f"{means[m]:.3f}" if m in means else "-" for m in METRICS))
-    console.print(table)
+def paired_differences(values: pd.DataFrame, variants: list[str], metrics: list[str], na: dict,
+                       method: str, level: float) -> pd.DataFrame:
+    def by_seed(v, m):
+        sel = values[(values["variant"] == v) & (values["metric"] == m)]
+        return dict(zip(sel["seed"], sel["value"]))
+
+    rows = []
+    for v in variants if REFERENCE_VARIANT in variants else []:
+        if v == REFERENCE_VARIANT:
+            continue
+        for m in metrics:
+            ci, seeds = stats.paired(by_seed(v, m), by_seed(REFERENCE_VARIANT, m), method, level)
+            rows.append({"variant": v, "metric": m, "n": ci.n, "seeds": " ".join(map(str, seeds)),
+                         "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high,
+                         "excludes_zero": ci.excludes_zero,
+                         "not_applicable": na.get((v, m)) or na.get((REFERENCE_VARIANT, m), "")})
+    return pd.DataFrame(rows, columns=["variant", "metric", "n", "seeds", "mean", "ci_low", "ci_high",
+                                       "excludes_zero", "not_applicable"])
+
+
+def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per metric: does our ranking of the variants (by mean) agree with the paper's?"""
+    rows, tau = [], {}
+    for m in metrics:
+        sub = summary[(summary["metric"] == m) & summary["paper"].notna()]
+        paper = dict(zip(sub["variant"], sub["paper"]))
+        ours = {v: x for v, x in zip(sub["variant"], sub["mean"]) if not math.isnan(x)}
+        if len(set(paper) & set(ours)) < 2:
+            continue
+        tau[m], pairs = stats.rank_agreement(ours, paper)
+        rows += [{"metric": m, "first": p.first, "second": p.second, "paper_first": paper[p.first],
+                  "paper_second": paper[p.second], "ours_first": ours[p.first], "ours_second": ours[p.second],
+                  "verdict": p.verdict} for p in pairs]
+    columns = ["metric", "first", "second", "paper_first", "paper_second", "ours_first", "ours_second", "verdict"]
+    return pd.DataFrame(rows, columns=columns), tau
+
+
+def _reason(record: dict) -> str:
+    if record.get("error"):
+        return record["error"]
+    if record["status"] == "running":
+        worker = record.get("worker") or {}
+        where = f" on {worker['host']} (pid {worker['pid']})" if worker.get("host") else ""
+        return f"started{where} at {record.get('updated', '?')}: still running, or interrupted (run again to resume)"
+    return record["status"]
+
+
+def incomplete_runs(records: list[dict], variants: list[str], seeds: list[int]) -> pd.DataFrame:
+    """(variant, seeds, status, reason) for every asked (variant, seed) without a result, grouped by reason."""
+    by_run = {(r["variant"], r["seed"]): r for r in records}
+    rows = []
+    for v in variants:
+        for s in seeds:
+            r = by_run.get((v, s))
+            if r is None:
+                rows.append((v, s, "missing", "no record"))
+            elif r["status"] != "done":
+                rows.append((v, s, r["status"], _reason(r)))
+    df = pd.DataFrame(rows, columns=["variant", "seed", "status", "reason"])
+    grouped = df.groupby(["variant", "status", "reason"], sort=False)["seed"]
+    out = grouped.agg(lambda s: " ".join(map(str, sorted(s)))).reset_index()
+    return out.rename(columns={"seed": "seeds"})[["variant", "seeds", "status", "reason"]]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat |= _flatten(v, f"{prefix}{k}.")
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def config_differences(records: list[dict], suite: Suite) -> list[str]:
+    """Settings that differ between runs where the suite expects them equal (e.g. seeds run with other epochs).
+
+    A key that a variant overrides is compared among that variant's runs only; other keys among all runs.
+    """
+    overrides = {v.name: tuple(v.overrides) for v in suite.variants}
+    seen: dict[tuple[str, str], dict[str, list[str]]] = {}
     for r in records:
         if r["status"] != "done":
-            console.print(f"{r['variant']} seed {r['seed']}: {r['status']} {r.get('error') or ''}")
+            continue
+        own = overrides.get(r["variant"])
+        for key, value in _flatten(r["config"]).items():
+            mine = own is None or any(key == o or key.startswith(o + ".") for o in own)
+            cohort = r["variant"] if mine else "*"
+            seen.setdefault((key, cohort), {}).setdefault(repr(value), []).append(f"{r['variant']}/{r['seed']}")
+    notes = []
+    for (key, cohort), found in sorted(seen.items()):
+        if len(found) > 1:
+            where = "" if cohort == "*" else f" within {cohort}"
+            parts = "; ".join(f"{value} in {len(runs)} run{'s' * (len(runs) > 1)} ({', '.join(runs[:3])}"
+                              f"{', ...' if len(runs) > 3 else ''})" for value, runs in found.items())
+            notes.append(f"configuration differs{where}: {key} = {parts}")
+    return notes
+
+
+def patch_trend(values: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """Spearman's rho between EMG patch length and the mean per metric (the paper: longer patches are worse)."""
+    sel = values[(values["group"] == PATCH_GROUP) | (values["variant"] == REFERENCE_VARIANT)]
+    notes = []
+    for m in metrics:
+        by_seed = sel[sel["metric"] == m].pivot_table(index="patch", columns="seed", values="value")
+        means = by_seed.dropna(axis=1).mean(axis=1)  # over the seeds every patch length has
+        if len(means) < 3 or means.isna().any():
+            continue
+        rho = scipy_stats.spearmanr(means.index, means.values).statistic
+        verdict = "agrees" if rho < 0 else "does not agree"
+        notes.append(f"patch length vs {tables.metric_name(m)}: Spearman rho = {rho:+.2f} over patches "
+                     f"{', '.join(map(str, means.index))} ({verdict} with the paper's 'longer patches are worse')")
+    return notes
+
+
+def curves_frame(records: list[dict], labels: dict[str, str]) -> pd.DataFrame:
+    """Training history per stage output (shared stages once), named by the variants that use it."""
+    users: dict[tuple[str, str], list[str]] = {}
+    history: dict[tuple[str, str], tuple[int, list]] = {}
+    for r in records:
+        for s in r.get("stages", []):
+            if s.get("history"):
+                users.setdefault((s["kind"], s["key"]), []).append(r["variant"])
+                history[(s["kind"], s["key"])] = (r["seed"], s["history"])
+    order = list(labels)
+    rows = []
+    for (kind, key), (seed, entries) in history.items():
+        names = sorted(set(users[(kind, key)]), key=order.index)
+        used_by = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+        rows += [{"kind": kind, "used_by": used_by, "first": order.index(names[0]), "seed": seed,
+                  "epoch": e["epoch"], "loss": e.get("loss"), "temperature": e.get("temperature")} for e in entries]
+    rows.sort(key=lambda row: row["first"])  # legend in the suite's order
+    return pd.DataFrame(rows, columns=["kind", "used_by", "seed", "epoch", "loss", "temperature"])
+
+
+def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", level: float = 0.95) -> Report:
+    records = [r for r in records if r["dataset"] == dataset]
+    if not records:
+        raise UserError(f"no records of suite {suite.name!r} on dataset {dataset!r}")
+    variants, labels = variant_order(suite, records)
+    metrics = metric_order(records)
+    seeds = sorted({r["seed"] for r in records})
+    done = {v: sorted(r["seed"] for r in records if r["variant"] == v and r["status"] == "done") for v in variants}
+    values, na = values_frame(records), not_applicable(records)
+    summary = summarise(values, variants, labels, metrics, na, reference.load(), method, level)
+    order, tau = ordering(summary, metrics)
+    notes = []
+    unrun = sorted(set(suite.seeds) - set(seeds))
+    if unrun:
+        which = f"seeds {', '.join(map(str, unrun))} have" if len(unrun) > 1 else f"seed {unrun[0]} has"
+        notes.append(f"the suite's default {which} no record for any variant: not run, so not asked "
+                     f"(`cpep-bench run --suite {suite.name} --seeds ...` runs them)")
+    notes += patch_trend(values, metrics) + config_differences(records, suite)
+    return Report(suite.name, dataset, method, level, variants, labels, metrics, seeds, done, values, summary,
+                  paired_differences(values, variants, metrics, na, method, level), order, tau,
+                  incomplete_runs(records, variants, seeds), curves_frame(records, labels), notes)
+
+
+# output
+
+def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Path]:
+    files = {}
+    if "md" in formats:
+        files["table.md"] = tables.markdown(report)
+    if "tex" in formats:
+        files["table.tex"] = tables.latex(report)
+        files["differences.tex"] = tables.latex_differences(report)
+    if "csv" in formats:
+        files["table.csv"] = tidy(report).to_csv(index=False)
+        files["differences.csv"] = report.differences.to_csv(index=False)
+        files["ordering.csv"] = report.ordering.to_csv(index=False)
+        files["incomplete.csv"] = report.incomplete.to_csv(index=False)
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+    return [out / name for name in files]
+
+
+def tidy(report: Report) -> pd.DataFrame:
+    """The summary as written to table.csv: one row per variant x metric, self-describing."""
+    df = report.summary.drop(columns=["in_paper"]).assign(
+        n_asked=len(report.seeds), ci_method=report.method, level=report.level)
+    df.insert(0, "dataset", report.dataset)
+    df.insert(0, "suite", report.suite)
+    return df
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UserError(f"--format takes a comma-separated list of {', '.join(FORMATS)}, not {text!r}")
+    return formats
+
+
+def show(suite: Suite, store: Store, console: Console, out: Path | None = None, formats: tuple[str, ...] = FORMATS,
+         method: str = "t", level: float = 0.95, data: str | None = None, figures: bool = True) -> Path:
+    """Build the report from the store's records, write its files under `out`, print it; returns `out`."""
+    if method not in stats.CI_METHODS:
+        raise UserError(f"--ci takes {' or '.join(stats.CI_METHODS)}, not {method!r}")
+    if not 0 < level < 1:
+        raise UserError(f"--level must lie between 0 and 1 (e.g. 0.95), not {level}")
+    records = store.records(suite.name)
+    if not records:
+        raise UserError(f"no results for suite {suite.name!r} in {store.root} "
+                        f"(run `cpep-bench run --suite {suite.name}` first)")
+    dataset = pick_dataset(records, data, suite.name)
+    report = build(suite, records, dataset, method, level)
+    out = Path(out) if out is not None else store.root / "report" / suite.name / dataset
+    written = write_tables(report, out, formats)
+    if figures:
+        from bench import figures as figures_module  # seaborn and matplotlib load only when drawing
+        written += figures_module.write_all(report, out)
+    tables.print_report(report, console)
+    console.print(f"wrote {len(written)} files to {out}", highlight=False)
+    return out

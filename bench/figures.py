@@ -1,0 +1,146 @@
+"""The report's figures (seaborn, PNG and SVG): bars with CIs, the patch-length curve, training curves."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench import stats  # noqa: E402
+from bench.report import PATCH_GROUP, REFERENCE_VARIANT, Report  # noqa: E402
+from bench.tables import metric_name  # noqa: E402
+
+FORMATS = ("png", "svg")
+STAGE_ORDER = ("pose_mae", "emg_mae", "align", "poset", "emg2pose")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(fig, out: Path, stem: str) -> list[Path]:
+    paths = []
+    for fmt in FORMATS:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight")
+        atomic_write_bytes(out / f"{stem}.{fmt}", buffer.getvalue())
+        paths.append(out / f"{stem}.{fmt}")
+    plt.close(fig)
+    return paths
+
+
+def _subtitle(report: Report) -> str:
+    note = " (synthetic data: levels not comparable with the paper, only the ordering)" if report.synthetic else ""
+    return f"{report.suite} on {report.dataset}{note}; {stats.describe(report.method, report.level)}"
+
+
+def bars(report: Report, out: Path) -> list[Path]:
+    """Per metric: our mean with its CI per variant, the paper's number as a marker (hollow: read off a figure)."""
+    df = report.values.assign(label=report.values["variant"].map(report.labels),
+                              metric=report.values["metric"].map(metric_name))
+    if df.empty:
+        return []
+    order = [report.labels[v] for v in report.variants]
+    metrics = [metric_name(m) for m in report.metrics]
+    grid = sns.catplot(df, kind="bar", x="value", y="label", col="metric", col_order=metrics, order=order,
+                       col_wrap=min(2, len(metrics)), errorbar=stats.errorbar(report.method, report.level),
+                       capsize=0.3, height=0.32 * len(order) + 1.5, aspect=1.6, color="tab:blue")
+    paper = report.summary[report.summary["paper"].notna()]
+    for metric, ax in zip(report.metrics, grid.axes.flat):
+        sub = paper[paper["metric"] == metric]
+        for approximate, face in ((False, "black"), (True, "none")):
+            part = sub[sub["paper_approximate"] == approximate]
+            ax.scatter(part["paper"], [order.index(report.labels[v]) for v in part["variant"]], marker="D",
+                       facecolors=face, edgecolors="black", zorder=5,
+                       label="paper (hollow: read off a figure)" if not approximate else None)
+        missing = report.summary[(report.summary["metric"] == metric) & (report.summary["not_applicable"] != "")]
+        for variant in missing["variant"]:
+            ax.text(0.01, order.index(report.labels[variant]), "not applicable", va="center", fontsize=7,
+                    color="gray")
+        ax.set_xlim(0, 1.02)  # a t interval of few seeds can reach past [0, 1]
+    grid.set_axis_labels("balanced accuracy", "")
+    grid.set_titles("{col_name}")
+    handles, labels = grid.axes.flat[0].get_legend_handles_labels()
+    if handles:
+        grid.figure.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.02), frameon=False)
+    grid.figure.suptitle(_subtitle(report), fontsize=8, y=1.02)
+    return save(grid.figure, out, "bars")
+
+
+def patch_length(report: Report, out: Path) -> list[Path]:
+    """Metric against EMG patch length over the patch-length variants and CPEP itself."""
+    values = report.values
+    df = values[(values["group"] == PATCH_GROUP) | (values["variant"] == REFERENCE_VARIANT)]
+    if (values["group"] != PATCH_GROUP).all() or df["patch"].nunique() < 2:
+        return []
+    df = df.assign(metric=df["metric"].map(metric_name))
+    metrics = [metric_name(m) for m in report.metrics]
+    grid = sns.relplot(df, kind="line", x="patch", y="value", col="metric", col_order=metrics,
+                       col_wrap=min(4, len(metrics)), errorbar=stats.errorbar(report.method, report.level),
+                       err_style="bars", err_kws={"capsize": 3}, marker="o", height=3, aspect=1.0)
+    patches = sorted(df["patch"].unique())
+    default = df.loc[df["variant"] == REFERENCE_VARIANT, "patch"]
+    for ax in grid.axes.flat:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(patches, [str(p) for p in patches])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1.02)  # a t interval of few seeds can reach past [0, 1]
+        if len(default):
+            ax.axvline(default.iloc[0], color="gray", linestyle=":", linewidth=1)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("EMG patch (samples)", "balanced accuracy")
+    grid.figure.suptitle(f"EMG patch length (the paper: longer patches are worse; dotted: CPEP's patch)\n"
+                         f"{_subtitle(report)}", fontsize=8, y=1.08)
+    return save(grid.figure, out, "patch_length")
+
+
+def training_curves(report: Report, out: Path) -> list[Path]:
+    """Loss per epoch of each training stage kind, and the learned temperature of the alignment."""
+    curves = report.curves
+    if curves.empty:
+        return []
+    kinds = [k for k in STAGE_ORDER if k in set(curves["kind"])] + sorted(set(curves["kind"]) - set(STAGE_ORDER))
+    panels = [(k, "loss") for k in kinds]
+    if curves.loc[curves["kind"] == "align", "temperature"].notna().any():
+        panels.append(("align", "temperature"))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, (kind, y) in zip(axes.flat, panels):
+        sub = curves[(curves["kind"] == kind) & curves[y].notna()]
+        sns.lineplot(sub, x="epoch", y=y, hue="used_by", hue_order=list(dict.fromkeys(sub["used_by"])),
+                     errorbar=("pi", 100), ax=ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{kind} {y}")
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.set_title("stage of")
+            for text in legend.get_texts():
+                text.set_fontsize(7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(f"training curves of {report.suite} on {report.dataset}: mean over seeds, band from the lowest to "
+                 f"the highest seed", fontsize=8)
+    fig.tight_layout()
+    return save(fig, out, "training_curves")
+
+
+def write_all(report: Report, out: Path) -> list[Path]:
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
+        return bars(report, out) + patch_length(report, out) + training_curves(report, out)

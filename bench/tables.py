@@ -1,0 +1,265 @@
+"""The report's tables as text: Markdown, LaTeX (booktabs) and rich tables for the terminal, from the same cells."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.table import Column, Table
+from rich.text import Text
+
+from bench import stats
+
+if TYPE_CHECKING:
+    from bench.report import Report
+
+METRIC_NAMES = {"lp_id": "LP in-dist", "lp_unseen": "LP unseen", "zs_id": "ZS in-dist", "zs_unseen": "ZS unseen"}
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+SYNTHETIC_NOTE = ("These runs use the built-in synthetic data: their levels are NOT comparable with the paper's "
+                  "numbers (measured on emg2pose), only their ordering is; see 'Ordering against the paper'.")
+SIGNIFICANT = "*"
+
+
+def metric_name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
+
+
+def estimate(mean: float, low: float, high: float, n: int, method: str, signed: bool = False) -> str:
+    """'0.740 ± 0.099' (t), '0.740 [0.700, 0.780]' (bootstrap), '0.740 (n=1)', or 'no result'."""
+    if n == 0:
+        return "no result"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    mean = round(mean, 3) + 0.0  # no "-0.000"
+    if n == 1 or math.isnan(low):
+        return f"{f.format(mean)} (n=1)"
+    if method == "t":
+        return f"{f.format(mean)} ± {(high - low) / 2:.3f}"
+    return f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
+
+
+def paper_value(row) -> str:
+    if math.isnan(row.paper):
+        text = "-" if row.in_paper else ""
+    else:
+        # approximate numbers were read off a figure to two decimals
+        text = f"~{row.paper:.2f}" if row.paper_approximate else f"{row.paper:.3f}"
+    if not math.isnan(row.other_paper):
+        text += f" ({row.other_paper:.3f})"
+    return text.strip()
+
+
+def na_marks(report: Report) -> dict[str, int]:
+    """Footnote number of each reason a metric is not applicable, in order of appearance."""
+    reasons = [r for r in report.summary["not_applicable"] if r]
+    return {reason: i + 1 for i, reason in enumerate(dict.fromkeys(reasons))}
+
+
+def seeds_cell(report: Report, variant: str) -> str:
+    have, asked = len(report.done[variant]), len(report.seeds)
+    return str(have) if have >= asked else f"{have} of {asked}"
+
+
+def main_rows(report: Report) -> list[dict]:
+    """Per variant: label, seeds cell, fewer (bool), and per metric its (ours, paper) texts."""
+    marks = na_marks(report)
+    rows = []
+    for variant in report.variants:
+        sub = report.summary[report.summary["variant"] == variant].set_index("metric")
+        cells, full_n = {}, len(report.done[variant])
+        for m in report.metrics:
+            r = sub.loc[m]
+            if r.not_applicable:
+                ours = "-" + str(marks[r.not_applicable]).translate(SUPERSCRIPT)
+            else:
+                ours = estimate(r["mean"], r.ci_low, r.ci_high, r.n, report.method)
+                if 1 < r.n < full_n:
+                    ours += f" (n={r.n})"
+            cells[m] = (ours, paper_value(r))
+        rows.append({"variant": variant, "label": report.labels[variant], "seeds": seeds_cell(report, variant),
+                     "fewer": len(report.done[variant]) < len(report.seeds), "cells": cells})
+    return rows
+
+
+def difference_rows(report: Report) -> list[dict]:
+    marks = na_marks(report)
+    rows = []
+    for variant in dict.fromkeys(report.differences["variant"]):
+        sub = report.differences[report.differences["variant"] == variant].set_index("metric")
+        cells = {}
+        for m in report.metrics:
+            r = sub.loc[m]
+            if r.not_applicable:
+                cells[m] = ("-" + str(marks[r.not_applicable]).translate(SUPERSCRIPT), False)
+            elif r.n == 0:
+                cells[m] = ("no shared seeds", False)
+            else:
+                text = estimate(r["mean"], r.ci_low, r.ci_high, r.n, report.method, signed=True)
+                cells[m] = (text + (f" {SIGNIFICANT}" if r.excludes_zero else ""), bool(r.excludes_zero))
+        pairs = int(sub["n"].max()) if len(sub) else 0
+        rows.append({"variant": variant, "label": report.labels[variant], "pairs": str(pairs), "cells": cells})
+    return rows
+
+
+def main_notes(report: Report) -> list[str]:
+    notes = [stats.describe(report.method, report.level) + ".",
+             f"n: seeds with a result; 'k of {len(report.seeds)}': fewer than the seeds asked "
+             f"({', '.join(map(str, report.seeds))}), see 'Runs without a result'."]
+    summary = report.summary
+    if summary["paper_approximate"].any():
+        notes.append("paper: ~ marks a number read off a figure by a third party (results/paper.csv).")
+    others = sorted({s.split(" via ")[0] for s in summary.loc[summary["other_paper"].notna(), "other_source"]})
+    if others:
+        notes.append(f"paper (x): the number in {'; '.join(others)}, where it differs from the CPEP paper's.")
+    if ((summary["n"] > 1) & (summary["ci_low"] == summary["ci_high"])).any():
+        notes.append("± 0.000: the same value for every seed.")
+    notes += [f"-{str(i).translate(SUPERSCRIPT)} not applicable: {reason}." for reason, i in na_marks(report).items()]
+    compared = summary[summary["paper"].notna() & summary["ci_low"].notna()]
+    if not report.synthetic and len(compared):
+        notes.append(f"the paper's number lies inside our interval for {int(compared['paper_in_ci'].sum())} of "
+                     f"{len(compared)} (variant, metric) pairs.")
+    return notes
+
+
+def ordering_lines(report: Report) -> list[str]:
+    """Per metric: Kendall's tau, pair counts, and the pairs whose paper order we do not reproduce."""
+    lines = []
+    for m, tau in report.tau.items():
+        sub = report.ordering[report.ordering["metric"] == m]
+        count = sub["verdict"].value_counts()
+        tau_text = "undefined" if math.isnan(tau) else f"{tau:+.2f}"
+        ties = "".join(f", {count[t]} {t}" for t in ("tied here", "tied in the paper") if count.get(t))
+        line = (f"{metric_name(m)}: Kendall tau = {tau_text} over {len(set(sub['first']) | set(sub['second']))} "
+                f"variants; of {len(sub)} pairs, {count.get('agrees', 0)} in the paper's order, "
+                f"{count.get('disagrees', 0)} reversed{ties}")
+        reversed_ = [f"{r.first} {'>' if r.paper_first > r.paper_second else '<'} {r.second}"
+                     for r in sub.itertuples() if r.verdict == "disagrees"]
+        lines.append(line + (f"; reversed (the paper's order shown): {', '.join(reversed_)}" if reversed_ else ""))
+    return lines
+
+
+def footer(report: Report) -> list[str]:
+    return [f"Seeds asked: every seed with a record of suite '{report.suite}' on {report.dataset} data "
+            f"({', '.join(map(str, report.seeds))}); a variant's missing seeds are listed above, never dropped."]
+
+
+# Markdown
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    def line(cells):
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
+
+
+def markdown(report: Report) -> str:
+    parts = [f"# {report.suite}: balanced accuracy on {report.dataset} data", ""]
+    if report.synthetic:
+        parts += [f"> {SYNTHETIC_NOTE}", ""]
+    header = ["method", "n"] + [h for m in report.metrics for h in (metric_name(m), "paper")]
+    rows = [[r["label"], f"**{r['seeds']}**" if r["fewer"] else r["seeds"]]
+            + [c for m in report.metrics for c in r["cells"][m]] for r in main_rows(report)]
+    parts += [_md_table(header, rows), ""] + [f"- {n}" for n in main_notes(report)]
+    diffs = difference_rows(report)
+    parts += ["", "## Paired differences against CPEP", ""]
+    if diffs:
+        parts += [_md_table(["method", "pairs"] + [metric_name(m) for m in report.metrics],
+                            [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]),
+                  "", f"- variant minus CPEP on the seeds both have; {SIGNIFICANT}: the interval excludes zero.",
+                  f"- {stats.describe(report.method, report.level)}, of the per-seed differences."]
+    else:
+        parts.append("None: the suite has no CPEP variant, or no other variant.")
+    parts += ["", "## Ordering against the paper", ""]
+    parts += [f"- {line}" for line in ordering_lines(report)] or ["No metric has two variants with paper numbers."]
+    parts += ["", "## Runs without a result", ""]
+    if len(report.incomplete):
+        parts.append(_md_table(["variant", "seeds", "status", "reason"], report.incomplete.astype(str).values.tolist()))
+    else:
+        parts.append("None: every variant has a result for every seed asked.")
+    parts += ["", "## Notes", ""] + [f"- {n}" for n in report.notes + footer(report)]
+    return "\n".join(parts) + "\n"
+
+
+# LaTeX
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
+                 ("~", r"$\sim$"), ("±", r"$\pm$"), ("×", r"$\times$")):
+        text = text.replace(a, b)
+    for digit, sup in zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"):
+        text = text.replace(sup, rf"\textsuperscript{{{digit}}}")
+    return text
+
+
+def _tex_table(columns: str, header: list[str], rows: list[list[str]], caption: str, label: str,
+               group: str = "") -> str:
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{columns}}}", r"\toprule"]
+    if group:
+        lines.append(group)
+    lines += [" & ".join(header) + r" \\", r"\midrule"]
+    lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def latex(report: Report) -> str:
+    k = len(report.metrics)
+    group = (" & & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{metric_name(m)}}}" for m in report.metrics) + r" \\"
+             + "\n" + " ".join(rf"\cmidrule(lr){{{3 + 2 * i}-{4 + 2 * i}}}" for i in range(k)))
+    header = ["Method", "$n$"] + ["ours", "paper"] * k
+    rows = [[r["label"], r["seeds"]] + [c for m in report.metrics for c in r["cells"][m]] for r in main_rows(report)]
+    caption = " ".join(_tex(n) for n in main_notes(report))
+    if report.synthetic:
+        caption = _tex(SYNTHETIC_NOTE.split(";")[0]) + ". " + caption
+    return _tex_table("l" + "r" + "rr" * k, header, rows, f"Balanced accuracy, {report.suite} suite. {caption}",
+                      f"tab:{report.suite}", group)
+
+
+def latex_differences(report: Report) -> str:
+    rows = [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in difference_rows(report)]
+    caption = (f"Paired differences against CPEP (variant minus CPEP on shared seeds); {SIGNIFICANT}: the "
+               f"interval excludes zero. {_tex(stats.describe(report.method, report.level))}.")
+    return _tex_table("lr" + "r" * len(report.metrics), ["Method", "pairs"] + [metric_name(m) for m in report.metrics],
+                      rows, caption, f"tab:{report.suite}-differences")
+
+
+# terminal
+
+METHOD_WIDTH = 18  # labels wrap inside this rather than vanish when the terminal is narrow
+
+def _notes(lines: list[str], style: str = "dim") -> Text:
+    return Text("\n".join(lines), style=style)
+
+
+def print_report(report: Report, console: Console) -> None:
+    title = f"{report.suite}: balanced accuracy on {report.dataset} data"
+    table = Table(Column("method", min_width=METHOD_WIDTH), "n", title=title, title_justify="left")
+    for m in report.metrics:
+        table.add_column(metric_name(m), no_wrap=True)
+    for r in main_rows(report):
+        cells = [Text(ours) + (Text(f"\npaper {paper}", style="dim") if paper not in ("", "-") else Text(""))
+                 for ours, paper in (r["cells"][m] for m in report.metrics)]
+        table.add_row(r["label"], Text(r["seeds"], style="bold red" if r["fewer"] else ""), *cells)
+    console.print(table)
+    console.print(_notes(main_notes(report)))
+    if report.synthetic:
+        console.print(Text(SYNTHETIC_NOTE, style="bold yellow"))
+    diffs = difference_rows(report)
+    if diffs:
+        table = Table(Column("method", min_width=METHOD_WIDTH), "pairs", title_justify="left",
+                      title="paired differences against CPEP (variant minus CPEP on shared seeds)")
+        for m in report.metrics:
+            table.add_column(metric_name(m), no_wrap=True)
+        for r in diffs:
+            table.add_row(r["label"], r["pairs"], *(Text(text, style="bold" if sig else "")
+                                                    for text, sig in (r["cells"][m] for m in report.metrics)))
+        console.print(table)
+        console.print(_notes([f"{SIGNIFICANT}: the interval excludes zero."]))
+    lines = ordering_lines(report)
+    if lines:
+        console.print(Group(Text("ordering against the paper", style="bold"), _notes(lines, "")))
+    if len(report.incomplete):
+        table = Table("variant", "seeds", "status", "reason", title="runs without a result", title_justify="left")
+        for r in report.incomplete.itertuples():
+            table.add_row(r.variant, r.seeds, Text(r.status, style="red"), r.reason)
+        console.print(table)
+    console.print(_notes(report.notes + footer(report)))

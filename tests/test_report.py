@@ -1,0 +1,306 @@
+"""The report: CI arithmetic against hand-computed values, tables and figures from fixture records, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import report, stats, suites
+from bench.store import Store
+from cpep import config
+from cpep.errors import UserError
+
+T_975_DF2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2), from a table
+T_975_DF1 = 12.706204736174705  # scipy.stats.t.ppf(0.975, 1)
+
+SUITE_TOML = """
+description = "fixture suite"
+seeds = [0, 1, 2, 3]
+
+[[variants]]
+name = "cpep"
+method = "cpep"
+label = "CPEP"
+
+[[variants]]
+name = "emg_mae"
+method = "emg_mae"
+label = "EMG-MAE"
+
+[[variants]]
+name = "frozen_emg"
+method = "cpep"
+label = "ablation: EMG encoder frozen"
+set = { "align.train_emg" = false }
+
+[[variants]]
+name = "avgpool"
+method = "cpep"
+label = "ablation: AvgPool instead of [CLS]"
+set = { "encoder.pooling" = "mean" }
+
+[[variants]]
+name = "patch50"
+method = "cpep"
+label = "EMG patch 50 samples"
+group = "patch_length"
+set = { "emg.patch" = 50 }
+
+[[variants]]
+name = "patch400"
+method = "cpep"
+label = "EMG patch 400 samples"
+group = "patch_length"
+set = { "emg.patch" = 400 }
+"""
+
+# (lp_id, lp_unseen, zs_id, zs_unseen) per seed; emg_mae has no zero-shot metrics
+RESULTS = {
+    "cpep": {0: (0.70, 0.50, 0.60, 0.40), 1: (0.74, 0.52, 0.62, 0.44), 2: (0.78, 0.54, 0.64, 0.48)},
+    "frozen_emg": {0: (0.40, 0.30, 0.30, 0.20), 1: (0.42, 0.33, 0.31, 0.22), 2: (0.50, 0.35, 0.36, 0.30)},
+    "emg_mae": {0: (0.50, 0.30, None, None), 1: (0.60, 0.32, None, None)},
+    "avgpool": {0: (0.72, 0.51, 0.61, 0.41)},
+    "patch50": {0: (0.80, 0.56, 0.66, 0.50), 1: (0.82, 0.58, 0.68, 0.52), 2: (0.84, 0.60, 0.70, 0.54)},
+    "patch400": {0: (0.60, 0.40, 0.50, 0.30), 1: (0.62, 0.42, 0.52, 0.32), 2: (0.64, 0.44, 0.54, 0.34)},
+}
+NO_ZS = "no pose-aligned EMG embedding"
+
+
+def history(kind: str, epochs: int = 3) -> list[dict]:
+    return [{"epoch": e, "loss": 2.0 / e, "lr": 1e-3, "seconds": 0.1}
+            | ({"temperature": 0.02 + 0.001 * e} if kind == "align" else {}) for e in range(1, epochs + 1)]
+
+
+def make_record(suite: suites.Suite, variant: str, seed: int, metrics=None, status="done", error=None,
+                dataset="synthetic", **config_overrides) -> dict:
+    v = suite.variant(variant)
+    kinds = ("pose_mae", "emg_mae", "align") if v.method == "cpep" else (v.method,)
+    stages = [{"kind": k, "key": f"{k}-{'shared' if k == 'pose_mae' else variant}-{seed}", "status": "done",
+               "seconds": 1.0, "history": history(k), "device": {"device": "cpu"}} for k in kinds]
+    names = ("lp_id", "lp_unseen", "zs_id", "zs_unseen")
+    return {
+        "schema": 1, "suite": suite.name, "variant": variant, "label": v.label, "method": v.method,
+        "group": v.group, "dataset": dataset, "seed": seed, "run_key": f"{variant}-{seed}", "status": status,
+        "error": error, "metrics": dict(zip(names, metrics)) if status == "done" else None,
+        "not_applicable": {"zs_id": NO_ZS, "zs_unseen": NO_ZS} if v.method == "emg_mae" else {},
+        "config": config.resolve(suite.overrides, v.overrides, config_overrides), "stages": stages,
+        "seconds": 3.0, "provenance": {}, "updated": "2026-01-01T00:00:00+00:00",
+    }
+
+
+@pytest.fixture
+def fixture_suite(tmp_path) -> suites.Suite:
+    path = tmp_path / "fixture.toml"
+    path.write_text(SUITE_TOML)
+    return suites.load(str(path))
+
+
+@pytest.fixture
+def results(tmp_path, fixture_suite) -> Path:
+    """A results directory: done runs, a failed run, a running one, missing seeds, a changed setting."""
+    store = Store(tmp_path / "results")
+    records = [make_record(fixture_suite, v, s, m) for v, by_seed in RESULTS.items() for s, m in by_seed.items()]
+    records += [
+        make_record(fixture_suite, "emg_mae", 2, status="failed", error="emg_mae: RuntimeError: out of memory"),
+        make_record(fixture_suite, "avgpool", 1, status="running") | {"worker": {"host": "node7", "pid": 42}},
+        make_record(fixture_suite, "cpep", 3, (0.70, 0.50, 0.60, 0.40), **{"mae.epochs": 7}),
+    ]
+    for r in records:
+        path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    return store.root
+
+
+def build(results: Path, suite: suites.Suite, method="t") -> report.Report:
+    records = Store(results).records(suite.name)
+    return report.build(suite, records, "synthetic", method, 0.95)
+
+
+# CI arithmetic
+
+def test_t_interval_matches_the_hand_computed_one():
+    ci = stats.interval([0.70, 0.74, 0.78], "t", 0.95)
+    half = T_975_DF2 * 0.04 / math.sqrt(3)  # s = 0.04
+    assert ci.n == 3 and ci.mean == pytest.approx(0.74)
+    assert ci.low == pytest.approx(0.74 - half, abs=1e-9) and ci.high == pytest.approx(0.74 + half, abs=1e-9)
+    assert ci.excludes_zero
+
+
+def test_paired_differences_use_only_the_shared_seeds():
+    ci, seeds = stats.paired({0: 0.5, 1: 0.6, 2: 0.7}, {1: 0.5, 2: 0.55, 3: 0.9})
+    assert seeds == [1, 2]  # differences 0.10 and 0.15: mean 0.125, s / sqrt(2) = 0.025
+    assert ci.mean == pytest.approx(0.125)
+    assert (ci.low, ci.high) == pytest.approx((0.125 - T_975_DF1 * 0.025, 0.125 + T_975_DF1 * 0.025))
+    assert not ci.excludes_zero
+
+
+@pytest.mark.parametrize("method", stats.CI_METHODS)
+def test_degenerate_samples_give_no_traceback(method):
+    assert stats.interval([], method).n == 0
+    one = stats.interval([0.6], method)
+    assert one.mean == 0.6 and not one.has_ci and not one.excludes_zero
+    flat = stats.interval([0.5, 0.5, 0.5], method)
+    assert (flat.low, flat.mean, flat.high) == (0.5, 0.5, 0.5)
+    assert stats.interval([0.4, None, float("nan"), 0.6], method).n == 2
+
+
+def test_bootstrap_interval_is_deterministic_and_inside_the_data():
+    values = [0.61, 0.70, 0.66, 0.74, 0.69]
+    first, second = stats.interval(values, "bootstrap"), stats.interval(values, "bootstrap")
+    assert first == second
+    assert min(values) <= first.low < first.mean < first.high <= max(values)
+    with pytest.raises(ValueError):
+        stats.interval(values, "jackknife")
+
+
+def test_rank_agreement_counts_pairs_and_kendall_tau():
+    tau, pairs = stats.rank_agreement({"a": 0.9, "b": 0.5, "c": 0.7}, {"a": 0.8, "b": 0.6, "c": 0.4})
+    assert [p.verdict for p in pairs] == ["agrees", "agrees", "disagrees"]  # a-b, a-c, b-c
+    assert tau == pytest.approx(1 / 3)  # (2 concordant - 1 discordant) / 3 pairs
+    tau, pairs = stats.rank_agreement({"a": 0.5, "b": 0.5}, {"a": 0.6, "b": 0.6})
+    assert math.isnan(tau) and pairs[0].verdict == "tied in the paper"
+
+
+# the paper's numbers
+
+def test_paper_numbers_are_the_checked_in_file_and_use_our_variant_names():
+    from bench import reference
+    repo = Path(__file__).resolve().parents[1]
+    packaged = Path(str(reference.__file__)).parent / "published" / "paper.csv"
+    assert packaged.read_bytes() == (repo / "results" / "paper.csv").read_bytes()
+    df = reference.load()
+    assert set(df["variant"]) <= set(suites.load("full").names)
+    assert set(df["metric"]) <= {"lp_id", "lp_unseen", "zs_id", "zs_unseen"}
+    main = reference.primary(df)
+    assert main.loc[("cpep", "lp_id"), "value"] == 0.782 and not main.loc[("cpep", "lp_id"), "approximate"]
+    assert main.loc[("emg_mae", "lp_id"), "approximate"]
+    assert df.set_index(["paper", "variant", "metric"]).loc[("embridge", "emg2pose", "lp_id"), "value"] == 0.734
+
+
+# tables
+
+def test_summary_from_fixture_records(results, fixture_suite):
+    rep = build(results, fixture_suite)
+    assert rep.seeds == [0, 1, 2, 3] and rep.done["emg_mae"] == [0, 1]
+    s = rep.summary.set_index(["variant", "metric"])
+    cpep = s.loc[("cpep", "lp_id")]  # seeds 0-3: 0.70, 0.74, 0.78, 0.70
+    assert cpep["n"] == 4 and cpep["mean"] == pytest.approx(0.73) and cpep["paper"] == 0.782
+    assert s.loc[("emg_mae", "zs_id"), "not_applicable"] == NO_ZS and s.loc[("emg_mae", "zs_id"), "n"] == 0
+    assert s.loc[("avgpool", "lp_id"), "n"] == 1 and math.isnan(s.loc[("avgpool", "lp_id"), "ci_low"])
+    d = rep.differences.set_index(["variant", "metric"]).loc[("frozen_emg", "lp_id")]
+    assert d["seeds"] == "0 1 2" and d["mean"] == pytest.approx(-0.30) and d["excludes_zero"]
+
+
+def test_markdown_lists_failed_missing_and_not_applicable(results, fixture_suite):
+    md = report.tables.markdown(build(results, fixture_suite))
+    row = next(line for line in md.splitlines() if line.startswith("| EMG-MAE |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "**2 of 4**"  # fewer seeds than asked, marked
+    assert cells[2] == "0.550 ± 0.635" and cells[3] == "~0.55 (0.347)"  # 0.05 * 12.706
+    assert cells[6] == "-¹" and cells[8] == "-¹"
+    assert "-¹ not applicable: no pose-aligned EMG embedding" in md
+    assert "| emg_mae | 2 | failed | emg_mae: RuntimeError: out of memory |" in md
+    assert "| avgpool | 1 | running | started on node7 (pid 42)" in md
+    assert "| patch50 | 3 | missing | no record |" in md
+    assert "| avgpool | 2 3 | missing | no record |" in md
+    assert "0.720 (n=1)" in md
+    assert "NOT comparable" in md and "Student t" in md
+    assert "configuration differs: mae.epochs = 40 in 15 runs" in md
+    assert "Kendall tau" in md and "patch length vs LP in-dist: Spearman rho = -1.00" in md
+
+
+def test_bootstrap_tables_show_intervals(results, fixture_suite):
+    rep = build(results, fixture_suite, method="bootstrap")
+    md = report.tables.markdown(rep)
+    assert "percentile bootstrap" in md and "0.820 [0.800, 0.840]" in md
+
+
+def test_show_writes_every_file_and_prints(results, fixture_suite, tmp_path):
+    from rich.console import Console
+    console = Console(record=True, width=160)
+    out = report.show(fixture_suite, Store(results), console, out=tmp_path / "rep", figures=False)
+    names = {p.name for p in out.iterdir()}
+    assert {"table.md", "table.tex", "table.csv", "differences.csv", "differences.tex", "ordering.csv",
+            "incomplete.csv"} <= names
+    assert not any(n.endswith(".tmp") for n in names)
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert len(rows) == 6 * 4 and rows[0]["suite"] == "fixture" and rows[0]["ci_method"] == "t"
+    tex = (out / "table.tex").read_text()
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"$\sim$0.55" in tex
+    printed = console.export_text()
+    assert "0.730 ± " in printed and "paper 0.782" in printed and "out of memory" in printed
+    assert "2 of 4" in printed and "NOT comparable" in printed
+
+
+def test_no_records_and_bad_options_are_user_errors(tmp_path, fixture_suite, results):
+    from rich.console import Console
+    with pytest.raises(UserError, match="no results for suite 'fixture'"):
+        report.show(fixture_suite, Store(tmp_path / "empty"), Console())
+    with pytest.raises(UserError, match="no records on dataset 'emg2pose'"):
+        report.show(fixture_suite, Store(results), Console(), data="emg2pose")
+    with pytest.raises(UserError, match="--level"):
+        report.show(fixture_suite, Store(results), Console(), level=95)
+    with pytest.raises(UserError, match="--format"):
+        report.parse_formats("md,pdf")
+
+
+def test_each_dataset_is_reported_on_its_own(results, fixture_suite):
+    store = Store(results)
+    for seed, metrics in ((0, (0.80, 0.50, 0.70, 0.45)), (1, (0.76, 0.56, 0.74, 0.47))):
+        r = make_record(fixture_suite, "cpep", seed, metrics, dataset="emg2pose")
+        path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    with pytest.raises(UserError, match="several datasets .emg2pose, synthetic.: choose one with --data"):
+        report.pick_dataset(store.records("fixture"), None, "fixture")
+    rep = report.build(fixture_suite, store.records("fixture"), "emg2pose")
+    assert rep.seeds == [0, 1] and len(rep.values) == 8
+    md = report.tables.markdown(rep)
+    assert "NOT comparable" not in md and "| frozen_emg | 0 1 | missing | no record |" in md
+    assert "the paper's number lies inside our interval for 4 of 4" in md  # e.g. LP in-dist 0.780 ± 0.254
+
+
+# figures
+
+def test_figures_are_written_and_not_empty(results, fixture_suite, tmp_path):
+    from bench import figures
+    written = figures.write_all(build(results, fixture_suite), tmp_path / "fig")
+    assert {p.name for p in written} == {f"{stem}.{ext}" for stem in ("bars", "patch_length", "training_curves")
+                                         for ext in ("png", "svg")}
+    for p in written:
+        data = p.read_bytes()
+        assert len(data) > 10_000
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") if p.suffix == ".png" else b"<svg" in data[:1000]
+
+
+# the command line
+
+def test_cli_report_writes_tables_and_figures(results, fixture_suite, tmp_path, monkeypatch, capsys):
+    from bench import cli
+    suite_file = tmp_path / "fixture.toml"
+    monkeypatch.setattr(sys, "argv", ["cpep-bench", "report", "--suite", str(suite_file), "--results-dir",
+                                      str(results), "--format", "md,csv", "--ci", "bootstrap"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 0
+    out = results / "report" / "fixture" / "synthetic"
+    assert {"table.md", "table.csv", "bars.png", "training_curves.svg"} <= {p.name for p in out.iterdir()}
+    assert not (out / "table.tex").exists()
+    assert "percentile bootstrap" in capsys.readouterr().out
+
+
+def test_cli_report_on_an_empty_results_dir_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    from bench import cli
+    monkeypatch.setattr(sys, "argv", ["cpep-bench", "report", "--suite", "smoke", "--results-dir",
+                                      str(tmp_path / "none")])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2
+    assert captured.err.strip().count("\n") == 0 and "no results for suite 'smoke'" in captured.err
