@@ -20,12 +20,13 @@ app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive po
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Create or check datasets in the emg2pose format.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console(soft_wrap=True)
+# Piped output (logs, CI) is not squeezed into 80 columns.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
 DEFAULT_RESULTS = "cpep-runs"
 ResultsDir = typer.Option(None, "--results-dir",
-                          help=f"Where runs, stage outputs and generated data go [default: $CPEP_BENCH_RESULTS "
-                               f"or ./{DEFAULT_RESULTS}].")
+                          help=f"Where runs, stage outputs and generated data go (default: $CPEP_BENCH_RESULTS "
+                               f"or ./{DEFAULT_RESULTS}).")
 
 
 def results_store(results_dir: Optional[Path]) -> Store:
@@ -65,20 +66,32 @@ def run(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see `cpep-bench suites`) or a suite TOML file."),
     data: str = typer.Option("synthetic", help="'synthetic' (built in, generated on first use) or 'emg2pose'."),
     data_root: Optional[Path] = typer.Option(None, help="Directory of the emg2pose dataset (metadata.csv + HDF5)."),
-    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 [default: the suite's]."),
-    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names [default: all]."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 (default: the suite's)."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
     set_: list[str] = typer.Option([], "--set", help="Override a configuration key, e.g. --set mae.epochs=5."),
-    device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda [default: auto]."),
+    device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda (default: auto)."),
     executor: str = typer.Option("local", help="local (sequential, here) or slurm (job arrays via submitit)."),
     profile: Optional[str] = typer.Option(None, help="SLURM cluster profile: a name in slurm/profiles or a TOML path."),
+    wait: bool = typer.Option(False, "--wait/--no-wait",
+                              help="With --executor slurm: follow the jobs until they finish, one line per run. "
+                                   "Without it, submit, print the job ids and return."),
+    wait_timeout: Optional[float] = typer.Option(None, "--wait-timeout", min=0,
+                                                 help="With --wait: stop waiting after this many minutes (the jobs "
+                                                      "go on; exit code 1). Default: no limit."),
     force: bool = typer.Option(False, "--force", help="Recompute finished runs and their stages."),
     results_dir: Optional[Path] = ResultsDir,
 ):
     """Train and evaluate every run of a suite (variants x seeds); finished runs are skipped."""
     if executor not in ("local", "slurm"):
         raise UserError(f"unknown executor {executor!r} (choose local or slurm)")
+    if executor == "slurm":
+        from bench.executors import slurm
+        slurm_profile = slurm.load_profile(profile)
+        slurm.check_available()
     store = results_store(results_dir)
     runs = selection(suite, data, data_root, seeds, variants, set_, device)
+    if executor == "slurm":
+        slurm.check_idle(store, runs)
     preflight(runs, store)
     todo = [r for r in runs if force or not store.run_done(r)]
     console.print(f"suite {runs[0].suite}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
@@ -87,8 +100,10 @@ def run(
         return
     runner.prepare(todo, store, force)
     if executor == "slurm":
-        from bench.executors import slurm
-        slurm.execute(todo, store, profile, console)
+        try:
+            slurm.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
+        except slurm.WaitStopped as stopped:
+            raise typer.Exit(stopped.args[0]) from None
         return
     from bench.executors import local
     records = local.execute(todo, store, console)
@@ -100,12 +115,46 @@ def run(
 @app.command()
 def report(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
+    data: Optional[str] = typer.Option(None, help="Dataset whose records to report: synthetic or emg2pose "
+                                                  "(default: the one the suite has records on)."),
+    out: Optional[Path] = typer.Option(None, help="Directory for the tables and figures "
+                                                  "(default: <results-dir>/report/<suite>/<dataset>)."),
+    format_: str = typer.Option("md,tex,csv", "--format",
+                                help="Table files to write: any of md, tex, csv (figures are always written, "
+                                     "as PNG and SVG)."),
+    ci: str = typer.Option("t", help="Confidence interval over seeds: t (Student t) or bootstrap (percentile)."),
+    level: float = typer.Option(0.95, help="Confidence level of the intervals."),
     results_dir: Optional[Path] = ResultsDir,
 ):
-    """Tables of the suite's results: mean over seeds beside the paper's numbers."""
+    """Tables and figures of a suite's results: mean and CI over seeds, paired differences against CPEP, the
+    paper's numbers beside ours, and every run without a result."""
     from bench import report as report_module
+    formats = report_module.parse_formats(format_)
     store = results_store(results_dir)
-    report_module.show(suites.load(suite), store, console)
+    report_module.show(suites.load(suite), store, console, out=out, formats=formats, method=ci, level=level,
+                       data=data)
+
+
+@app.command()
+def status(
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
+    results_dir: Optional[Path] = ResultsDir,
+):
+    """Each run of a suite: queued, running, done, failed (with its reason), interrupted or cancelled, from the
+    records and, for runs submitted with --executor slurm, from squeue."""
+    from bench.executors import slurm
+    slurm.show_status(results_store(results_dir), suites.load(suite).name, console)
+
+
+@app.command()
+def cancel(
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
+    results_dir: Optional[Path] = ResultsDir,
+):
+    """Cancel the suite's queued and running SLURM jobs. Records are left as they are: finished runs stay
+    finished, and the next `cpep-bench run` redoes the others (resuming from their checkpoints)."""
+    from bench.executors import slurm
+    slurm.cancel(results_store(results_dir), suites.load(suite).name, console)
 
 
 @app.command("suites")
@@ -158,7 +207,7 @@ def data_synth(
 @data_app.command("check")
 def data_check(
     root: Path = typer.Argument(..., help="Dataset directory (metadata.csv + HDF5 files)."),
-    vocab: str = typer.Option("", help="Gesture vocabulary [default: emg2pose-v1, or synthetic-v1 for synthetic data]."),
+    vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, or synthetic-v1 for synthetic data)."),
 ):
     """Check that a directory is a usable emg2pose-format dataset, and count its windows per selection."""
     from cpep.pipeline import open_data
@@ -179,7 +228,7 @@ def data_check(
 @app.command()
 def perf(
     set_: list[str] = typer.Option([], "--set", help="Override a configuration key (model size, batch size...)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: auto)."),
     repeats: int = typer.Option(5, min=1, help="Timed repeats per measurement; the median is reported."),
     out: Optional[Path] = typer.Option(None, help="Also write the measurements to this JSON file."),
     results_dir: Optional[Path] = ResultsDir,

@@ -1,0 +1,111 @@
+"""Local sweeps interrupted and failing: a killed run resumes to the same result, a raising stage fails its run only."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.executors.slurm import suite_status
+from bench.store import Store
+from conftest import TINY, tiny_args
+from cpep import config
+from test_cli import CLI, cli, records
+
+# pose_mae alone, long enough (about 2 s of training) to be killed in the middle.
+LONG_POSE_MAE = ["--suite", "smoke", "--variants", "pose_mae", *tiny_args(),
+                 "--set", "mae.epochs=60", "--set", "mae.batch_size=8"]
+
+
+@pytest.fixture(scope="session")
+def make_results(tmp_path_factory):
+    """A function that makes an empty results directory whose synthetic data (the tiny dataset, generated once
+    per session) is already there, so each test does not generate it again."""
+    shared = tmp_path_factory.mktemp("shared-data")
+    Store(shared).synthetic_root(config.resolve(TINY)["data"]["synth"])
+
+    def make(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "data").symlink_to(shared / "data")
+        return path
+
+    return make
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def checkpoint_of(results: Path, kind: str) -> Path | None:
+    return next(results.glob(f"stages/{kind}-*/checkpoint.pt"), None)
+
+
+def assert_records_whole(results: Path) -> None:
+    """Every record is complete JSON; nothing else but hidden temporary files sits beside them."""
+    for path in results.glob("runs/**/*"):
+        if path.is_file() and not path.name.startswith("."):
+            assert path.name.startswith("seed-") or path.name == "slurm.json", path
+            json.loads(path.read_text())
+
+
+def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(make_results, tmp_path):
+    killed, reference = make_results(tmp_path / "killed"), make_results(tmp_path / "reference")
+    proc = subprocess.Popen([*CLI, "run", *LONG_POSE_MAE, "--results-dir", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        checkpoint = wait_for(lambda: checkpoint_of(killed, "pose_mae"), 120, "the first checkpoint")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    saved = torch.load(checkpoint, weights_only=False)
+    assert 1 <= saved["epoch"] < 60, "killed after training ended: make the stage longer"
+    assert not (checkpoint.parent / "meta.json").exists()
+    assert_records_whole(killed)
+    assert records(killed)["pose_mae/seed-0"]["status"] == "running"
+    (row,), _ = suite_status(Store(killed), "smoke")
+    assert (row.ident, row.status) == ("pose_mae/seed-0", "interrupted")
+    assert f"process {records(killed)['pose_mae/seed-0']['worker']['pid']} " in row.detail
+    assert "interrupted" in cli("status", "--suite", "smoke", "--results-dir", killed).stdout
+
+    cli("run", *LONG_POSE_MAE, "--results-dir", killed)
+    cli("run", *LONG_POSE_MAE, "--results-dir", reference)
+    resumed, uninterrupted = records(killed)["pose_mae/seed-0"], records(reference)["pose_mae/seed-0"]
+    assert resumed["status"] == "done" and resumed["metrics"] == uninterrupted["metrics"]
+    meta = json.loads((checkpoint.parent / "meta.json").read_text())
+    # The epochs before the kill come from the checkpoint, wall-clock seconds included: it resumed, not restarted.
+    assert meta["history"][:saved["epoch"]] == saved["history"]
+    assert len(meta["history"]) == 60
+    a = torch.load(checkpoint.parent / "model.pt")
+    b = torch.load(next(reference.glob("stages/pose_mae-*/model.pt")))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not checkpoint.exists()
+
+
+def test_diverging_stage_fails_its_run_and_the_sweep_goes_on(make_results, tmp_path):
+    results = make_results(tmp_path / "results")
+    out = cli("run", "--suite", "smoke", *tiny_args(), "--set", "align.lr=1e6", "--results-dir", results)
+    recs = records(results)
+    cpep, pose = recs["cpep/seed-0"], recs["pose_mae/seed-0"]
+    assert cpep["status"] == "failed" and cpep["metrics"] is None
+    assert cpep["error"].startswith("align: TrainingDiverged: loss became nan")
+    assert "\n" not in cpep["error"]
+    assert pose["status"] == "done" and pose["metrics"]["lp_id"] is not None  # ran after the failure
+    assert "1 of 2 runs failed" in out.stdout
+    failed = json.loads(next(results.glob("stages/align-*/failed.json")).read_text())
+    assert failed["error"] == cpep["error"]
+    rows = {r.ident: r for r in suite_status(Store(results), "smoke")[0]}
+    assert (rows["cpep/seed-0"].status, rows["cpep/seed-0"].detail) == ("failed", cpep["error"])
+    assert rows["pose_mae/seed-0"].status == "done"
+    assert not list(results.glob("stages/align-*/model.pt"))

@@ -1,0 +1,224 @@
+"""--executor slurm against the real one-node cluster (slurm/cluster.sh): same metrics as local, shared stages
+computed once, a requeued job resumes from its checkpoint, status and cancel. Profile errors need no cluster."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from bench.executors import slurm
+from bench.store import Store
+from conftest import tiny_args
+from cpep.errors import UserError
+from test_cli import assert_one_line_error, cli, records
+from test_resume import make_results, wait_for  # noqa: F401 (make_results is a fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM = ["--executor", "slurm", "--profile", "local"]
+
+# Three runs sharing stages: one Pose-MAE for all, one EMG-MAE for both CPEP runs; `diverges` fails in align.
+SWEEP = """
+seeds = [0]
+[[variants]]
+name = "cpep"
+method = "cpep"
+[[variants]]
+name = "pose_mae"
+method = "pose_mae"
+[[variants]]
+name = "diverges"
+method = "cpep"
+set = { "align.lr" = 1e6 }
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The local cluster, up: skip without it, except in CI (CPEP_REQUIRE_SLURM=1), where that is a failure."""
+    try:
+        up = subprocess.run([REPO / "slurm" / "cluster.sh", "status"], capture_output=True, text=True, timeout=60)
+        why = up.stdout.strip() or up.stderr.strip()
+        ok = up.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as e:
+        ok, why = False, str(e)
+    if not ok:
+        message = f"the local SLURM cluster is not running ({why}); start it with `slurm/cluster.sh start` (root)"
+        if os.environ.get("CPEP_REQUIRE_SLURM") == "1":
+            pytest.fail(f"CPEP_REQUIRE_SLURM=1 but {message}")
+        pytest.skip(message)
+
+
+def jobs_of(results: Path, suite: str) -> list[dict]:
+    return json.loads((results / "runs" / suite / "synthetic" / "slurm.json").read_text())["jobs"]
+
+
+def all_finished(results: Path, suite: str) -> bool:
+    states = slurm.queue([j["job_id"] for j in jobs_of(results, suite)])
+    return not any(slurm.is_active(j["job_id"], states) for j in jobs_of(results, suite))
+
+
+def job_log(results: Path, suite: str, job_id: str) -> str:
+    (path,) = (results / "slurm" / suite / "synthetic").glob(f"{job_id}_*log.out")
+    return path.read_text()
+
+
+@pytest.mark.slurm
+def test_sweep_on_slurm_equals_local_and_computes_each_shared_stage_once(cluster, make_results, tmp_path):
+    suite = tmp_path / "sweep.toml"
+    suite.write_text(SWEEP)
+    args = ["run", "--suite", suite, *tiny_args()]
+    on_slurm, here = make_results(tmp_path / "slurm"), make_results(tmp_path / "local")
+    cli(*args, "--results-dir", here)
+    out = cli(*args, *SLURM, "--wait", "--wait-timeout", 5, "--results-dir", on_slurm)
+
+    ours, theirs = records(on_slurm), records(here)
+    assert set(ours) == {"cpep/seed-0", "pose_mae/seed-0", "diverges/seed-0"}
+    for run in ("cpep/seed-0", "pose_mae/seed-0"):
+        assert ours[run]["status"] == "done" and ours[run]["metrics"] == theirs[run]["metrics"], run
+        assert ours[run]["provenance"]["slurm_job_id"]
+    assert ours["diverges/seed-0"]["status"] == "failed"
+    assert ours["diverges/seed-0"]["error"] == theirs["diverges/seed-0"]["error"]
+    assert ours["diverges/seed-0"]["error"].startswith("align: TrainingDiverged")
+    assert "cpep/seed-0: LP" in out.stdout and "diverges/seed-0: failed align: TrainingDiverged" in out.stdout
+
+    jobs = jobs_of(on_slurm, "sweep")
+    stage_jobs = [j["what"] for j in jobs if j["what"] != "run"]
+    assert sorted(s.split("-")[0] for s in stage_jobs) == ["align", "align", "emg_mae", "pose_mae"]
+    pose_job = next(j for j in jobs if j["what"].startswith("pose_mae"))
+    assert len(pose_job["runs"]) == 3 and pose_job["level"] == 0
+    assert {j["level"] for j in jobs if j["what"].startswith("align")} == {1}
+    assert sum(j["what"] == "run" for j in jobs) == 3
+    # One Pose-MAE trained, once: its first epoch appears in exactly one job log.
+    logs = [p.read_text() for p in (on_slurm / "slurm" / "sweep" / "synthetic").glob("*_log.out")]
+    assert sum("pose_mae epoch 1/" in log for log in logs) == 1
+    assert {p.name for p in on_slurm.glob("stages/*")} == {p.name for p in here.glob("stages/*")}
+
+    rows = {r.ident: r for r in slurm.suite_status(Store(on_slurm), "sweep")[0]}
+    assert {i: r.status for i, r in rows.items()} == {"cpep/seed-0": "done", "pose_mae/seed-0": "done",
+                                                      "diverges/seed-0": "failed"}
+    assert rows["diverges/seed-0"].detail == ours["diverges/seed-0"]["error"]
+    assert "COMPLETED" in rows["cpep/seed-0"].slurm
+
+    # Again: the failed run is retried, alone, from its failed stage; finished runs and stages are not resubmitted.
+    again = cli(*args, *SLURM, "--no-wait", "--results-dir", on_slurm)
+    assert "3 runs, 2 already done, 1 to do" in again.stdout
+    retried = jobs_of(on_slurm, "sweep")
+    subprocess.run(["scancel", *(j["job_id"] for j in retried)], check=True, timeout=30)
+    assert [(j["what"].split("-")[0], j["level"], j["runs"]) for j in retried] == [
+        ("align", 0, ["diverges/seed-0"]), ("run", 1, ["diverges/seed-0"])]
+
+
+EPOCHS = 300  # about 10 s of training: a requeue (SIGKILL 5 s after it) lands in the middle
+
+
+@pytest.mark.slurm
+def test_requeued_job_resumes_from_its_checkpoint_to_identical_metrics(cluster, make_results, tmp_path):
+    args = ["run", "--suite", "smoke", "--variants", "pose_mae", *tiny_args(),
+            "--set", f"mae.epochs={EPOCHS}", "--set", "mae.batch_size=8"]
+    on_slurm, here = make_results(tmp_path / "slurm"), make_results(tmp_path / "local")
+    cli(*args, *SLURM, "--no-wait", "--results-dir", on_slurm)
+    wait_for(lambda: next(on_slurm.glob("stages/pose_mae-*/checkpoint.pt"), None), 120, "the first checkpoint")
+    (job,) = [j["job_id"] for j in jobs_of(on_slurm, "smoke") if j["what"].startswith("pose_mae")]
+    # Requeued and held, so that the uninterrupted run below has the cores to itself; released, it starts again.
+    subprocess.run(["scontrol", "requeuehold", job], check=True, timeout=30)
+    wait_for(lambda: slurm.queue([job])[job].state not in slurm.RUNNING, 30, "the job to be stopped", every=0.2)
+    assert not list(on_slurm.glob("stages/pose_mae-*/meta.json")), "stopped after training ended: raise EPOCHS"
+    cli(*args, "--results-dir", here)
+    subprocess.run(["scontrol", "release", job], check=True, timeout=30)
+    wait_for(lambda: all_finished(on_slurm, "smoke"), 180, "the requeued job and the run", every=0.5)
+
+    log = job_log(on_slurm, "smoke", job)
+    assert log.count("Starting with JobEnvironment") == 2
+    resumed_after = int(re.search(r"resuming from its checkpoint after epoch (\d+)", log).group(1))
+    assert 1 <= resumed_after < EPOCHS
+    ours, theirs = records(on_slurm)["pose_mae/seed-0"], records(here)["pose_mae/seed-0"]
+    assert ours["status"] == "done" and ours["metrics"] == theirs["metrics"]
+    a = torch.load(next(on_slurm.glob("stages/pose_mae-*/model.pt")))
+    b = torch.load(next(here.glob("stages/pose_mae-*/model.pt")))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slurm
+def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, tmp_path):
+    results = make_results(tmp_path / "results")
+    args = ["run", "--suite", "smoke", *tiny_args(), "--set", "mae.epochs=1000", "--results-dir", results]
+    out = cli(*args, *SLURM)
+    assert "job arrays:" in out.stdout and "cpep-bench status --suite smoke" in out.stdout
+    assert_one_line_error(cli(*args, *SLURM, check=False), "still queued or running")
+
+    def statuses():
+        return {r.ident: r for r in slurm.suite_status(Store(results), "smoke")[0]}
+
+    def once_running():
+        rows = statuses()
+        return rows if rows["cpep/seed-0"].status == "running" else None
+
+    rows = wait_for(once_running, 60, "a running job", every=0.5)
+    assert rows["cpep/seed-0"].detail in ("pose_mae", "emg_mae") and "RUNNING" in rows["cpep/seed-0"].slurm
+    assert rows["pose_mae/seed-0"].status in ("running", "queued")
+
+    cancelled = cli("cancel", "--suite", "smoke", "--results-dir", results).stdout
+    assert re.fullmatch(r"suite smoke: cancelled 5 SLURM jobs of 2 runs; .*\n", cancelled)
+    wait_for(lambda: all_finished(results, "smoke"), 30, "the cancelled jobs to end", every=0.5)
+    assert {r.status for r in statuses().values()} == {"cancelled"}
+    assert records(results) == {}  # no run job ran: no record, partial or otherwise
+    assert slurm.cancel(Store(results), "smoke", Console(file=io.StringIO())) == 0  # nothing left to cancel
+
+
+@pytest.mark.slurm
+def test_stage_job_killed_without_a_word_fails_its_run_instead_of_blocking_it(cluster, make_results, tmp_path):
+    results = make_results(tmp_path / "results")
+    cli("run", "--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--set", "mae.epochs=1000", *SLURM,
+        "--results-dir", results)
+    (stage_job,) = [j["job_id"] for j in jobs_of(results, "smoke") if j["what"] != "run"]
+    wait_for(lambda: next(results.glob("stages/pose_mae-*/checkpoint.pt"), None), 60, "training to start")
+    subprocess.run(["scancel", stage_job], check=True, timeout=30)  # as the OOM killer or an admin would
+    wait_for(lambda: all_finished(results, "smoke"), 60, "the run job", every=0.5)
+    rec = records(results)["pose_mae/seed-0"]
+    assert rec["status"] == "failed"
+    assert rec["error"].startswith("pose_mae: its SLURM job ended without a result")
+    assert not list(results.glob("stages/pose_mae-*/meta.json"))  # the run job did not train it instead
+
+
+@pytest.mark.slurm
+def test_jobs_sbatch_refuses_are_a_one_line_error(cluster, make_results, tmp_path):
+    profile = tmp_path / "wrong.toml"
+    profile.write_text('partition = "no-such-partition"\n')
+    results = make_results(tmp_path / "results")
+    result = cli("run", "--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--executor", "slurm",
+                 "--profile", profile, "--results-dir", results, check=False)
+    assert_one_line_error(result, "sbatch refused the jobs of profile wrong: sbatch: error: Batch job submission "
+                                  "failed: Invalid partition")
+    assert not list(results.glob("runs/**/slurm.json"))
+
+
+def test_unknown_profile_is_a_one_line_error(tmp_path):
+    result = cli("run", "--suite", "smoke", "--executor", "slurm", "--profile", "nope", "--results-dir", tmp_path,
+                 check=False)
+    assert_one_line_error(result, "unknown SLURM profile 'nope'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_profile_with_unknown_keys_or_wrong_types_is_refused(tmp_path):
+    profile = tmp_path / "typo.toml"
+    profile.write_text('partition = "gpu"\ngpus = 1\n')
+    with pytest.raises(UserError, match=r"typo.toml: unknown key\(s\) gpus \(known: partition, account"):
+        slurm.load_profile(str(profile))
+    profile.write_text('mem_gb = "lots"\n')
+    with pytest.raises(UserError, match="mem_gb = 'lots' has the wrong type"):
+        slurm.load_profile(str(profile))
+    assert slurm.load_profile("local").params["slurm_partition"] == "debug"
+
+
+def test_slurm_executor_without_slurm_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch there
+    with pytest.raises(UserError, match="sbatch not found on PATH"):
+        slurm.check_available()
