@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,29 +14,17 @@ import seaborn as sns  # noqa: E402
 from bench import stats  # noqa: E402
 from bench.report import PATCH_GROUP, REFERENCE_VARIANT, Report  # noqa: E402
 from bench.tables import metric_name  # noqa: E402
+from cpep.files import replace_atomically  # noqa: E402
 
 FORMATS = ("png", "svg")
 STAGE_ORDER = ("pose_mae", "emg_mae", "align", "poset", "emg2pose")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(fig, out: Path, stem: str) -> list[Path]:
     paths = []
     for fmt in FORMATS:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight")
-        atomic_write_bytes(out / f"{stem}.{fmt}", buffer.getvalue())
+        replace_atomically(out / f"{stem}.{fmt}",
+                           lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
         paths.append(out / f"{stem}.{fmt}")
     plt.close(fig)
     return paths

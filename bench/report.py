@@ -18,9 +18,10 @@ from rich.console import Console
 from scipy import stats as scipy_stats
 
 from bench import reference, stats, tables
-from bench.store import Store, atomic_write_text
+from bench.store import Store
 from bench.suites import Suite
 from cpep.errors import UserError
+from cpep.files import write_text_atomically
 from cpep.pipeline import METRICS
 
 FORMATS = ("md", "tex", "csv")
@@ -285,7 +286,7 @@ def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Pa
         files["ordering.csv"] = report.ordering.to_csv(index=False)
         files["incomplete.csv"] = report.incomplete.to_csv(index=False)
     for name, text in files.items():
-        atomic_write_text(out / name, text)
+        write_text_atomically(out / name, text)
     return [out / name for name in files]
 
 

@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from baselines import supervised
 from bench import provenance
 from bench.planner import NO_ZERO_SHOT, Run, Stage

@@ -12,35 +12,20 @@ killed process never leaves a corrupt one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from bench.planner import Run, Stage
 from cpep.errors import DataError
+from cpep.files import replace_atomically, write_text_atomically
 from cpep.synth import SynthConfig, generate
 
 RECORD_SCHEMA = 1
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+    write_text_atomically(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: Path):
@@ -85,10 +70,7 @@ class Store:
         d = self.stage_dir(stage)
         d.mkdir(parents=True, exist_ok=True)
         if state is not None:
-            fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=d)
-            os.close(fd)
-            torch.save(state, tmp)
-            os.replace(tmp, d / "model.pt")
+            replace_atomically(d / "model.pt", lambda tmp: torch.save(state, tmp))
         atomic_write_json(d / "meta.json", meta)
         (d / "failed.json").unlink(missing_ok=True)
         (d / "checkpoint.pt").unlink(missing_ok=True)

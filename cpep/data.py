@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +20,7 @@ import torch
 
 from cpep import schema
 from cpep.errors import DataError
+from cpep.files import replace_atomically, write_text_atomically
 
 STATS_FILES = 32  # recordings sampled (evenly) to estimate normalisation statistics
 
@@ -188,19 +188,6 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _replace_atomically(path: Path, write) -> None:
-    """write(tmp_path), then rename over `path`: readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class WindowIndex:
     """Window starts of each recording (a file's identity: name, size, mtime), optionally kept in an .npz file.
 
@@ -232,7 +219,7 @@ class WindowIndex:
         def write(tmp):
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
-        _replace_atomically(self.path, write)
+        replace_atomically(self.path, write)
         self.dirty = False
 
 
@@ -332,7 +319,7 @@ class Emg2PoseData:
         if cached.is_file():
             return json.loads(cached.read_text())
         stats = self._measure_stats(picks)
-        _replace_atomically(cached, lambda tmp: Path(tmp).write_text(json.dumps(stats)))
+        write_text_atomically(cached, json.dumps(stats))
         return stats
 
     @staticmethod

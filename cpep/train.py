@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from torch import nn
 
 from cpep.data import WindowDataset
 from cpep.errors import DataError, TrainingDiverged
+from cpep.files import replace_atomically
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,6 @@ class Batches:
             yield tuple(t.to(self.device, non_blocking=True) for t in batch)
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices only: not on biases, norms, tokens, position embeddings or the
     temperature, which decay would pull towards values that mean something (tau -> 1)."""
@@ -168,10 +162,11 @@ def fit(model: nn.Module, loss_fn: Callable[[tuple], torch.Tensor], batches: Bat
             on_epoch(epoch + 1, log)
         last = epoch + 1 == schedule.epochs
         if checkpoint is not None and not last and (epoch + 1) % checkpoint_every == 0:
-            _save_atomic({
+            state = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": history, "epoch": epoch + 1,
-            }, checkpoint)
+            }
+            replace_atomically(checkpoint, lambda tmp: torch.save(state, tmp))
     return history

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.store import Store
+
 from cpep import config
 
 # Small synthetic data and a small model: every stage of every method, 2 epochs.
@@ -40,3 +42,18 @@ def tiny_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data") / "tiny"
     synth = config.resolve(TINY)["data"]["synth"]
     return generate(SynthConfig(**synth), root)
+
+
+@pytest.fixture(scope="session")
+def make_results(tmp_path_factory):
+    """A function that makes an empty results directory whose synthetic data (the tiny dataset, generated once
+    per session) is already there, so each test does not generate it again."""
+    shared = tmp_path_factory.mktemp("shared-data")
+    Store(shared).synthetic_root(config.resolve(TINY)["data"]["synth"])
+
+    def make(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "data").symlink_to(shared / "data")
+        return path
+
+    return make

@@ -8,33 +8,16 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from bench.executors.slurm import suite_status
 from bench.store import Store
-from conftest import TINY, tiny_args
-from cpep import config
+from conftest import tiny_args
 from test_cli import CLI, cli, records
 
 # pose_mae alone, long enough (about 2 s of training) to be killed in the middle.
 LONG_POSE_MAE = ["--suite", "smoke", "--variants", "pose_mae", *tiny_args(),
                  "--set", "mae.epochs=60", "--set", "mae.batch_size=8"]
-
-
-@pytest.fixture(scope="session")
-def make_results(tmp_path_factory):
-    """A function that makes an empty results directory whose synthetic data (the tiny dataset, generated once
-    per session) is already there, so each test does not generate it again."""
-    shared = tmp_path_factory.mktemp("shared-data")
-    Store(shared).synthetic_root(config.resolve(TINY)["data"]["synth"])
-
-    def make(path: Path) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "data").symlink_to(shared / "data")
-        return path
-
-    return make
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.02):

@@ -19,7 +19,7 @@ from bench.store import Store
 from conftest import tiny_args
 from cpep.errors import UserError
 from test_cli import assert_one_line_error, cli, records
-from test_resume import make_results, wait_for  # noqa: F401 (make_results is a fixture)
+from test_resume import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = ["--executor", "slurm", "--profile", "local"]
