@@ -194,8 +194,8 @@ def data_synth(
         cfg.validate()
     except ValueError as e:
         raise UserError(str(e)) from None
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not empty")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not an empty directory")
     if out.exists():
         out.rmdir()
     with Progress(console=console) as progress:

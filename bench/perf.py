@@ -60,7 +60,7 @@ def measure(cfg: dict, data: Emg2PoseData, repeats: int = 5, steps: int = 3) -> 
             windows[i]
         return size
 
-    memory = Batches(windows, size, device, seed=0, in_memory_bytes=float("inf"))
+    memory = Batches(windows.head(size), size, device, seed=0, in_memory_bytes=float("inf"))
 
     def in_memory() -> int:
         next(memory.epoch(0))

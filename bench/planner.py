@@ -7,10 +7,14 @@ CPEP ablation shares the Pose-MAE of a seed) share one computation.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.suites import Suite, Variant
 from cpep import config
+from cpep.data import load_vocab
 
 DATA_KEYS = ("data.name", "data.window", "data.stride", "data.pose_decimation")
 ENCODER_SHAPE = ("encoder.width", "encoder.depth", "encoder.heads", "encoder.mlp_ratio")
@@ -22,7 +26,7 @@ STAGE_KEYS = {
     "align": ("encoder", "emg", "pose", "align"),
     "poset": ("encoder", "emg", "supervised"),
     "emg2pose": ("tds", "supervised", "emg.rotation_augment"),
-    "eval": ("data.vocab", "eval"),
+    "eval": ("encoder.pooling", "eval"),
 }
 
 # Each method's training stages (in order) and the stage whose model the evaluation uses.
@@ -74,19 +78,34 @@ class Run:
         return f"{self.variant.name}/seed-{self.seed}"
 
 
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: str, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def _data_identity(cfg: dict) -> dict:
+    """The dataset a stage reads: the synthetic settings, or the content of emg2pose's metadata.csv (so the same
+    path holding another dataset is another dataset)."""
     ident = {k: config.get(cfg, k) for k in DATA_KEYS}
     if cfg["data"]["name"] == "synthetic":
         ident["data.synth"] = cfg["data"]["synth"]
     else:
-        ident["data.root"] = cfg["data"]["root"]
+        csv = Path(cfg["data"]["root"]) / "metadata.csv"
+        ident["metadata.csv"] = _file_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else str(csv)
     return ident
+
+
+def _vocab_identity(name: str) -> dict:
+    """The classes themselves, so that editing a vocabulary file makes its evaluations new ones."""
+    vocab = load_vocab(name)
+    return {"in_distribution": vocab.in_distribution, "unseen": vocab.unseen}
 
 
 def stage_key(kind: str, method: str, seed: int, cfg: dict, inputs: tuple) -> str:
     parts = {k: config.get(cfg, k) for k in STAGE_KEYS[kind]}
     if kind == "eval":
         parts["method"] = method
+        parts["vocab"] = _vocab_identity(cfg["data"]["vocab"])
     return config.digest({"kind": kind, "seed": seed, "data": _data_identity(cfg), "config": parts,
                           "inputs": inputs})
 

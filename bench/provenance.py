@@ -32,7 +32,7 @@ def git_state() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):

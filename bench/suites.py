@@ -64,8 +64,15 @@ def load(name_or_path: str) -> Suite:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"suite {name}: invalid TOML ({e})") from None
+    seeds, overrides = raw.get("seeds", [0]), raw.get("set", {})
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ConfigError(f"suite {name}: seeds must be a list of non-negative whole numbers, e.g. [0, 1, 2]")
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"suite {name}: set must be a table of configuration keys")
     variants = []
     for v in raw.get("variants", []):
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str) or not isinstance(v.get("set", {}), dict):
+            raise ConfigError(f"suite {name}: each [[variants]] needs a name and may have a set table")
         if v.get("method") not in METHODS:
             raise ConfigError(f"suite {name}: variant {v.get('name')!r} has unknown method {v.get('method')!r} "
                               f"(methods: {', '.join(METHODS)})")
@@ -75,8 +82,7 @@ def load(name_or_path: str) -> Suite:
         raise ConfigError(f"suite {name} lists no variants")
     if len({v.name for v in variants}) != len(variants):
         raise ConfigError(f"suite {name}: variant names must be unique")
-    suite = Suite(name, raw.get("description", ""), tuple(raw.get("seeds", [0])), dict(raw.get("set", {})),
-                  tuple(variants))
+    suite = Suite(name, raw.get("description", ""), tuple(seeds), dict(overrides), tuple(variants))
     for v in suite.variants:  # fail now, not halfway through a sweep
         config.resolve(suite.overrides, v.overrides)
     return suite

@@ -10,7 +10,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
+
+import torch
 
 from cpep.errors import ConfigError
 
@@ -115,6 +118,11 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"pose.patch ({cfg['pose']['patch']}) must be a multiple of data.pose_decimation")
     if d["stride"] <= 0:
         raise ConfigError("data.stride must be positive")
+    device = cfg["train"]["device"]
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for, but CUDA is not available here")
     if cfg["encoder"]["pooling"] not in ("cls", "mean"):
         raise ConfigError("encoder.pooling must be 'cls' or 'mean'")
     if cfg["encoder"]["width"] % cfg["encoder"]["heads"]:

@@ -142,7 +142,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.recording = np.asarray(recording, dtype=np.int64)
         self.starts = np.asarray(starts, dtype=np.int64)
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        self.spec = spec
+        self.spec, self.stats = spec, stats
         self.emg_scale = np.asarray(stats["emg_std"], dtype=np.float32)[:, None]
         self.pose_mean = np.asarray(stats["pose_mean"], dtype=np.float32)[:, None]
         self.pose_std = np.asarray(stats["pose_std"], dtype=np.float32)[:, None]
@@ -170,6 +170,11 @@ class WindowDataset(torch.utils.data.Dataset):
         pose = (pose - self.pose_mean) / self.pose_std
         return torch.from_numpy(np.ascontiguousarray(emg, dtype=np.float32)), \
             torch.from_numpy(pose.astype(np.float32)), self.labels[i]
+
+    def head(self, n: int) -> "WindowDataset":
+        """The first n windows."""
+        return WindowDataset(self.paths, self.recording[:n], self.starts[:n], self.labels[:n].numpy(), self.spec,
+                             self.stats)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every window stacked: (emg, pose, labels). For datasets that fit in memory."""

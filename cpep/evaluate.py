@@ -37,7 +37,8 @@ def _in_order(batches: Batches):
         for i in range(0, n, size):
             yield tuple(t[i:i + size] for t in batches.tensors)
         return
-    loader = torch.utils.data.DataLoader(batches.dataset, batch_size=size, shuffle=False, num_workers=batches.workers)
+    loader = torch.utils.data.DataLoader(batches.dataset, batch_size=size, shuffle=False, num_workers=batches.workers,
+                                         generator=torch.Generator().manual_seed(0))
     for batch in loader:
         yield tuple(t.to(batches.device) for t in batch)
 

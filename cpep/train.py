@@ -88,7 +88,9 @@ class Batches:
                 yield tuple(t[idx] for t in self.tensors)
             return
         chunks = [c.tolist() for c in order.split(self.batch_size)[:len(self)]]
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=chunks,
+        # Its own generator: a DataLoader otherwise draws from the global RNG, and the masks and augmentations
+        # that follow would differ from the in-memory path's.
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=chunks, generator=g,
                                              num_workers=self.workers, pin_memory=self.device.type == "cuda")
         for batch in loader:
             yield tuple(t.to(self.device, non_blocking=True) for t in batch)

@@ -113,6 +113,7 @@ def assert_one_line_error(result, text):
     (["run", "--suite", "smoke", "--seeds", "3-1"], "--seeds takes a list"),
     (["run", "--suite", "smoke", "--data", "emg2pose"], "needs its location: --data-root"),
     (["run", "--suite", "smoke", "--executor", "cloud"], "unknown executor 'cloud'"),
+    (["run", "--suite", "smoke", "--device", "gpu"], "train.device must be auto, cpu, cuda or cuda:N"),
     (["report", "--suite", "nope"], "unknown suite 'nope'"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, args, text):
@@ -153,7 +154,9 @@ def test_data_synth_and_check(tmp_path):
     check = cli("data", "check", out)
     assert "ok (synthetic-v1)" in check.stdout and "pre-training" in check.stdout
     again = cli("data", "synth", "--out", out, check=False)
-    assert_one_line_error(again, "exists and is not empty")
+    assert_one_line_error(again, "exists and is not an empty directory")
+    onto_file = cli("data", "synth", "--out", out / "metadata.csv", check=False)
+    assert_one_line_error(onto_file, "exists and is not an empty directory")
 
 
 def test_every_command_has_help():
@@ -178,3 +181,10 @@ def test_perf_reports_throughput_as_ratios_to_the_align_step(smoke, tmp_path):
     assert len(measured) == 4 and all(r["windows_per_s"] > 0 for r in measured)
     for r in measured:
         assert r["ratio_to_align_step"] == pytest.approx(r["windows_per_s"] / measured[0]["windows_per_s"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_asking_for_cuda_without_it_is_refused(tmp_path):
+    result = cli("run", "--suite", "smoke", "--device", "cuda", "--results-dir", tmp_path, check=False)
+    assert_one_line_error(result, "CUDA is not available here")
+    assert not tmp_path.joinpath("runs").exists()

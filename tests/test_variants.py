@@ -57,7 +57,10 @@ def test_stage_keys_follow_the_config_that_determines_them():
     assert keys(plan(**{"align.lr": 1e-4})["cpep"])["align"] != base["align"]
     assert keys(plan(**{"mae.epochs": 3})["cpep"])["pose_mae"] != base["pose_mae"]
     assert keys(plan(**{"data.synth.difficulty": 0.9})["cpep"])["pose_mae"] != base["pose_mae"]
-    assert keys(plan(**{"train.device": "cpu", "train.workers": 2})["cpep"]) == base
+    assert keys(plan(**{"train.device": "cpu", "train.workers": 2, "data.in_memory_gb": 0.0})["cpep"]) == base
+    for method in ("pose_mae", "emg_mae"):  # pooling does not change MAE training, but it changes the embedding
+        pooled = keys(plan(**{"encoder.pooling": "mean"})[method])
+        assert pooled[method] == keys(plan()[method])[method] and pooled["eval"] != keys(plan()[method])["eval"]
     assert keys(planner.plan(suites.load("full"), seeds=(1,), overrides=TINY)[3])["pose_mae"] != base["pose_mae"]
 
 
@@ -130,3 +133,39 @@ def test_records_carry_the_variant_config(full_run):
     assert recs["patch50/seed-0"]["group"] == "patch_length"
     assert recs["random_init/seed-0"]["config"]["align"]["emg_init"] == "random"
     assert json.dumps(recs["cpep/seed-0"]["config"])  # plain JSON, reloadable
+
+
+def test_editing_a_vocabulary_file_makes_new_evaluations(tmp_path):
+    from importlib import resources
+    vocab = tmp_path / "mine.toml"
+    text = resources.files("cpep.vocab").joinpath("synthetic-v1.toml").read_text()
+    vocab.write_text(text)
+    before = keys(plan(**{"data.vocab": str(vocab)})["cpep"])
+    vocab.write_text(text.replace('Fist = ["Fist"]', 'Fist = ["Fist", "Spread"]'))
+    after = keys(plan(**{"data.vocab": str(vocab)})["cpep"])
+    assert after["align"] == before["align"] and after["eval"] != before["eval"]
+
+
+def test_streamed_and_in_memory_data_train_the_same_weights(tiny_data, tiny_config):
+    from cpep import pipeline
+    data = pipeline.open_data(tiny_config, tiny_data)
+    device = torch.device("cpu")
+    in_memory, _ = pipeline.pretrain_mae("emg", tiny_config, data, 0, device)
+    tiny_config["data"]["in_memory_gb"] = 0.0
+    streamed, _ = pipeline.pretrain_mae("emg", tiny_config, data, 0, device)
+    assert all(torch.equal(in_memory[k], streamed[k]) for k in in_memory)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('seeds = "0-2"\n[[variants]]\nname = "a"\nmethod = "cpep"\n', "seeds must be a list"),
+    ('[[variants]]\nmethod = "cpep"\n', "needs a name"),
+    ('[[variants]]\nname = "a"\nmethod = "nope"\n', "unknown method 'nope'"),
+    ('[[variants]]\nname = "a"\nmethod = "cpep"\nset = { "mae.epochz" = 1 }\n', "unknown configuration key"),
+    ("", "lists no variants"),
+])
+def test_a_malformed_suite_file_is_one_line_error(tmp_path, text, message):
+    from cpep.errors import UserError
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        suites.load(str(path))

@@ -40,7 +40,7 @@ from bench.stages import epochs
 from bench.store import Store, atomic_write_json, read_json
 from cpep.errors import UserError
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
+CHECKOUT_PROFILES = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
 
 # Profile key -> (accepted types, submitit parameter).
 PROFILE_KEYS = {
@@ -76,7 +76,12 @@ class Profile:
 
 
 def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return sorted({p.stem for d in profile_dirs() for p in d.glob("*.toml")})
+
+
+def profile_dirs() -> list[Path]:
+    """slurm/profiles of the working directory, then of the checkout this package runs from (if it is one)."""
+    return list(dict.fromkeys([Path.cwd() / "slurm" / "profiles", CHECKOUT_PROFILES]))
 
 
 def load_profile(name: str | None) -> Profile:
@@ -84,9 +89,13 @@ def load_profile(name: str | None) -> Profile:
     available = ", ".join(profile_names()) or "none"
     if not name:
         raise UserError(f"--executor slurm needs --profile NAME (profiles: {available}) or a TOML file")
-    path = Path(name).expanduser() if name.endswith(".toml") else PROFILE_DIR / f"{name}.toml"
+    if name.endswith(".toml"):
+        path = Path(name).expanduser()
+    else:
+        path = next((d / f"{name}.toml" for d in profile_dirs() if (d / f"{name}.toml").is_file()),
+                    Path(f"{name}.toml"))
     if not path.is_file():
-        raise UserError(f"unknown SLURM profile {name!r} (profiles in {PROFILE_DIR}: {available})")
+        raise UserError(f"unknown SLURM profile {name!r} (profiles: {available}; or give a TOML file's path)")
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -366,7 +375,7 @@ def _newly_finished(pending: dict[str, Run], before: dict, store: Store) -> list
 def watch(runs: list[Run], store: Store, jobs: list[Job], before: dict, console: Console,
           timeout_min: float | None) -> list[dict]:
     """Poll the records and squeue until every job is finished; one line per run as its record appears."""
-    deadline = time.monotonic() + timeout_min * 60 if timeout_min else None
+    deadline = time.monotonic() + timeout_min * 60 if timeout_min is not None else None
     pending = {r.ident: r for r in runs}
     records = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
