@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import signal
 
 from cpep import schema
+from cpep.files import current_umask
 
 FS = int(schema.SAMPLE_RATE)
 CONTROL_RATE = 100  # Hz; pose is generated here and interpolated to 2 kHz
@@ -353,6 +354,7 @@ def generate(cfg: SynthConfig, out: Path, progress=None) -> Path:
                         progress(len(rows_meta), total)
         pd.DataFrame(rows_meta, columns=list(schema.METADATA_COLUMNS)).to_csv(tmp / "metadata.csv", index=False)
         (tmp / "SYNTHETIC.txt").write_text(f"cpep-bench synthetic emg2pose-format dataset\n{asdict(cfg)}\n")
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private
         try:
             os.rename(tmp, out)
         except OSError:

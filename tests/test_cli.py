@@ -188,3 +188,13 @@ def test_asking_for_cuda_without_it_is_refused(tmp_path):
     result = cli("run", "--suite", "smoke", "--device", "cuda", "--results-dir", tmp_path, check=False)
     assert_one_line_error(result, "CUDA is not available here")
     assert not tmp_path.joinpath("runs").exists()
+
+
+def test_results_get_the_permissions_of_any_new_file(smoke):
+    """Not the private mode of temporary files: a lab shares its results directory."""
+    from cpep.files import current_umask
+    results, _ = smoke
+    mask = current_umask()
+    for path in (next(results.glob("runs/**/seed-*.json")), next(results.glob("stages/*/model.pt"))):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+    assert next(results.glob("data/synthetic-*")).stat().st_mode & 0o777 == 0o777 & ~mask
