@@ -15,7 +15,6 @@ import torch
 
 from cpep import pipeline
 from cpep.data import Emg2PoseData
-from cpep.models import MaskedAutoencoder
 from cpep.train import Batches, autocast, pick_device
 
 
@@ -67,9 +66,7 @@ def measure(cfg: dict, data: Emg2PoseData, repeats: int = 5, steps: int = 3) -> 
         return size
 
     batch = next(memory.epoch(0))
-    m = cfg["mae"]
-    mae = MaskedAutoencoder(pipeline.make_encoder("emg", cfg), m["decoder_width"], m["decoder_depth"],
-                            cfg["encoder"]["heads"], m["mask_ratio"]).to(device)
+    mae = pipeline.make_mae("emg", cfg).to(device)
     aligned = pipeline.Aligned(cfg).to(device)
     aligned.pose.requires_grad_(False)
     rows = [

@@ -35,6 +35,12 @@ def make_encoder(modality: str, cfg: dict) -> Encoder:
                    bin_size)
 
 
+def make_mae(modality: str, cfg: dict) -> MaskedAutoencoder:
+    m = cfg["mae"]
+    return MaskedAutoencoder(make_encoder(modality, cfg), m["decoder_width"], m["decoder_depth"],
+                             cfg["encoder"]["heads"], m["mask_ratio"])
+
+
 def schedule(section: dict, drop_last: bool = False) -> Schedule:
     return Schedule(section["epochs"], section["batch_size"], section["lr"], section["weight_decay"],
                     section["warmup_epochs"], drop_last=drop_last)
@@ -50,15 +56,13 @@ def pretrain_mae(modality: str, cfg: dict, data: Emg2PoseData, seed: int, device
     """Masked-autoencoder pre-training of one modality's encoder; returns (encoder state, history)."""
     seed_everything(seed)
     m = cfg["mae"]
-    encoder = make_encoder(modality, cfg)
-    mae = MaskedAutoencoder(encoder, m["decoder_width"], m["decoder_depth"], cfg["encoder"]["heads"],
-                            m["mask_ratio"]).to(device)
+    mae = make_mae(modality, cfg).to(device)
     shift = cfg["emg"]["rotation_augment"]
     inputs = (lambda batch: random_channel_roll(batch[0], shift)) if modality == "emg" else (lambda batch: batch[1])
     train = batches(cfg, data.windows(data.pretrain_recordings()), m["batch_size"], device, seed)
     history = fit(mae, lambda batch: mae(inputs(batch)), train, schedule(m), checkpoint,
                   cfg["train"]["checkpoint_every"], on_epoch=on_epoch)
-    return encoder.cpu().state_dict(), history
+    return mae.encoder.cpu().state_dict(), history
 
 
 class Aligned(torch.nn.Module):
