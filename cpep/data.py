@@ -5,7 +5,6 @@ h5py handles cannot cross process boundaries, so files are opened lazily in whic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tomllib
@@ -19,6 +18,7 @@ import pandas as pd
 import torch
 
 from cpep import schema
+from cpep.config import digest
 from cpep.errors import DataError
 from cpep.files import replace_atomically, write_text_atomically
 
@@ -189,10 +189,6 @@ def _file_key(path: str) -> str:
     return f"{os.path.basename(path)}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def _digest(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 class WindowIndex:
     """Window starts of each recording (a file's identity: name, size, mtime), optionally kept in an .npz file.
 
@@ -243,7 +239,7 @@ class Emg2PoseData:
         self._check_vocab()
         index_file = None
         if self.cache_dir is not None:
-            index_file = self.cache_dir / f"windows-{_digest(str(self.root), spec.window, spec.stride)}.npz"
+            index_file = self.cache_dir / f"windows-{digest((str(self.root), spec.window, spec.stride))}.npz"
         self._index = WindowIndex(index_file)
         self.stats = self._normalisation_stats()
 
@@ -320,7 +316,7 @@ class Emg2PoseData:
         picks = rows["path"].iloc[np.linspace(0, len(rows) - 1, min(STATS_FILES, len(rows))).astype(int)].unique()
         if self.cache_dir is None:
             return self._measure_stats(picks)
-        cached = self.cache_dir / f"stats-{_digest([_file_key(p) for p in picks])}.json"
+        cached = self.cache_dir / f"stats-{digest([_file_key(p) for p in picks])}.json"
         if cached.is_file():
             return json.loads(cached.read_text())
         stats = self._measure_stats(picks)

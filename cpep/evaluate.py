@@ -23,24 +23,11 @@ def embed(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dataset: Win
     """(embeddings, labels) of every window in the dataset's order; fn(emg, pose) -> (B, D)."""
     batches = Batches(dataset, batch_size, device, seed=0, in_memory_bytes=in_memory_bytes, workers=workers)
     out, labels = [], []
-    for emg, pose, label in _in_order(batches):
+    for emg, pose, label in batches.in_order():
         with autocast(device):
             out.append(fn(emg, pose).float().cpu())
         labels.append(label.cpu())
     return torch.cat(out), torch.cat(labels)
-
-
-def _in_order(batches: Batches):
-    """The batches in dataset order (no shuffling), for embedding."""
-    n, size = len(batches.dataset), batches.batch_size
-    if batches.tensors is not None:
-        for i in range(0, n, size):
-            yield tuple(t[i:i + size] for t in batches.tensors)
-        return
-    loader = torch.utils.data.DataLoader(batches.dataset, batch_size=size, shuffle=False, num_workers=batches.workers,
-                                         generator=torch.Generator().manual_seed(0))
-    for batch in loader:
-        yield tuple(t.to(batches.device) for t in batch)
 
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,

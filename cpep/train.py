@@ -82,7 +82,13 @@ class Batches:
 
     def epoch(self, epoch: int):
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = torch.randperm(len(self.dataset), generator=g)
+        return self._batches(torch.randperm(len(self.dataset), generator=g), g)
+
+    def in_order(self):
+        """Every window in the dataset's order, for embedding."""
+        return self._batches(torch.arange(len(self.dataset)), torch.Generator().manual_seed(0))
+
+    def _batches(self, order: torch.Tensor, g: torch.Generator):
         if self.tensors is not None:
             for idx in order.to(self.device).split(self.batch_size)[:len(self)]:
                 yield tuple(t[idx] for t in self.tensors)
