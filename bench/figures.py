@@ -12,8 +12,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bench import stats  # noqa: E402
-from bench.report import PATCH_GROUP, REFERENCE_VARIANT, Report  # noqa: E402
-from bench.tables import metric_name  # noqa: E402
+from bench.results import PATCH_GROUP, REFERENCE_VARIANT, STALE, Report, metric_name  # noqa: E402
 from cpep.files import replace_atomically  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -32,16 +31,18 @@ def save(fig, out: Path, stem: str) -> list[Path]:
 
 def _subtitle(report: Report) -> str:
     note = " (synthetic data: levels not comparable with the paper, only the ordering)" if report.synthetic else ""
-    return f"{report.suite} on {report.dataset}{note}; {stats.describe(report.method, report.level)}"
+    stale = f"; {STALE}: stale, computed by older code" if report.stale else ""
+    return f"{report.suite} on {report.dataset}{note}; {stats.describe(report.method, report.level)}{stale}"
 
 
 def bars(report: Report, out: Path) -> list[Path]:
     """Per metric: our mean with its CI per variant, the paper's number as a marker (hollow: read off a figure)."""
-    df = report.values.assign(label=report.values["variant"].map(report.labels),
+    shown = {v: label + STALE if v in report.stale else label for v, label in report.labels.items()}
+    df = report.values.assign(label=report.values["variant"].map(shown),
                               metric=report.values["metric"].map(metric_name))
     if df.empty:
         return []
-    order = [report.labels[v] for v in report.variants]
+    order = [shown[v] for v in report.variants]
     metrics = [metric_name(m) for m in report.metrics]
     grid = sns.catplot(df, kind="bar", x="value", y="label", col="metric", col_order=metrics, order=order,
                        col_wrap=min(2, len(metrics)), errorbar=stats.errorbar(report.method, report.level),
@@ -51,12 +52,12 @@ def bars(report: Report, out: Path) -> list[Path]:
         sub = paper[paper["metric"] == metric]
         for approximate, face in ((False, "black"), (True, "none")):
             part = sub[sub["paper_approximate"] == approximate]
-            ax.scatter(part["paper"], [order.index(report.labels[v]) for v in part["variant"]], marker="D",
+            ax.scatter(part["paper"], [order.index(shown[v]) for v in part["variant"]], marker="D",
                        facecolors=face, edgecolors="black", zorder=5,
                        label="paper (hollow: read off a figure)" if not approximate else None)
         missing = report.summary[(report.summary["metric"] == metric) & (report.summary["not_applicable"] != "")]
         for variant in missing["variant"]:
-            ax.text(0.01, order.index(report.labels[variant]), "not applicable", va="center", fontsize=7,
+            ax.text(0.01, order.index(shown[variant]), "not applicable", va="center", fontsize=7,
                     color="gray")
         ax.set_xlim(0, 1.02)  # a t interval of few seeds can reach past [0, 1]
     grid.set_axis_labels("balanced accuracy", "")

@@ -5,56 +5,35 @@ with results for fewer of them is marked, and each (variant, seed) without a res
 (failed, still running or interrupted, queued, or no record at all). The suite's default seeds that no variant has
 a record for are named once instead of once per variant: `run --seeds 0-1` on a five-seed suite is a choice, and
 the report says which default seeds it left out.
+
+Results of stale runs (stages reused although the code that made them has changed) count like any other, and every
+table marks their variants.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
 from scipy import stats as scipy_stats
 
 from bench import reference, stats, tables
-from bench.store import Store
-from bench.suites import Suite
+from bench.results import (PATCH_GROUP, REFERENCE_VARIANT, Report, curves_frame, metric_name, metric_order,
+                           not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
 from cpep.files import write_text_atomically
-from cpep.pipeline import METRICS
+
+if TYPE_CHECKING:  # both import torch; the report needs neither at run time
+    from bench.store import Store
+    from bench.suites import Suite
 
 FORMATS = ("md", "tex", "csv")
-REFERENCE_VARIANT = "cpep"
-PATCH_GROUP = "patch_length"
 
 
-@dataclass
-class Report:
-    suite: str
-    dataset: str
-    method: str
-    level: float
-    variants: list[str]  # display order: the suite's, then variants only found in records
-    labels: dict[str, str]
-    metrics: list[str]
-    seeds: list[int]  # asked
-    done: dict[str, list[int]]  # seeds with a result, per variant
-    values: pd.DataFrame  # one row per (variant, seed, metric) with a value
-    summary: pd.DataFrame  # one row per (variant, metric)
-    differences: pd.DataFrame  # one row per (variant, metric), variant - CPEP on shared seeds
-    ordering: pd.DataFrame  # one row per (metric, pair of variants with a paper number)
-    tau: dict[str, float]  # Kendall's tau per metric, ours against the paper
-    incomplete: pd.DataFrame  # variant, seeds, status, reason
-    curves: pd.DataFrame  # training history: kind, used_by, seed, epoch, loss, temperature
-    notes: list[str] = field(default_factory=list)  # seeds not run, patch-length trend, configuration differences
-
-    @property
-    def synthetic(self) -> bool:
-        return self.dataset == "synthetic"
-
-
-# records -> frames
+# records -> the report
 
 def pick_dataset(records: list[dict], data: str | None, suite: str) -> str:
     found = sorted({r["dataset"] for r in records})
@@ -75,24 +54,8 @@ def variant_order(suite: Suite, records: list[dict]) -> tuple[list[str], dict[st
     return suite.names + extra, labels
 
 
-def metric_order(records: list[dict]) -> list[str]:
-    recorded = {m for r in records for m in (r.get("metrics") or {})}
-    return list(METRICS) + sorted(recorded - set(METRICS))
-
-
-def values_frame(records: list[dict]) -> pd.DataFrame:
-    rows = [{"variant": r["variant"], "group": r.get("group", ""), "seed": r["seed"], "metric": m, "value": v,
-             "patch": r["config"]["emg"]["patch"]}
-            for r in records if r["status"] == "done" for m, v in (r.get("metrics") or {}).items() if v is not None]
-    return pd.DataFrame(rows, columns=["variant", "group", "seed", "metric", "value", "patch"])
-
-
-def not_applicable(records: list[dict]) -> dict[tuple[str, str], str]:
-    return {(r["variant"], m): why for r in records for m, why in (r.get("not_applicable") or {}).items()}
-
-
 def summarise(values: pd.DataFrame, variants: list[str], labels: dict, metrics: list[str], na: dict,
-              paper: pd.DataFrame, method: str, level: float) -> pd.DataFrame:
+              stale: dict[str, list[int]], paper: pd.DataFrame, method: str, level: float) -> pd.DataFrame:
     main = reference.primary(paper).to_dict("index")  # (variant, metric) -> value, approximate, source
     other = reference.others(paper).set_index(["variant", "metric"]).to_dict("index")
     in_paper = {v for v, _ in main}
@@ -107,6 +70,7 @@ def summarise(values: pd.DataFrame, variants: list[str], labels: dict, metrics: 
                 "paper": ref.get("value", math.nan), "paper_approximate": bool(ref.get("approximate", False)),
                 "paper_source": ref.get("source", ""), "in_paper": v in in_paper,
                 "other_paper": alt.get("value", math.nan), "other_source": alt.get("source", ""),
+                "stale": v in stale,
             })
     df = pd.DataFrame(rows)
     df["paper_in_ci"] = (df["ci_low"] <= df["paper"]) & (df["paper"] <= df["ci_high"])
@@ -114,7 +78,7 @@ def summarise(values: pd.DataFrame, variants: list[str], labels: dict, metrics: 
 
 
 def paired_differences(values: pd.DataFrame, variants: list[str], metrics: list[str], na: dict,
-                       method: str, level: float) -> pd.DataFrame:
+                       stale: dict[str, list[int]], method: str, level: float) -> pd.DataFrame:
     def by_seed(v, m):
         sel = values[(values["variant"] == v) & (values["metric"] == m)]
         return dict(zip(sel["seed"], sel["value"]))
@@ -125,12 +89,14 @@ def paired_differences(values: pd.DataFrame, variants: list[str], metrics: list[
             continue
         for m in metrics:
             ci, seeds = stats.paired(by_seed(v, m), by_seed(REFERENCE_VARIANT, m), method, level)
+            stale_pairs = set(seeds) & set(stale.get(v, []) + stale.get(REFERENCE_VARIANT, []))
             rows.append({"variant": v, "metric": m, "n": ci.n, "seeds": " ".join(map(str, seeds)),
                          "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high,
                          "excludes_zero": ci.excludes_zero,
-                         "not_applicable": na.get((v, m)) or na.get((REFERENCE_VARIANT, m), "")})
+                         "not_applicable": na.get((v, m)) or na.get((REFERENCE_VARIANT, m), ""),
+                         "stale": bool(stale_pairs)})
     return pd.DataFrame(rows, columns=["variant", "metric", "n", "seeds", "mean", "ci_low", "ci_high",
-                                       "excludes_zero", "not_applicable"])
+                                       "excludes_zero", "not_applicable", "stale"])
 
 
 def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -143,10 +109,12 @@ def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, d
         if len(set(paper) & set(ours)) < 2:
             continue
         tau[m], pairs = stats.rank_agreement(ours, paper)
+        stale = set(sub.loc[sub["stale"], "variant"])
         rows += [{"metric": m, "first": p.first, "second": p.second, "paper_first": paper[p.first],
                   "paper_second": paper[p.second], "ours_first": ours[p.first], "ours_second": ours[p.second],
-                  "verdict": p.verdict} for p in pairs]
-    columns = ["metric", "first", "second", "paper_first", "paper_second", "ours_first", "ours_second", "verdict"]
+                  "verdict": p.verdict, "stale": bool({p.first, p.second} & stale)} for p in pairs]
+    columns = ["metric", "first", "second", "paper_first", "paper_second", "ours_first", "ours_second", "verdict",
+               "stale"]
     return pd.DataFrame(rows, columns=columns), tau
 
 
@@ -219,33 +187,13 @@ def patch_trend(values: pd.DataFrame, metrics: list[str]) -> list[str]:
     for m in metrics:
         by_seed = sel[sel["metric"] == m].pivot_table(index="patch", columns="seed", values="value")
         means = by_seed.dropna(axis=1).mean(axis=1)  # over the seeds every patch length has
-        if len(means) < 3 or means.isna().any():
+        if len(means) < 3 or means.isna().any() or means.nunique() < 2:  # rho needs a varying mean
             continue
         rho = scipy_stats.spearmanr(means.index, means.values).statistic
         verdict = "agrees" if rho < 0 else "does not agree"
-        notes.append(f"patch length vs {tables.metric_name(m)}: Spearman rho = {rho:+.2f} over patches "
+        notes.append(f"patch length vs {metric_name(m)}: Spearman rho = {rho:+.2f} over patches "
                      f"{', '.join(map(str, means.index))} ({verdict} with the paper's 'longer patches are worse')")
     return notes
-
-
-def curves_frame(records: list[dict], labels: dict[str, str]) -> pd.DataFrame:
-    """Training history per stage output (shared stages once), named by the variants that use it."""
-    users: dict[tuple[str, str], list[str]] = {}
-    history: dict[tuple[str, str], tuple[int, list]] = {}
-    for r in records:
-        for s in r.get("stages", []):
-            if s.get("history"):
-                users.setdefault((s["kind"], s["key"]), []).append(r["variant"])
-                history[(s["kind"], s["key"])] = (r["seed"], s["history"])
-    order = list(labels)
-    rows = []
-    for (kind, key), (seed, entries) in history.items():
-        names = sorted(set(users[(kind, key)]), key=order.index)
-        used_by = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
-        rows += [{"kind": kind, "used_by": used_by, "first": order.index(names[0]), "seed": seed,
-                  "epoch": e["epoch"], "loss": e.get("loss"), "temperature": e.get("temperature")} for e in entries]
-    rows.sort(key=lambda row: row["first"])  # legend in the suite's order
-    return pd.DataFrame(rows, columns=["kind", "used_by", "seed", "epoch", "loss", "temperature"])
 
 
 def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", level: float = 0.95) -> Report:
@@ -256,8 +204,9 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
     metrics = metric_order(records)
     seeds = sorted({r["seed"] for r in records})
     done = {v: sorted(r["seed"] for r in records if r["variant"] == v and r["status"] == "done") for v in variants}
+    stale = stale_seeds(records, variants)
     values, na = values_frame(records), not_applicable(records)
-    summary = summarise(values, variants, labels, metrics, na, reference.load(), method, level)
+    summary = summarise(values, variants, labels, metrics, na, stale, reference.load(), method, level)
     order, tau = ordering(summary, metrics)
     notes = []
     unrun = sorted(set(suite.seeds) - set(seeds))
@@ -266,9 +215,11 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
         notes.append(f"the suite's default {which} no record for any variant: not run, so not asked "
                      f"(`cpep-bench run --suite {suite.name} --seeds ...` runs them)")
     notes += patch_trend(values, metrics) + config_differences(records, suite)
-    return Report(suite.name, dataset, method, level, variants, labels, metrics, seeds, done, values, summary,
-                  paired_differences(values, variants, metrics, na, method, level), order, tau,
-                  incomplete_runs(records, variants, seeds), curves_frame(records, labels), notes)
+    return Report(suite=suite.name, dataset=dataset, method=method, level=level, variants=variants, labels=labels,
+                  metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
+                  differences=paired_differences(values, variants, metrics, na, stale, method, level),
+                  ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
+                  curves=curves_frame(records, labels), notes=notes)
 
 
 # output

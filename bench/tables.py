@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Column, Table
 from rich.text import Text
 
 from bench import stats
+from bench.results import STALE, Report, metric_name
 
-if TYPE_CHECKING:
-    from bench.report import Report
-
-METRIC_NAMES = {"lp_id": "LP in-dist", "lp_unseen": "LP unseen", "zs_id": "ZS in-dist", "zs_unseen": "ZS unseen"}
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 SYNTHETIC_NOTE = ("These runs use the built-in synthetic data: their levels are NOT comparable with the paper's "
                   "numbers (measured on emg2pose), only their ordering is; see 'Ordering against the paper'.")
 SIGNIFICANT = "*"
 
 
-def metric_name(metric: str) -> str:
-    return METRIC_NAMES.get(metric, metric)
+def marked(text: str, stale: bool) -> str:
+    return text + STALE if stale else text
+
+
+def stale_note(report: Report, marked_rows: str = "the variant has stale results") -> list[str]:
+    """What the stale mark means and which runs are stale, as one line (none when every result is fresh)."""
+    if not report.stale:
+        return []
+    runs = "; ".join(f"{v} seed{'s' * (len(seeds) > 1)} {' '.join(map(str, seeds))}"
+                     for v, seeds in report.stale.items())
+    return [f"{STALE}: {marked_rows}, computed by older code (stages reused although the code that made them has "
+            f"changed since); rerun without --reuse-stale to recompute. Stale runs: {runs}."]
 
 
 def estimate(mean: float, low: float, high: float, n: int, method: str, signed: bool = False) -> str:
@@ -76,9 +82,16 @@ def main_rows(report: Report) -> list[dict]:
                 if 1 < r.n < full_n:
                     ours += f" (n={r.n})"
             cells[m] = (ours, paper_value(r))
-        rows.append({"variant": variant, "label": report.labels[variant], "seeds": seeds_cell(report, variant),
+        label = marked(report.labels[variant], variant in report.stale)
+        rows.append({"variant": variant, "label": label, "seeds": seeds_cell(report, variant),
                      "fewer": len(report.done[variant]) < len(report.seeds), "cells": cells})
     return rows
+
+
+def difference_stale_note(report: Report) -> list[str]:
+    if not report.differences["stale"].any():
+        return []
+    return stale_note(report, "the variant's or CPEP's result on one of the shared seeds is stale")
 
 
 def difference_rows(report: Report) -> list[dict]:
@@ -97,7 +110,8 @@ def difference_rows(report: Report) -> list[dict]:
                 text = estimate(r["mean"], r.ci_low, r.ci_high, r.n, report.method, signed=True)
                 cells[m] = (text + (f" {SIGNIFICANT}" if r.excludes_zero else ""), bool(r.excludes_zero))
         pairs = int(sub["n"].max()) if len(sub) else 0
-        rows.append({"variant": variant, "label": report.labels[variant], "pairs": str(pairs), "cells": cells})
+        label = marked(report.labels[variant], sub["stale"].any())
+        rows.append({"variant": variant, "label": label, "pairs": str(pairs), "cells": cells})
     return rows
 
 
@@ -114,6 +128,7 @@ def main_notes(report: Report) -> list[str]:
     if ((summary["n"] > 1) & (summary["ci_low"] == summary["ci_high"])).any():
         notes.append("± 0.000: the same value for every seed.")
     notes += [f"-{str(i).translate(SUPERSCRIPT)} not applicable: {reason}." for reason, i in na_marks(report).items()]
+    notes += stale_note(report)
     compared = summary[summary["paper"].notna() & summary["ci_low"].notna()]
     if not report.synthetic and len(compared):
         notes.append(f"the paper's number lies inside our interval for {int(compared['paper_in_ci'].sum())} of "
@@ -132,7 +147,8 @@ def ordering_lines(report: Report) -> list[str]:
         line = (f"{metric_name(m)}: Kendall tau = {tau_text} over {len(set(sub['first']) | set(sub['second']))} "
                 f"variants; of {len(sub)} pairs, {count.get('agrees', 0)} in the paper's order, "
                 f"{count.get('disagrees', 0)} reversed{ties}")
-        reversed_ = [f"{r.first} {'>' if r.paper_first > r.paper_second else '<'} {r.second}"
+        reversed_ = [f"{marked(r.first, r.first in report.stale)} {'>' if r.paper_first > r.paper_second else '<'} "
+                     f"{marked(r.second, r.second in report.stale)}"
                      for r in sub.itertuples() if r.verdict == "disagrees"]
         lines.append(line + (f"; reversed (the paper's order shown): {', '.join(reversed_)}" if reversed_ else ""))
     return lines
@@ -166,6 +182,7 @@ def markdown(report: Report) -> str:
                             [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]),
                   "", f"- variant minus CPEP on the seeds both have; {SIGNIFICANT}: the interval excludes zero.",
                   f"- {stats.describe(report.method, report.level)}, of the per-seed differences."]
+        parts += [f"- {n}" for n in difference_stale_note(report)]
     else:
         parts.append("None: the suite has no CPEP variant, or no other variant.")
     parts += ["", "## Ordering against the paper", ""]
@@ -183,7 +200,7 @@ def markdown(report: Report) -> str:
 
 def _tex(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
-                 ("~", r"$\sim$"), ("±", r"$\pm$"), ("×", r"$\times$")):
+                 ("~", r"$\sim$"), ("±", r"$\pm$"), ("×", r"$\times$"), ("†", r"\dag{}"), ("--", "-{}-")):
         text = text.replace(a, b)
     for digit, sup in zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"):
         text = text.replace(sup, rf"\textsuperscript{{{digit}}}")
@@ -203,7 +220,8 @@ def _tex_table(columns: str, header: list[str], rows: list[list[str]], caption: 
 
 def latex(report: Report) -> str:
     k = len(report.metrics)
-    group = (" & & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{metric_name(m)}}}" for m in report.metrics) + r" \\"
+    names = [_tex(metric_name(m)) for m in report.metrics]
+    group = (" & & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{name}}}" for name in names) + r" \\"
              + "\n" + " ".join(rf"\cmidrule(lr){{{3 + 2 * i}-{4 + 2 * i}}}" for i in range(k)))
     header = ["Method", "$n$"] + ["ours", "paper"] * k
     rows = [[r["label"], r["seeds"]] + [c for m in report.metrics for c in r["cells"][m]] for r in main_rows(report)]
@@ -218,7 +236,9 @@ def latex_differences(report: Report) -> str:
     rows = [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in difference_rows(report)]
     caption = (f"Paired differences against CPEP (variant minus CPEP on shared seeds); {SIGNIFICANT}: the "
                f"interval excludes zero. {_tex(stats.describe(report.method, report.level))}.")
-    return _tex_table("lr" + "r" * len(report.metrics), ["Method", "pairs"] + [metric_name(m) for m in report.metrics],
+    caption = " ".join([caption] + [_tex(n) for n in difference_stale_note(report)])
+    header = ["Method", "pairs"] + [_tex(metric_name(m)) for m in report.metrics]
+    return _tex_table("lr" + "r" * len(report.metrics), header,
                       rows, caption, f"tab:{report.suite}-differences")
 
 
@@ -253,7 +273,7 @@ def print_report(report: Report, console: Console) -> None:
             table.add_row(r["label"], r["pairs"], *(Text(text, style="bold" if sig else "")
                                                     for text, sig in (r["cells"][m] for m in report.metrics)))
         console.print(table)
-        console.print(_notes([f"{SIGNIFICANT}: the interval excludes zero."]))
+        console.print(_notes([f"{SIGNIFICANT}: the interval excludes zero."] + difference_stale_note(report)))
     lines = ordering_lines(report)
     if lines:
         console.print(Group(Text("ordering against the paper", style="bold"), _notes(lines, "")))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench import report, stats, suites
+from bench import report, stats, suites, tables
+from bench.results import METRICS, Report, metric_order
 from bench.store import Store
 from cpep import config
 from cpep.errors import UserError
@@ -100,24 +103,28 @@ def fixture_suite(tmp_path) -> suites.Suite:
     return suites.load(str(path))
 
 
+def fixture_records(suite: suites.Suite) -> list[dict]:
+    """Done runs, a failed run, a running one, missing seeds, a changed setting."""
+    records = [make_record(suite, v, s, m) for v, by_seed in RESULTS.items() for s, m in by_seed.items()]
+    return records + [
+        make_record(suite, "emg_mae", 2, status="failed", error="emg_mae: RuntimeError: out of memory"),
+        make_record(suite, "avgpool", 1, status="running") | {"worker": {"host": "node7", "pid": 42}},
+        make_record(suite, "cpep", 3, (0.70, 0.50, 0.60, 0.40), **{"mae.epochs": 7}),
+    ]
+
+
 @pytest.fixture
 def results(tmp_path, fixture_suite) -> Path:
-    """A results directory: done runs, a failed run, a running one, missing seeds, a changed setting."""
+    """A results directory holding the fixture records."""
     store = Store(tmp_path / "results")
-    records = [make_record(fixture_suite, v, s, m) for v, by_seed in RESULTS.items() for s, m in by_seed.items()]
-    records += [
-        make_record(fixture_suite, "emg_mae", 2, status="failed", error="emg_mae: RuntimeError: out of memory"),
-        make_record(fixture_suite, "avgpool", 1, status="running") | {"worker": {"host": "node7", "pid": 42}},
-        make_record(fixture_suite, "cpep", 3, (0.70, 0.50, 0.60, 0.40), **{"mae.epochs": 7}),
-    ]
-    for r in records:
+    for r in fixture_records(fixture_suite):
         path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
     return store.root
 
 
-def build(results: Path, suite: suites.Suite, method="t") -> report.Report:
+def build(results: Path, suite: suites.Suite, method="t") -> Report:
     records = Store(results).records(suite.name)
     return report.build(suite, records, "synthetic", method, 0.95)
 
@@ -198,7 +205,7 @@ def test_summary_from_fixture_records(results, fixture_suite):
 
 
 def test_markdown_lists_failed_missing_and_not_applicable(results, fixture_suite):
-    md = report.tables.markdown(build(results, fixture_suite))
+    md = tables.markdown(build(results, fixture_suite))
     row = next(line for line in md.splitlines() if line.startswith("| EMG-MAE |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "**2 of 4**"  # fewer seeds than asked, marked
@@ -217,7 +224,7 @@ def test_markdown_lists_failed_missing_and_not_applicable(results, fixture_suite
 
 def test_bootstrap_tables_show_intervals(results, fixture_suite):
     rep = build(results, fixture_suite, method="bootstrap")
-    md = report.tables.markdown(rep)
+    md = tables.markdown(rep)
     assert "percentile bootstrap" in md and "0.820 [0.800, 0.840]" in md
 
 
@@ -261,9 +268,103 @@ def test_each_dataset_is_reported_on_its_own(results, fixture_suite):
         report.pick_dataset(store.records("fixture"), None, "fixture")
     rep = report.build(fixture_suite, store.records("fixture"), "emg2pose")
     assert rep.seeds == [0, 1] and len(rep.values) == 8
-    md = report.tables.markdown(rep)
+    md = tables.markdown(rep)
     assert "NOT comparable" not in md and "| frozen_emg | 0 1 | missing | no record |" in md
     assert "the paper's number lies inside our interval for 4 of 4" in md  # e.g. LP in-dist 0.780 ± 0.254
+
+
+def md_row(md: str, label: str) -> list[str]:
+    """The cells of the first Markdown table row whose first cell is `label`."""
+    rows = ([c.strip() for c in line.strip().strip("|").split("|")] for line in md.splitlines() if line.startswith("|"))
+    return next(cells for cells in rows if cells[0] == label)
+
+
+def test_metric_order_puts_the_known_metrics_first_and_only_those_recorded():
+    records = [{"metrics": {"zs_id": 0.5, "knn_id": 0.4, "lp_id": None}}, {"metrics": None},
+               {"metrics": {"a_metric": 0.1}, "not_applicable": {"zs_unseen": "why"}}]
+    assert metric_order(records) == ["lp_id", "zs_id", "zs_unseen", "a_metric", "knn_id"]
+    assert metric_order([{"metrics": None}]) == list(METRICS)  # nothing recorded yet: the known ones
+
+
+def test_a_new_metric_is_a_column_in_every_table_and_figure(fixture_suite, tmp_path):
+    from bench import figures
+    from rich.console import Console
+    records = fixture_records(fixture_suite)
+    for r in records:
+        if r["status"] == "done":
+            r["metrics"]["knn_id"] = 0.5 + 0.1 * r["seed"]
+    next(r for r in records if (r["variant"], r["seed"]) == ("cpep", 0))["metrics"]["a_metric"] = 0.25
+    rep = report.build(fixture_suite, records, "synthetic")
+    assert rep.metrics == [*METRICS, "a_metric", "knn_id"]
+
+    md = tables.markdown(rep)
+    assert md_row(md, "method")[-4:] == ["a_metric", "paper", "knn_id", "paper"]
+    cpep = md_row(md, "CPEP")
+    assert cpep[-4] == "0.250 (n=1)"
+    assert cpep[-2] == "0.650 ± 0.205"  # 0.5 0.6 0.7 0.8: s = 0.1291, t(3) = 3.182, 3.182 * 0.1291 / 2
+    assert md_row(md, "EMG-MAE")[-2] == "0.550 ± 0.635"
+    differences = md.split("## Paired differences")[1]
+    assert md_row(differences, "ablation: EMG encoder frozen")[-1] == "+0.000 ± 0.000"  # same knn_id per seed
+
+    report.write_tables(rep, tmp_path, ("csv", "tex"))
+    rows = [r for r in csv.DictReader((tmp_path / "table.csv").open()) if r["metric"] == "knn_id"]
+    assert [r["variant"] for r in rows] == rep.variants
+    assert float(next(r["mean"] for r in rows if r["variant"] == "cpep")) == pytest.approx(0.65)
+    assert {r["metric"] for r in csv.DictReader((tmp_path / "differences.csv").open())} == {*METRICS, "a_metric",
+                                                                                           "knn_id"}
+    tex = (tmp_path / "table.tex").read_text()
+    assert r"\multicolumn{2}{c}{knn\_id}" in tex and r"\cmidrule(lr){13-14}" in tex
+    assert r"knn\_id \\" in (tmp_path / "differences.tex").read_text()
+
+    console = Console(record=True, width=300)
+    tables.print_report(rep, console)
+    printed = console.export_text()
+    assert "knn_id" in printed and "a_metric" in printed and "0.650 ± 0.205" in printed
+
+    written = figures.write_all(rep, tmp_path / "fig")
+    assert {p.stem for p in written} == {"bars", "patch_length", "training_curves"}
+
+
+def test_stale_runs_are_marked_in_every_table_and_named_in_a_note(fixture_suite, tmp_path):
+    from rich.console import Console
+    records = fixture_records(fixture_suite)
+    run = {(r["variant"], r["seed"], r["status"]): r for r in records}
+    run["cpep", 1, "done"]["stale"] = True
+    run["patch50", 2, "done"]["stages"][1]["stale"] = True  # a stale stage in a record not marked itself
+    run["avgpool", 1, "running"]["stale"] = True  # no result yet: nothing in the tables to mark
+    rep = report.build(fixture_suite, records, "synthetic")
+    assert rep.stale == {"cpep": [1], "patch50": [2]}
+    s = rep.summary.set_index(["variant", "metric"])
+    assert s.loc[("cpep", "lp_id"), "n"] == 4 and s.loc[("cpep", "lp_id"), "mean"] == pytest.approx(0.73)
+
+    md = tables.markdown(rep)
+    main, differences = md.split("## Paired differences")[0], md.split("## Paired differences")[1].split("##")[0]
+    assert md_row(main, "CPEP†")[1] == "4" and md_row(main, "EMG patch 50 samples†")
+    assert md_row(main, "ablation: AvgPool instead of [CLS]") and md_row(main, "EMG patch 400 samples")
+    note = "Stale runs: cpep seed 1; patch50 seed 2."
+    assert note in main and "computed by older code" in main and "rerun without --reuse-stale" in main
+    # a difference is stale where CPEP's stale seed 1 is one of the shared seeds: avgpool has seed 0 only
+    assert md_row(differences, "ablation: EMG encoder frozen†") and md_row(differences, "EMG patch 50 samples†")
+    assert md_row(differences, "ablation: AvgPool instead of [CLS]") and note in differences
+
+    tidy = report.tidy(rep)
+    assert set(tidy.loc[tidy["stale"], "variant"]) == {"cpep", "patch50"}
+    d = rep.differences.groupby("variant")["stale"].all()
+    assert d["frozen_emg"] and not d["avgpool"]
+    assert set(rep.ordering.loc[~rep.ordering["stale"], ["first", "second"]].stack()) <= {
+        "emg_mae", "frozen_emg", "avgpool", "patch400"}
+    tex = tables.latex(rep)
+    assert r"CPEP\dag{} & 4 &" in tex and "-{}-reuse-stale" in tex
+    console = Console(record=True, width=250)
+    tables.print_report(rep, console)
+    printed = console.export_text()
+    assert "CPEP†" in printed and note in printed
+
+    fresh = report.build(fixture_suite, fixture_records(fixture_suite), "synthetic")
+    fresh_md = tables.markdown(fresh) + tables.latex(fresh)
+    assert md_row(fresh_md, "CPEP")[1] == "4"
+    assert "†" not in fresh_md and "dag" not in fresh_md and "Stale runs" not in fresh_md
+    assert not report.tidy(fresh)["stale"].any() and not fresh.differences["stale"].any()
 
 
 # figures
@@ -304,3 +405,13 @@ def test_cli_report_on_an_empty_results_dir_exits_2_with_one_line(tmp_path, monk
     captured = capsys.readouterr()
     assert exit_.value.code == 2
     assert captured.err.strip().count("\n") == 0 and "no results for suite 'smoke'" in captured.err
+
+
+def test_importing_the_report_does_not_load_torch():
+    repo = Path(__file__).resolve().parents[1]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    code = ("import sys, bench.report; print(bench.report.__file__); "
+            "assert 'torch' not in sys.modules and 'timm' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == repo / "bench" / "report.py"

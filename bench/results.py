@@ -1,0 +1,103 @@
+"""The report's data: the `Report` that tables and figures draw, and the frames it is built from run records.
+
+A run record is a JSON object with (among others) variant, label, group, dataset, seed, status ("done", "failed",
+"running", ...), error, metrics {name: value or null}, not_applicable {name: reason}, config (resolved, with
+emg.patch), stages [{kind, key, history, stale?}] and stale (optional, true when the run reused stages made by older
+code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+METRICS = ("lp_id", "lp_unseen", "zs_id", "zs_unseen")  # known metrics, shown first in this order
+METRIC_NAMES = {"lp_id": "LP in-dist", "lp_unseen": "LP unseen", "zs_id": "ZS in-dist", "zs_unseen": "ZS unseen"}
+REFERENCE_VARIANT = "cpep"
+PATCH_GROUP = "patch_length"
+STALE = "†"  # marks a variant with a result computed by older code
+
+
+def metric_name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
+
+
+@dataclass
+class Report:
+    suite: str
+    dataset: str
+    method: str
+    level: float
+    variants: list[str]  # display order: the suite's, then variants only found in records
+    labels: dict[str, str]
+    metrics: list[str]
+    seeds: list[int]  # asked
+    done: dict[str, list[int]]  # seeds with a result, per variant
+    stale: dict[str, list[int]]  # seeds whose result was computed by older code, per variant that has any
+    values: pd.DataFrame  # one row per (variant, seed, metric) with a value
+    summary: pd.DataFrame  # one row per (variant, metric)
+    differences: pd.DataFrame  # one row per (variant, metric), variant - CPEP on shared seeds
+    ordering: pd.DataFrame  # one row per (metric, pair of variants with a paper number)
+    tau: dict[str, float]  # Kendall's tau per metric, ours against the paper
+    incomplete: pd.DataFrame  # variant, seeds, status, reason
+    curves: pd.DataFrame  # training history: kind, used_by, seed, epoch, loss, temperature
+    notes: list[str] = field(default_factory=list)  # seeds not run, patch-length trend, configuration differences
+
+    @property
+    def synthetic(self) -> bool:
+        return self.dataset == "synthetic"
+
+
+# records -> data
+
+def metric_order(records: list[dict]) -> list[str]:
+    """The metrics the records carry (with a value or a reason they do not apply): known ones first, then the rest
+    sorted; the known ones when no record carries any yet."""
+    recorded = {m for r in records for key in ("metrics", "not_applicable") for m in (r.get(key) or {})}
+    if not recorded:
+        return list(METRICS)
+    return [m for m in METRICS if m in recorded] + sorted(recorded - set(METRICS))
+
+
+def is_stale(record: dict) -> bool:
+    return bool(record.get("stale")) or any(s.get("stale") for s in record.get("stages") or [])
+
+
+def stale_seeds(records: list[dict], variants: list[str]) -> dict[str, list[int]]:
+    """Per variant, in display order, the seeds whose result came from a stale run; variants without any are left
+    out. A run without a result has nothing to mark."""
+    stale = [(r["variant"], r["seed"]) for r in records if r["status"] == "done" and is_stale(r)]
+    found = {v: sorted(s for w, s in stale if w == v) for v in variants}
+    return {v: seeds for v, seeds in found.items() if seeds}
+
+
+def values_frame(records: list[dict]) -> pd.DataFrame:
+    rows = [{"variant": r["variant"], "group": r.get("group", ""), "seed": r["seed"], "metric": m, "value": v,
+             "patch": r["config"]["emg"]["patch"]}
+            for r in records if r["status"] == "done" for m, v in (r.get("metrics") or {}).items() if v is not None]
+    return pd.DataFrame(rows, columns=["variant", "group", "seed", "metric", "value", "patch"])
+
+
+def not_applicable(records: list[dict]) -> dict[tuple[str, str], str]:
+    return {(r["variant"], m): why for r in records for m, why in (r.get("not_applicable") or {}).items()}
+
+
+def curves_frame(records: list[dict], labels: dict[str, str]) -> pd.DataFrame:
+    """Training history per stage output (shared stages once), named by the variants that use it."""
+    users: dict[tuple[str, str], list[str]] = {}
+    history: dict[tuple[str, str], tuple[int, list]] = {}
+    for r in records:
+        for s in r.get("stages") or []:
+            if s.get("history"):
+                users.setdefault((s["kind"], s["key"]), []).append(r["variant"])
+                history[(s["kind"], s["key"])] = (r["seed"], s["history"])
+    order = list(labels)
+    rows = []
+    for (kind, key), (seed, entries) in history.items():
+        names = sorted(set(users[(kind, key)]), key=order.index)
+        used_by = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+        rows += [{"kind": kind, "used_by": used_by, "first": order.index(names[0]), "seed": seed,
+                  "epoch": e["epoch"], "loss": e.get("loss"), "temperature": e.get("temperature")} for e in entries]
+    rows.sort(key=lambda row: row["first"])  # legend in the suite's order
+    return pd.DataFrame(rows, columns=["kind", "used_by", "seed", "epoch", "loss", "temperature"])
