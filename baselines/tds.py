@@ -79,11 +79,12 @@ class TdsFeaturizer(nn.Module):
 
 
 class Emg2PoseRegressor(nn.Module):
-    def __init__(self, window: int, pose_decimation: int, width: int, features: int, hidden: int, joints: int = 20):
+    def __init__(self, window: int, pose_decimation: int, width: int, features: int, hidden: int,
+                 channels: int = 16, joints: int = 20):
         super().__init__()
         if window <= TdsFeaturizer.left_context:
             raise ValueError(f"the TDS featurizer needs windows longer than {TdsFeaturizer.left_context} samples")
-        self.featurizer = TdsFeaturizer(width=width, features=features)
+        self.featurizer = TdsFeaturizer(channels, width, features)
         self.decoder = nn.Sequential(nn.Linear(features, hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden),
                                      nn.LeakyReLU(), nn.Linear(hidden, joints))
         frames = (window - TdsFeaturizer.left_context - 1) // TdsFeaturizer.stride + 1

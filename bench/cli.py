@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import planner, runner, suites
+from bench import planner, plugins, suites
 from bench.store import Store
 from cpep import config
 from cpep.errors import UserError
@@ -33,8 +33,21 @@ def results_store(results_dir: Optional[Path]) -> Store:
     return Store(results_dir or Path(os.environ.get("CPEP_BENCH_RESULTS", DEFAULT_RESULTS)))
 
 
+def precision(device: str, gpus: bool) -> str:
+    """The precision the runs will train at where they run: bf16 on a GPU (here, or in the SLURM profile's jobs)."""
+    if device == "cpu":
+        return "float32"
+    if device.startswith("cuda") or gpus:
+        return "bf16"
+    from bench.provenance import precision as of_device
+    from cpep.train import pick_device
+    return of_device(pick_device("auto"))
+
+
 def selection(suite_name: str, data: str, data_root: Optional[Path], seeds: Optional[str],
-              variants: Optional[str], sets: list[str], device: Optional[str]) -> list[planner.Run]:
+              variants: Optional[str], sets: list[str], device: Optional[str], gpus: bool = False,
+              store: Store | None = None) -> list[planner.Run]:
+    """The runs asked for; with a `store`, stages whose code changed reuse the older outputs (--reuse-stale)."""
     suite = suites.load(suite_name)
     overrides = dict(config.parse_assignment(s) for s in sets)
     overrides["data.name"] = data
@@ -43,21 +56,20 @@ def selection(suite_name: str, data: str, data_root: Optional[Path], seeds: Opti
     if device is not None:
         overrides["train.device"] = device
     names = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
-    return planner.plan(suite, suites.parse_seeds(seeds) if seeds else None, names, overrides)
+    device_setting = plugins.resolve(suite.overrides, overrides)["train"]["device"]
+    return planner.plan(suite, suites.parse_seeds(seeds) if seeds else None, names, overrides,
+                        precision(device_setting, gpus), planner.stale_reuse(store) if store else None)
 
 
 def preflight(runs: list[planner.Run], store: Store) -> None:
     """Check every dataset the runs use before anything is written for them (generating synthetic data once)."""
-    from bench.stages import data_root
-    from cpep.pipeline import open_data
-
     checked = set()
     for run in runs:
         ident = config.digest(run.config["data"])
         if ident in checked:
             continue
         with console.status(f"checking {run.dataset} data"):
-            open_data(run.config, data_root(run.config, store), store.cache_dir).check_files()
+            plugins.get("dataset", run.dataset).open(run.config, store).check_files()
         checked.add(ident)
 
 
@@ -79,37 +91,56 @@ def run(
                                                  help="With --wait: stop waiting after this many minutes (the jobs "
                                                       "go on; exit code 1). Default: no limit."),
     force: bool = typer.Option(False, "--force", help="Recompute finished runs and their stages."),
+    fail_fast: bool = typer.Option(False, "--fail-fast",
+                                   help="Stop at the first run that fails (local executor; on SLURM every submitted "
+                                        "job runs)."),
+    reuse_stale: bool = typer.Option(False, "--reuse-stale",
+                                     help="Reuse stages made by older code when the current code has not made "
+                                          "them yet; their runs are marked stale in the report."),
     results_dir: Optional[Path] = ResultsDir,
 ):
-    """Train and evaluate every run of a suite (variants x seeds); finished runs are skipped."""
+    """Train and evaluate every run of a suite (variants x seeds); finished runs are skipped. A stage whose code
+    changed since it was made is recomputed (or, with --reuse-stale, reused and marked). Exits 1 when a run
+    failed; the traceback is in the failed stage's error.log."""
     if executor not in ("local", "slurm"):
         raise UserError(f"unknown executor {executor!r} (choose local or slurm)")
     if executor == "slurm":
-        from bench.executors import slurm
-        slurm_profile = slurm.load_profile(profile)
-        slurm.check_available()
+        from bench.executors.slurm import submit
+        from bench.executors.slurm.profile import check_available, load_profile
+        slurm_profile = load_profile(profile)
+        check_available()
     store = results_store(results_dir)
-    runs = selection(suite, data, data_root, seeds, variants, set_, device)
+    gpus = executor == "slurm" and slurm_profile.params.get("slurm_gpus_per_task", 0) > 0
+    runs = selection(suite, data, data_root, seeds, variants, set_, device, gpus, store if reuse_stale else None)
     if executor == "slurm":
-        slurm.check_idle(store, runs)
+        submit.check_idle(store, runs)
     preflight(runs, store)
     todo = [r for r in runs if force or not store.run_done(r)]
+    stale = sum(r.stale for r in runs)
     console.print(f"suite {runs[0].suite}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
-                  f"{len(todo)} to do; results in {store.root}")
+                  f"{len(todo)} to do{f', {stale} reusing stages of older code' if stale else ''}; "
+                  f"results in {store.root}")
     if not todo:
         return
+    from bench import runner
     runner.prepare(todo, store, force)
     if executor == "slurm":
+        from bench.executors.slurm.watch import WaitStopped
         try:
-            slurm.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
-        except slurm.WaitStopped as stopped:
+            records = submit.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
+        except WaitStopped as stopped:
             raise typer.Exit(stopped.args[0]) from None
-        return
-    from bench.executors import local
-    records = local.execute(todo, store, console)
+        if records is None:  # submitted without --wait
+            return
+    else:
+        from bench.executors import local
+        records = local.execute(todo, store, console, fail_fast)
     failed = [r for r in records if r["status"] != "done"]
-    if failed:
-        console.print(f"[red]{len(failed)} of {len(records)} runs failed[/red] (see `cpep-bench report`)")
+    if failed or len(records) < len(todo):
+        skipped = f", {len(todo) - len(records)} without a record" if len(records) < len(todo) else ""
+        console.print(f"[red]{len(failed)} of {len(records)} runs failed[/red]{skipped}; tracebacks in each failed "
+                      f"stage's error.log (see `cpep-bench status --suite {runs[0].suite}`)")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -142,8 +173,8 @@ def status(
 ):
     """Each run of a suite: queued, running, done, failed (with its reason), interrupted or cancelled, from the
     records and, for runs submitted with --executor slurm, from squeue."""
-    from bench.executors import slurm
-    slurm.show_status(results_store(results_dir), suites.load(suite).name, console)
+    from bench.status import show_status
+    show_status(results_store(results_dir), suites.load(suite).name, console)
 
 
 @app.command()
@@ -153,14 +184,13 @@ def cancel(
 ):
     """Cancel the suite's queued and running SLURM jobs. Records are left as they are: finished runs stay
     finished, and the next `cpep-bench run` redoes the others (resuming from their checkpoints)."""
-    from bench.executors import slurm
-    slurm.cancel(results_store(results_dir), suites.load(suite).name, console)
+    from bench.executors.slurm import watch
+    watch.cancel(results_store(results_dir), suites.load(suite).name, console)
 
 
 @app.command("suites")
 def list_suites():
     """The built-in suites, their variants and the work each plans."""
-    from bench.stages import epochs
     table = Table("suite", "variants", "seeds", "runs", "training stages", "epochs",
                   title="built-in suites (work: distinct training stages, and their epochs summed)")
     descriptions = []
@@ -169,7 +199,7 @@ def list_suites():
         runs = planner.plan(suite)
         work = [s for s in planner.unique_stages(runs) if s.kind != "eval"]
         table.add_row(name, str(len(suite.variants)), ",".join(map(str, suite.seeds)), str(len(runs)),
-                      str(len(work)), str(sum(epochs(s) for s in work)))
+                      str(len(work)), str(sum(planner.epochs(s) for s in work)))
         descriptions.append(f"{name}: {suite.description} ({', '.join(suite.names)})")
     console.print(table)
     console.print("\n".join(descriptions), highlight=False)
@@ -188,7 +218,8 @@ def data_synth(
     """Write a synthetic dataset in the emg2pose format (HDF5 files + metadata.csv)."""
     from rich.progress import Progress
 
-    from cpep.synth import SynthConfig, generate
+    from cpep.synth import generate
+    from cpep.synth_config import SynthConfig
     cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty)
     try:
         cfg.validate()
@@ -212,7 +243,7 @@ def data_check(
     """Check that a directory is a usable emg2pose-format dataset, and count its windows per selection."""
     from cpep.pipeline import open_data
     name = "synthetic" if (root / "SYNTHETIC.txt").is_file() else "emg2pose"
-    cfg = config.resolve({"data.name": name, "data.root": str(root), "data.vocab": vocab})
+    cfg = plugins.resolve({"data.name": "emg2pose", "data.root": str(root), "data.vocab": vocab or f"{name}-v1"})
     data = open_data(cfg, root)
     data.check_files()
     table = Table("selection", "recordings", "windows")
@@ -235,17 +266,15 @@ def perf(
 ):
     """Throughput of training steps and data paths, side by side, as ratios (on the synthetic data)."""
     from bench import perf as perf_module
-    from bench.stages import data_root
     from bench.store import atomic_write_json
-    from cpep.pipeline import open_data
     from cpep.train import pick_device
 
     overrides = dict(config.parse_assignment(s) for s in set_)
     if device is not None:
         overrides["train.device"] = device
-    cfg = config.resolve(overrides)
+    cfg = plugins.resolve(overrides)
     store = results_store(results_dir)
-    data = open_data(cfg, data_root(cfg, store), store.cache_dir)
+    data = plugins.get("dataset", cfg["data"]["name"]).open(cfg, store)
     with console.status("measuring"):
         results = perf_module.measure(cfg, data, repeats)
     dev = pick_device(cfg["train"]["device"])

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from bench import plugins
 from cpep import pipeline
 from cpep.data import Emg2PoseData
 from cpep.train import Batches, autocast, pick_device
@@ -33,7 +34,7 @@ def _median_rate(work: Callable[[], int], repeats: int, device: torch.device) ->
     return statistics.median(rates)
 
 
-def _train_step(model: torch.nn.Module, loss_fn: Callable, batch: tuple, device: torch.device, steps: int):
+def _train_step(model: torch.nn.Module, loss_fn: Callable, batch: dict, device: torch.device, steps: int):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
 
@@ -44,13 +45,13 @@ def _train_step(model: torch.nn.Module, loss_fn: Callable, batch: tuple, device:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        return steps * len(batch[0])
+        return steps * len(batch["emg"])
     return work
 
 
 def measure(cfg: dict, data: Emg2PoseData, repeats: int = 5, steps: int = 3) -> list[dict]:
     device = pick_device(cfg["train"]["device"])
-    windows = data.windows(data.pretrain_recordings())
+    windows = data.selection("pretrain")
     size = min(cfg["align"]["batch_size"], len(windows))
     idx = range(size)
 
@@ -66,12 +67,14 @@ def measure(cfg: dict, data: Emg2PoseData, repeats: int = 5, steps: int = 3) -> 
         return size
 
     batch = next(memory.epoch(0))
-    mae = pipeline.make_mae("emg", cfg).to(device)
-    aligned = pipeline.Aligned(cfg).to(device)
+    mae = pipeline.make_mae("emg", cfg, data).to(device)
+    objective = cfg["align"]["objective"]
+    aligned = pipeline.Aligned(cfg, data, plugins.get("objective", objective)).to(device)
     aligned.pose.requires_grad_(False)
     rows = [
-        ("align step (InfoNCE, pose encoder frozen)", _train_step(aligned, lambda b: aligned.loss(b[0], b[1]), batch, device, steps)),
-        ("EMG-MAE step", _train_step(mae, lambda b: mae(b[0]), batch, device, steps)),
+        (f"align step ({objective}, pose encoder frozen)",
+         _train_step(aligned, lambda b: aligned.loss(b["emg"], b["pose"]), batch, device, steps)),
+        ("EMG-MAE step", _train_step(mae, lambda b: mae(b["emg"])[0], batch, device, steps)),
         ("windows streamed from HDF5 (one process)", streamed),
         ("windows sliced from memory", in_memory),
     ]

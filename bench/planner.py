@@ -1,49 +1,28 @@
 """From a suite and a selection to runs, and from runs to the stages they need.
 
-A run is one (variant, seed, dataset). Its work is a chain of stages; each stage's key hashes the part of the
-configuration that determines its output together with its inputs' keys, so runs that share a stage (every
-CPEP ablation shares the Pose-MAE of a seed) share one computation.
+A run is one (variant, seed, dataset). Its work is a chain of stages: the training steps its method declares,
+then an evaluation. A stage's key hashes the whole config sections it declares, its inputs' keys, the dataset's
+identity, the seed, the numeric precision and a fingerprint of the code it runs; runs that share a stage (every
+CPEP ablation shares the Pose-MAE of a seed) share one computation, and a change to the code recomputes it.
+The `config_key` hashes the same without the code: --reuse-stale finds outputs of older code by it.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
+import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from bench import plugins
+from bench.fingerprint import fingerprint
 from bench.suites import Suite, Variant
 from cpep import config
-from cpep.data import load_vocab
+from cpep.gestures import load_vocab
 
-DATA_KEYS = ("data.name", "data.window", "data.stride", "data.pose_decimation")
-ENCODER_SHAPE = ("encoder.width", "encoder.depth", "encoder.heads", "encoder.mlp_ratio")
-
-# What each stage's output depends on, besides the seed, the data and its inputs.
-STAGE_KEYS = {
-    "pose_mae": ENCODER_SHAPE + ("pose", "mae"),
-    "emg_mae": ENCODER_SHAPE + ("emg", "mae"),
-    "align": ("encoder", "emg", "pose", "align"),
-    "poset": ("encoder", "emg", "supervised"),
-    "emg2pose": ("tds", "supervised", "emg.rotation_augment"),
-    "eval": ("encoder.pooling", "eval"),
-}
-
-# Each method's training stages (in order) and the stage whose model the evaluation uses.
-METHOD_STAGES = {
-    "cpep": ("pose_mae", "emg_mae", "align"),
-    "emg_mae": ("emg_mae",),
-    "pose_mae": ("pose_mae",),
-    "poset": ("poset",),
-    "emg2pose": ("emg2pose",),
-}
-# Why a method has no zero-shot number.
-NO_ZERO_SHOT = {
-    "emg_mae": "no pose-aligned EMG embedding",
-    "pose_mae": "pose input: the zero-shot task queries with EMG",
-    "poset": "no pose-aligned EMG embedding",
-    "emg2pose": "no pose-aligned EMG embedding",
-}
+EVAL = "eval"
+EVAL_SECTIONS = ("embedding", "eval")
 
 
 @dataclass(frozen=True)
@@ -54,6 +33,10 @@ class Stage:
     method: str
     config: dict = field(compare=False, hash=False)
     inputs: tuple[tuple[str, str], ...] = ()  # (kind, key) of the stages whose outputs it reads
+    config_key: str = ""
+    code: str = ""
+    precision: str = "float32"
+    stale: bool = False  # made by older code (or from such a stage's output), reused with --reuse-stale
 
     @property
     def name(self) -> str:
@@ -77,64 +60,69 @@ class Run:
     def ident(self) -> str:
         return f"{self.variant.name}/seed-{self.seed}"
 
-
-@functools.lru_cache(maxsize=None)
-def _file_digest(path: str, mtime_ns: int) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def _data_identity(cfg: dict) -> dict:
-    """The dataset a stage reads: the synthetic settings, or the content of emg2pose's metadata.csv (so the same
-    path holding another dataset is another dataset)."""
-    ident = {k: config.get(cfg, k) for k in DATA_KEYS}
-    if cfg["data"]["name"] == "synthetic":
-        ident["data.synth"] = cfg["data"]["synth"]
-    else:
-        csv = Path(cfg["data"]["root"]) / "metadata.csv"
-        ident["metadata.csv"] = _file_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else str(csv)
-    return ident
+    @property
+    def stale(self) -> bool:
+        return any(s.stale for s in self.stages)
 
 
-def _vocab_identity(name: str) -> dict:
-    """The classes themselves, so that editing a vocabulary file makes its evaluations new ones."""
-    vocab = load_vocab(name)
-    return {"in_distribution": vocab.in_distribution, "unseen": vocab.unseen}
+def epochs(stage: Stage) -> int:
+    """How many epochs the stage trains (1 for an evaluation): the length of its progress bar."""
+    if stage.kind == EVAL:
+        return 1
+    step = step_of(stage)
+    return stage.config[step.epochs]["epochs"] if step.epochs else 1
 
 
-def stage_key(kind: str, method: str, seed: int, cfg: dict, inputs: tuple) -> str:
-    parts = {k: config.get(cfg, k) for k in STAGE_KEYS[kind]}
-    if kind == "eval":
-        parts["method"] = method
-        parts["vocab"] = _vocab_identity(cfg["data"]["vocab"])
-    return config.digest({"kind": kind, "seed": seed, "data": _data_identity(cfg), "config": parts,
-                          "inputs": inputs})
+def step_of(stage: Stage) -> plugins.Step:
+    for step in plugins.get("method", stage.method).steps(stage.config):
+        if step.name == stage.kind:
+            return step
+    raise ValueError(f"method {stage.method} has no stage {stage.kind!r}")
 
 
-def stages_for(method: str, seed: int, cfg: dict) -> tuple[Stage, ...]:
-    kinds = list(METHOD_STAGES[method])
-    if method == "cpep" and cfg["align"]["emg_init"] == "random":
-        kinds.remove("emg_mae")
+def _stage(kind: str, method: str, seed: int, cfg: dict, sections, inputs: list[Stage], code: str,
+           precision: str, extra: dict | None = None) -> Stage:
+    dataset = plugins.get("dataset", cfg["data"]["name"])
+    ident = {"kind": kind, "seed": seed, "data": dataset.identity(cfg), "precision": precision,
+             "config": {s: cfg[s] for s in sections}, **(extra or {})}
+    config_key = config.digest({**ident, "inputs": [(s.kind, s.config_key) for s in inputs]})
+    key = config.digest({**ident, "inputs": [(s.kind, s.key) for s in inputs], "code": code})
+    return Stage(kind, key, seed, method, cfg, tuple((s.kind, s.key) for s in inputs), config_key, code, precision,
+                 stale=any(s.stale for s in inputs))
+
+
+def stages_for(method_name: str, seed: int, cfg: dict, precision: str,
+               reuse: Callable[[Stage], Stage | None] | None = None) -> tuple[Stage, ...]:
+    """The method's training stages in order, then its evaluation. `reuse` may swap a stage for an older one."""
+    method = plugins.get("method", method_name)
     made: dict[str, Stage] = {}
-    for kind in kinds:
-        inputs = tuple((k, made[k].key) for k in made) if kind == "align" else ()
-        made[kind] = Stage(kind, stage_key(kind, method, seed, cfg, inputs), seed, method, cfg, inputs)
-    last = made[kinds[-1]]
-    inputs = ((last.kind, last.key),)
-    evaluation = Stage("eval", stage_key("eval", method, seed, cfg, inputs), seed, method, cfg, inputs)
-    return tuple(made.values()) + (evaluation,)
+    for step in method.steps(cfg):
+        code = fingerprint([inspect.getfile(step.train)] +
+                           [plugins.path(kind, config.get(cfg, key)) for kind, key in step.uses])
+        stage = _stage(step.name, method_name, seed, cfg, step.sections, [made[i] for i in step.inputs], code,
+                       precision)
+        made[step.name] = (reuse and reuse(stage)) or stage
+    vocab = load_vocab(cfg["data"]["vocab"])
+    code = fingerprint([Path(__file__).with_name("evaluation.py"), plugins.path("method", method_name)] +
+                       [plugins.path("metric", m) for m in cfg["eval"]["metrics"]])
+    extra = {"method": method_name, "vocab": {"in_distribution": vocab.in_distribution, "unseen": vocab.unseen}}
+    evaluation = _stage(EVAL, method_name, seed, cfg, EVAL_SECTIONS, list(made.values()), code, precision, extra)
+    return tuple(made.values()) + ((reuse and reuse(evaluation)) or evaluation,)
 
 
 def plan(suite: Suite, seeds: tuple[int, ...] | None = None, variants: list[str] | None = None,
-         overrides: dict | None = None) -> list[Run]:
-    """The runs of a suite: selected variants x seeds, with command-line overrides applied last."""
+         overrides: dict | None = None, precision: str = "float32",
+         reuse: Callable[[Stage], Stage | None] | None = None) -> list[Run]:
+    """The runs of a suite: selected variants x seeds, with command-line overrides applied last. Every
+    configuration is checked (shared, dataset and method rules) before any run is returned."""
     chosen = [suite.variant(n) for n in variants] if variants else list(suite.variants)
     runs = []
     for variant in chosen:
-        cfg = config.resolve(suite.overrides, variant.overrides, overrides or {})
-        cfg["data"]["vocab"] = cfg["data"]["vocab"] or f"{cfg['data']['name']}-v1"
+        cfg = plugins.resolve(suite.overrides, variant.overrides, overrides or {})
+        plugins.get("method", variant.method).validate(cfg)
         for seed in seeds if seeds is not None else suite.seeds:
             runs.append(Run(suite.name, variant, seed, cfg["data"]["name"], cfg,
-                            stages_for(variant.method, seed, cfg)))
+                            stages_for(variant.method, seed, cfg, precision, reuse)))
     return runs
 
 
@@ -145,3 +133,14 @@ def unique_stages(runs: list[Run]) -> list[Stage]:
         for stage in run.stages:
             seen.setdefault(stage.name, stage)
     return list(seen.values())
+
+
+def stale_reuse(store) -> Callable[[Stage], Stage | None]:
+    """For --reuse-stale: a stage not done with the current code is swapped for a finished one of the same
+    configuration made by older code, when the results directory has one."""
+    def reuse(stage: Stage) -> Stage | None:
+        if store.stage_done(stage):
+            return None
+        older = store.find_by_config_key(stage.kind, stage.config_key)
+        return dataclasses.replace(stage, key=older, stale=True) if older else None
+    return reuse

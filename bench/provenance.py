@@ -10,8 +10,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 PACKAGES = ("cpep-bench", "torch", "timm", "numpy", "scipy", "h5py", "pandas", "submitit")
 
 
@@ -39,15 +37,21 @@ def git_state() -> dict:
         return {"commit": "unknown (not a git checkout)", "dirty": None}
 
 
-def describe_device(device: torch.device) -> dict:
+def precision(device) -> str:
+    """The numeric precision training runs at on a device (cpep.train.autocast): part of every stage key."""
+    return "bf16" if device.type == "cuda" else "float32"
+
+
+def describe_device(device) -> dict:
+    import torch
     if device.type == "cuda":
-        return {"device": str(device), "name": torch.cuda.get_device_name(device), "precision": "bf16 autocast",
+        return {"device": str(device), "name": torch.cuda.get_device_name(device), "precision": precision(device),
                 "cuda": torch.version.cuda}
-    return {"device": "cpu", "name": platform.processor() or platform.machine(), "precision": "float32",
+    return {"device": "cpu", "name": platform.processor() or platform.machine(), "precision": precision(device),
             "threads": torch.get_num_threads()}
 
 
-def collect(device: torch.device) -> dict:
+def collect(device) -> dict:
     return {
         "versions": {name: _version(name) for name in PACKAGES} | {"python": platform.python_version()},
         "git": git_state(),

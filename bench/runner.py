@@ -1,13 +1,15 @@
 """Doing a run's work, shared by every executor: each stage once, then the run's record.
 
-A run whose stage raises is recorded as failed with a one-line reason; nothing else stops. A failed stage is
-tried again by the next invocation, not within one, so a shared stage that fails is not recomputed per run.
+A stage that raises leaves its full traceback in the stage's error.log and a one-line reason in failed.json;
+its run is recorded as failed with that reason and the log's path. A failed stage is tried again by the next
+invocation, not within one, so a shared stage that fails is not recomputed per run.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import traceback
 from typing import Callable
 
 from bench import stages
@@ -16,7 +18,9 @@ from bench.store import Store
 
 
 class StageFailed(Exception):
-    pass
+    def __init__(self, reason: str, log: str | None):
+        super().__init__(reason)
+        self.reason, self.log = reason, log
 
 
 def one_line(error: BaseException) -> str:
@@ -25,30 +29,36 @@ def one_line(error: BaseException) -> str:
 
 
 def prepare(runs: list[Run], store: Store, force: bool = False) -> None:
-    """Start of an invocation: earlier failures are tried again; with `force`, finished stages too."""
+    """Start of an invocation: earlier failures are tried again; with `force`, finished stages too (a stale
+    stage reused with --reuse-stale belongs to older code and is never cleared)."""
     for stage in unique_stages(runs):
         store.clear_failure(stage)
-        if force:
+        if force and not stage.stale:
             store.clear_stage(stage)
+
+
+def _failed(kind: str, key: str, store: Store) -> StageFailed | None:
+    failure = store.failure(kind, key)
+    if failure is None:
+        return None
+    log = store.root / "stages" / f"{kind}-{key}" / "error.log"
+    return StageFailed(failure, str(log) if log.is_file() else None)
 
 
 def ensure_stage(stage: Stage, store: Store, on_epoch: Callable | None = None) -> None:
     """Compute the stage unless it is done; a failure is written beside it and raised as StageFailed."""
     if store.stage_done(stage):
         return
-    failure = store.stage_failure(stage)
-    if failure:
-        raise StageFailed(failure)
-    for kind, key in stage.inputs:
-        failure = store.stage_failure(Stage(kind, key, stage.seed, stage.method, {}))
-        if failure:
-            raise StageFailed(failure)
+    for kind, key in ((stage.kind, stage.key), *stage.inputs):
+        failed = _failed(kind, key, store)
+        if failed:
+            raise failed
     try:
         stages.execute(stage, store, on_epoch)
     except Exception as e:
         reason = f"{stage.kind}: {one_line(e)}"
-        store.mark_failed(stage, reason)
-        raise StageFailed(reason) from e
+        store.mark_failed(stage, reason, traceback.format_exc())
+        raise StageFailed(reason, str(store.error_log(stage))) from e
 
 
 def mark_running(run: Run, store: Store) -> None:
@@ -65,6 +75,6 @@ def complete(run: Run, store: Store, on_stage: Callable[[Stage], Callable | None
             ensure_stage(stage, store, on_stage(stage) if on_stage else None)
         rec = stages.record(run, "done", store)
     except StageFailed as e:
-        rec = stages.record(run, "failed", store, error=str(e))
+        rec = stages.record(run, "failed", store, error=e.reason, error_log=e.log)
     store.write_record(run, rec)
     return rec

@@ -1,6 +1,7 @@
 """The results directory: stage outputs (keyed by hash), run records, the synthetic data cache.
 
-    <results>/stages/<kind>-<key>/      model.pt, meta.json, checkpoint.pt while training, failed.json
+    <results>/stages/<kind>-<key>/      model.pt, meta.json, checkpoint.pt while training; failed.json and
+                                        error.log (the traceback) after a failure
     <results>/runs/<suite>/<dataset>/<variant>/seed-<n>.json    one record per run
     <results>/data/synthetic-<hash>/    generated once, reused by every run with the same synth settings
     <results>/cache/                    window indices and normalisation statistics of each dataset
@@ -13,13 +14,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from bench.planner import Run, Stage
 from cpep.errors import DataError
 from cpep.files import replace_atomically, write_text_atomically
-from cpep.synth import SynthConfig, generate
+
+if TYPE_CHECKING:
+    from bench.planner import Run, Stage
 
 RECORD_SCHEMA = 1
 
@@ -54,8 +55,23 @@ class Store:
         return self.stage_meta(stage) is not None
 
     def stage_failure(self, stage: Stage) -> str | None:
-        failed = read_json(self.stage_dir(stage) / "failed.json")
+        return self.failure(stage.kind, stage.key)
+
+    def failure(self, kind: str, key: str) -> str | None:
+        failed = read_json(self.root / "stages" / f"{kind}-{key}" / "failed.json")
         return failed["error"] if failed else None
+
+    def error_log(self, stage: Stage) -> Path:
+        return self.stage_dir(stage) / "error.log"
+
+    def find_by_config_key(self, kind: str, config_key: str) -> str | None:
+        """The key of the latest finished `kind` stage with this configuration key (made by any code)."""
+        found = []
+        for meta_file in (self.root / "stages").glob(f"{kind}-*/meta.json"):
+            meta = read_json(meta_file)
+            if meta and meta.get("config_key") == config_key:
+                found.append((meta.get("finished", ""), meta["key"]))
+        return max(found)[1] if found else None
 
     def checkpoint_path(self, stage: Stage) -> Path:
         path = self.stage_dir(stage) / "checkpoint.pt"
@@ -63,23 +79,30 @@ class Store:
         return path
 
     def load_model(self, kind: str, key: str) -> dict:
+        import torch
         return torch.load(self.root / "stages" / f"{kind}-{key}" / "model.pt", map_location="cpu", weights_only=True)
 
     def save_stage(self, stage: Stage, meta: dict, state: dict | None = None) -> None:
         """Model first, meta.json last: meta.json is what marks the stage finished."""
+        import torch
         d = self.stage_dir(stage)
         d.mkdir(parents=True, exist_ok=True)
         if state is not None:
             replace_atomically(d / "model.pt", lambda tmp: torch.save(state, tmp))
         atomic_write_json(d / "meta.json", meta)
-        (d / "failed.json").unlink(missing_ok=True)
+        self.clear_failure(stage)
         (d / "checkpoint.pt").unlink(missing_ok=True)
 
-    def mark_failed(self, stage: Stage, error: str) -> None:
-        atomic_write_json(self.stage_dir(stage) / "failed.json", {"error": error})
+    def mark_failed(self, stage: Stage, error: str, traceback: str | None = None) -> None:
+        """A failure beside the stage: its one-line reason, and the full traceback in error.log."""
+        if traceback is not None:
+            write_text_atomically(self.error_log(stage), traceback)
+        atomic_write_json(self.stage_dir(stage) / "failed.json",
+                          {"error": error, "log": str(self.error_log(stage)) if traceback is not None else None})
 
     def clear_failure(self, stage: Stage) -> None:
         (self.stage_dir(stage) / "failed.json").unlink(missing_ok=True)
+        self.error_log(stage).unlink(missing_ok=True)
 
     def clear_stage(self, stage: Stage) -> None:
         """Forget a stage's output and checkpoint so it is computed from scratch (--force)."""
@@ -98,7 +121,8 @@ class Store:
 
     def run_done(self, run: Run) -> bool:
         rec = self.record(run)
-        return bool(rec) and rec.get("status") == "done" and rec.get("run_key") == run.key
+        return (bool(rec) and rec.get("status") == "done" and rec.get("run_key") == run.key
+                and rec.get("stale", False) == run.stale)
 
     def write_record(self, run: Run, record: dict) -> None:
         atomic_write_json(self.run_record_path(run), record)
@@ -112,6 +136,8 @@ class Store:
     # data
     def synthetic_root(self, synth: dict) -> Path:
         """The synthetic dataset for these settings, generated on first use."""
+        from cpep.synth import generate
+        from cpep.synth_config import SynthConfig
         cfg = SynthConfig(**synth)
         try:
             cfg.validate()

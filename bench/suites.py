@@ -1,16 +1,23 @@
-"""Suites: TOML files under bench/suites/ listing variants (a method + config overrides) and seeds."""
+"""Suites: TOML files under bench/suites/ listing variants (a method + config overrides) and seeds.
+
+    description = "..."
+    seeds = [0, 1, 2]
+    include = ["paper"]          # other suites' variants (this suite's seeds and set apply to them)
+    plugins = ["my_plugins"]     # plug-in folders, relative to this file (see bench.plugins)
+    [set]                        # configuration for every variant
+    "mae.epochs" = 100
+    [[variants]]                 # name, method (a method plug-in), label, group, set
+"""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from cpep import config
+from bench import plugins
 from cpep.errors import ConfigError, UserError
-
-METHODS = ("cpep", "emg_mae", "pose_mae", "poset", "emg2pose")
+from cpep.named import load_toml, names
 
 
 @dataclass(frozen=True)
@@ -41,50 +48,60 @@ class Suite:
         return [v.name for v in self.variants]
 
 
-def _suite_dir():
-    return resources.files("bench") / "suites"
+BUILT_IN = resources.files("bench") / "suites"
 
 
 def available() -> list[str]:
-    return sorted(p.name[:-5] for p in _suite_dir().iterdir() if p.name.endswith(".toml"))
+    return names([BUILT_IN])
 
 
 def load(name_or_path: str) -> Suite:
-    """A built-in suite by name, or a suite TOML file by path."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml":
-        if not path.is_file():
-            raise UserError(f"suite file not found: {path}")
-        text, name = path.read_text(), path.stem
-    elif name_or_path in available():
-        text, name = (_suite_dir() / f"{name_or_path}.toml").read_text(), name_or_path
-    else:
-        raise UserError(f"unknown suite {name_or_path!r} (available: {', '.join(available())})")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"suite {name}: invalid TOML ({e})") from None
+    """A built-in suite by name, or a suite TOML file by path; its plug-in folders become known."""
+    return _load(name_or_path, ())
+
+
+def _load(name_or_path: str, including: tuple[str, ...]) -> Suite:
+    name, raw, path = load_toml(name_or_path, [BUILT_IN], "suite", ConfigError)
+    if name in including:
+        raise ConfigError(f"suite {name} includes itself (through {' -> '.join(including)})")
+    known = {"description", "seeds", "set", "variants", "include", "plugins"}
+    if set(raw) - known:
+        raise ConfigError(f"suite {name}: unknown key(s) {', '.join(sorted(set(raw) - known))} "
+                          f"(known: {', '.join(sorted(known))})")
     seeds, overrides = raw.get("seeds", [0]), raw.get("set", {})
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise ConfigError(f"suite {name}: seeds must be a list of non-negative whole numbers, e.g. [0, 1, 2]")
     if not isinstance(overrides, dict):
         raise ConfigError(f"suite {name}: set must be a table of configuration keys")
+    for key in ("include", "plugins"):
+        if not isinstance(raw.get(key, []), list) or not all(isinstance(x, str) for x in raw.get(key, [])):
+            raise ConfigError(f"suite {name}: {key} must be a list of strings")
+    folders = [(Path(str(path)).parent / p).resolve() for p in raw.get("plugins", [])]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise ConfigError(f"suite {name}: plug-in folder not found: {', '.join(missing)}")
+    plugins.add_folders(folders)
+    methods = plugins.names("method")
     variants = []
+    for other in raw.get("include", []):  # an included suite gives its variants; seeds and set are this suite's
+        variants += _load(other, including + (name,)).variants
     for v in raw.get("variants", []):
         if not isinstance(v, dict) or not isinstance(v.get("name"), str) or not isinstance(v.get("set", {}), dict):
             raise ConfigError(f"suite {name}: each [[variants]] needs a name and may have a set table")
-        if v.get("method") not in METHODS:
+        if v.get("method") not in methods:
             raise ConfigError(f"suite {name}: variant {v.get('name')!r} has unknown method {v.get('method')!r} "
-                              f"(methods: {', '.join(METHODS)})")
+                              f"(methods: {', '.join(methods)})")
         variants.append(Variant(v["name"], v["method"], v.get("label", v["name"]), dict(v.get("set", {})),
                                 v.get("group", "")))
-    if not variants:
+    unique: dict[str, Variant] = {}
+    for v in variants:
+        if unique.setdefault(v.name, v) != v:
+            raise ConfigError(f"suite {name}: two different variants are named {v.name!r}")
+    if not unique:
         raise ConfigError(f"suite {name} lists no variants")
-    if len({v.name for v in variants}) != len(variants):
-        raise ConfigError(f"suite {name}: variant names must be unique")
-    suite = Suite(name, raw.get("description", ""), tuple(seeds), dict(overrides), tuple(variants))
+    suite = Suite(name, raw.get("description", ""), tuple(seeds), dict(overrides), tuple(unique.values()))
     for v in suite.variants:  # fail now, not halfway through a sweep
-        config.resolve(suite.overrides, v.overrides)
+        plugins.get("method", v.method).validate(plugins.resolve(suite.overrides, v.overrides))
     return suite
 
 

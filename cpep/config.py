@@ -2,7 +2,8 @@
 
 Choices the paper leaves open (window length, encoder size, linear-probe optimiser) are set here and can be
 changed with `--set`. Defaults are sized for the built-in synthetic data on a laptop CPU; the `paper` suite
-raises the epochs to the paper's schedule.
+raises the epochs to the paper's schedule. The sections below are shared by every method; a method or dataset
+plug-in adds its own sections (bench.plugins merges them), which is why the functions take the defaults.
 """
 
 from __future__ import annotations
@@ -13,37 +14,30 @@ import json
 import re
 import tomllib
 
-import torch
-
 from cpep.errors import ConfigError
+
+MIN_TEMPERATURE = 0.01  # a contrastive temperature is kept in [0.01, 1], as in CLIP
 
 DEFAULTS: dict = {
     "data": {
-        "name": "synthetic",       # "synthetic" (generated once, cached) or "emg2pose" (data.root required)
+        "name": "synthetic",       # a dataset plug-in: "synthetic" (generated once, cached) or "emg2pose"
         "root": "",
         "vocab": "",               # gesture table: built-in name or a .toml path; "" = the dataset's own
         "window": 2000,            # samples at 2 kHz (1 s)
         "stride": 1000,
         "pose_decimation": 10,     # pose is averaged to 200 Hz; tokens still span the same time as EMG tokens
         "in_memory_gb": 4.0,       # selections smaller than this are read once and kept in memory
-        "synth": {"seed": 0, "users": 8, "test_users": 2, "val_users": 0, "stage_seconds": 8.0, "difficulty": 0.5},
     },
-    "encoder": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0, "pooling": "cls"},
+    "encoder": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0},
+    "embedding": {"pooling": "cls"},  # the window embedding: [CLS] output or mean of the patch outputs
     "emg": {"patch": 200,          # samples per EMG token (100 ms)
             "bin": 10,             # tokens embed the log-power envelope in bins of this many samples; 1 = raw
-
             "rotation_augment": 1},  # training rolls the electrode ring by up to this many channels
     "pose": {"patch": 200},        # samples per pose token, before decimation
     "mae": {"epochs": 40, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2.0,
-            "mask_ratio": 0.5, "decoder_width": 64, "decoder_depth": 1},
-    "align": {"epochs": 40, "batch_size": 256, "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 2.0,
-              "temperature": 0.02, "learn_temperature": True,
-              "emg_init": "mae",     # "mae": start from the EMG-MAE encoder; "random": from scratch
-              "train_emg": True,     # False: EMG encoder frozen, only the projection head trains
-              "train_pose": False},  # True: joint training, the pose encoder is not frozen
+            "mask_ratio": 0.5, "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 4},
     "supervised": {"epochs": 40, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2.0},
-    "tds": {"width": 64, "features": 64, "decoder_hidden": 256},  # emg2pose: width 256, hidden 512
-    "eval": {"k": 10, "lp_weight_decay": 1e-3, "lp_max_iter": 200},
+    "eval": {"k": 10, "lp_weight_decay": 1e-3, "lp_max_iter": 200, "metrics": ["linear_probe", "zero_shot"]},
     "train": {"device": "auto", "workers": 0, "checkpoint_every": 1},
 }
 
@@ -69,12 +63,14 @@ def _check_type(key: str, value, default):
             raise ConfigError(f"{key} takes a whole number, not {value!r}")
     elif isinstance(default, str) and not isinstance(value, str):
         raise ConfigError(f"{key} takes a string, not {value!r}")
+    elif isinstance(default, list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{key} takes a list of names, e.g. [\"a\", \"b\"], not {value!r}")
     return value
 
 
-def set_key(cfg: dict, key: str, value) -> None:
-    """Set a dotted key that exists in DEFAULTS, with a value of the default's type."""
-    node, default = cfg, DEFAULTS
+def set_key(cfg: dict, key: str, value, defaults: dict = DEFAULTS) -> None:
+    """Set a dotted key that exists in `defaults`, with a value of the default's type."""
+    node, default = cfg, defaults
     parts = key.split(".")
     for part in parts[:-1]:
         if not isinstance(default.get(part), dict):
@@ -93,45 +89,64 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip(), _parse_value(value.strip())
 
 
-def resolve(*overrides: dict) -> dict:
-    """DEFAULTS with each {dotted.key: value} mapping applied in order."""
-    cfg = copy.deepcopy(DEFAULTS)
+def resolve(*overrides: dict, defaults: dict = DEFAULTS) -> dict:
+    """`defaults` with each {dotted.key: value} mapping applied in order, checked by `validate`."""
+    cfg = copy.deepcopy(defaults)
     for mapping in overrides:
         for key, value in mapping.items():
-            set_key(cfg, key, value)
+            set_key(cfg, key, value, defaults)
     validate(cfg)
     return cfg
 
 
+def merge(base: dict, extra: dict, origin: str) -> dict:
+    """`base` with the sections and keys of `extra` added; a key both define differently is a ConfigError."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value, origin)
+        elif key in out and out[key] != value:
+            raise ConfigError(f"{origin} redefines the default of {key!r}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def validate(cfg: dict) -> None:
+    """The combinations every method shares; plug-ins check their own (bench.plugins)."""
     d = cfg["data"]
-    if d["name"] not in ("synthetic", "emg2pose"):
-        raise ConfigError(f"data.name must be 'synthetic' or 'emg2pose', not {d['name']!r}")
-    if d["name"] == "emg2pose" and not d["root"]:
-        raise ConfigError("the emg2pose dataset needs its location: --data-root DIR")
     for section, patch in (("emg", cfg["emg"]["patch"]), ("pose", cfg["pose"]["patch"])):
         if patch <= 0 or d["window"] % patch:
             raise ConfigError(f"{section}.patch ({patch}) must divide data.window ({d['window']})")
     if cfg["emg"]["bin"] < 1 or cfg["emg"]["patch"] % cfg["emg"]["bin"]:
         raise ConfigError(f"emg.bin ({cfg['emg']['bin']}) must divide emg.patch ({cfg['emg']['patch']})")
-    if cfg["pose"]["patch"] % d["pose_decimation"]:
+    if d["pose_decimation"] < 1 or cfg["pose"]["patch"] % d["pose_decimation"]:
         raise ConfigError(f"pose.patch ({cfg['pose']['patch']}) must be a multiple of data.pose_decimation")
     if d["stride"] <= 0:
         raise ConfigError("data.stride must be positive")
     device = cfg["train"]["device"]
     if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for, but CUDA is not available here")
-    if cfg["encoder"]["pooling"] not in ("cls", "mean"):
-        raise ConfigError("encoder.pooling must be 'cls' or 'mean'")
-    if cfg["encoder"]["width"] % cfg["encoder"]["heads"]:
-        raise ConfigError("encoder.width must be a multiple of encoder.heads")
-    if cfg["align"]["emg_init"] not in ("mae", "random"):
-        raise ConfigError("align.emg_init must be 'mae' or 'random'")
-    if not 0.0 < cfg["mae"]["mask_ratio"] < 1.0:
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was asked for, but CUDA is not available here")
+    if cfg["embedding"]["pooling"] not in ("cls", "mean"):
+        raise ConfigError("embedding.pooling must be 'cls' or 'mean'")
+    e, m = cfg["encoder"], cfg["mae"]
+    if e["width"] % e["heads"] or e["width"] % 2:
+        raise ConfigError(f"encoder.width ({e['width']}) must be even and a multiple of encoder.heads ({e['heads']})")
+    if m["decoder_width"] % m["decoder_heads"] or m["decoder_width"] % 2:
+        raise ConfigError(f"mae.decoder_width ({m['decoder_width']}) must be even and a multiple of "
+                          f"mae.decoder_heads ({m['decoder_heads']})")
+    if not 0.0 < m["mask_ratio"] < 1.0:
         raise ConfigError("mae.mask_ratio must be in (0, 1)")
-    for section in ("mae", "align", "supervised"):
+    for section in ("emg", "pose"):
+        patches = d["window"] // cfg[section]["patch"]
+        if max(1, round(patches * (1.0 - m["mask_ratio"]))) >= patches:
+            raise ConfigError(f"mae.mask_ratio {m['mask_ratio']} masks none of a window's {patches} "
+                              f"{section} patches: use more patches (a smaller {section}.patch) or a higher ratio")
+    for section in ("mae", "supervised"):
         if cfg[section]["epochs"] < 1 or cfg[section]["batch_size"] < 2:
             raise ConfigError(f"{section}.epochs must be >= 1 and {section}.batch_size >= 2")
 

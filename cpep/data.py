@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import h5py
@@ -20,55 +18,10 @@ import torch
 from cpep import schema
 from cpep.config import digest
 from cpep.errors import DataError
+from cpep.gestures import Vocab
 from cpep.files import replace_atomically, write_text_atomically
 
 STATS_FILES = 32  # recordings sampled (evenly) to estimate normalisation statistics
-
-
-@dataclass(frozen=True)
-class Vocab:
-    """A versioned table mapping stage names to the in-distribution and unseen gesture classes."""
-
-    name: str
-    version: int
-    in_distribution: dict[str, tuple[str, ...]]
-    unseen: dict[str, tuple[str, ...]]
-
-    @property
-    def ident(self) -> str:
-        return f"{self.name}-v{self.version}"
-
-    def classes(self, kind: str) -> dict[str, tuple[str, ...]]:
-        return {"id": self.in_distribution, "unseen": self.unseen}[kind]
-
-    def stage_labels(self, kind: str) -> dict[str, int]:
-        return {stage: label for label, stages in enumerate(self.classes(kind).values()) for stage in stages}
-
-
-def load_vocab(name_or_path: str) -> Vocab:
-    """A built-in table by name (`synthetic-v1`, `emg2pose-v1`) or a TOML file of the same shape."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml":
-        if not path.is_file():
-            raise DataError(f"gesture vocabulary file not found: {path}")
-        text = path.read_text()
-    else:
-        try:
-            text = resources.files("cpep.vocab").joinpath(f"{name_or_path}.toml").read_text()
-        except FileNotFoundError:
-            raise DataError(f"unknown gesture vocabulary {name_or_path!r} (built in: synthetic-v1, emg2pose-v1)") from None
-    try:
-        raw = tomllib.loads(text)
-        vocab = Vocab(
-            name=raw["name"], version=int(raw["version"]),
-            in_distribution={k: tuple(v) for k, v in raw["in_distribution"].items()},
-            unseen={k: tuple(v) for k, v in raw["unseen"].items()},
-        )
-    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DataError(f"malformed gesture vocabulary {name_or_path}: {e}") from None
-    if len(vocab.in_distribution) < 2 or len(vocab.unseen) < 2:
-        raise DataError(f"gesture vocabulary {vocab.ident} needs at least 2 in-distribution and 2 unseen classes")
-    return vocab
 
 
 def validate_recording(path: Path) -> None:
@@ -166,22 +119,23 @@ class WindowDataset(torch.utils.data.Dataset):
         start = int(self.starts[i])
         rows = self._timeseries(int(self.recording[i]))[start:start + self.spec.window]
         emg = rows["emg"].T / self.emg_scale
-        pose = rows["joint_angles"].T.reshape(schema.NUM_JOINTS, -1, self.spec.pose_decimation).mean(-1)
+        angles = rows["joint_angles"].T
+        pose = angles.reshape(angles.shape[0], -1, self.spec.pose_decimation).mean(-1)
         pose = (pose - self.pose_mean) / self.pose_std
-        return torch.from_numpy(np.ascontiguousarray(emg, dtype=np.float32)), \
-            torch.from_numpy(pose.astype(np.float32)), self.labels[i]
+        return {"emg": torch.from_numpy(np.ascontiguousarray(emg, dtype=np.float32)),
+                "pose": torch.from_numpy(pose.astype(np.float32)), "label": self.labels[i]}
 
     def head(self, n: int) -> "WindowDataset":
         """The first n windows."""
         return WindowDataset(self.paths, self.recording[:n], self.starts[:n], self.labels[:n].numpy(), self.spec,
                              self.stats)
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every window stacked: (emg, pose, labels). For datasets that fit in memory."""
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every window stacked, as one batch. For datasets that fit in memory."""
         if len(self) == 0:
             raise DataError("no usable windows in this selection")
-        emg, pose, labels = zip(*(self[i] for i in range(len(self))))
-        return torch.stack(emg), torch.stack(pose), torch.stack(labels)
+        items = [self[i] for i in range(len(self))]
+        return {name: torch.stack([item[name] for item in items]) for name in items[0]}
 
 
 def _file_key(path: str) -> str:
@@ -230,6 +184,9 @@ class Emg2PoseData:
     With a `cache_dir`, window indices and normalisation statistics are kept there and reused.
     """
 
+    channels = schema.NUM_CHANNELS
+    pose_dims = schema.NUM_JOINTS
+
     def __init__(self, root: Path, vocab: Vocab, spec: WindowSpec, cache_dir: Path | None = None):
         if spec.window % spec.pose_decimation:
             raise DataError(f"window ({spec.window}) must be a multiple of pose decimation ({spec.pose_decimation})")
@@ -277,6 +234,14 @@ class Emg2PoseData:
             if rows.empty:
                 raise DataError(f"{self.root}: no {name} recordings for the {kind} classes of {self.vocab.ident}")
         return train, test
+
+    def selection(self, name: str) -> WindowDataset:
+        """The windows of a named selection: "pretrain", or "<id|unseen>_<train|test>" (a probe's side)."""
+        if name == "pretrain":
+            return self.windows(self.pretrain_recordings())
+        kind, side = name.rsplit("_", 1)
+        train, test = self.probe_recordings(kind)
+        return self.windows(train if side == "train" else test, kind)
 
     def check_files(self) -> None:
         """Validate every recording the protocol reads (pre-training and both probes), before any work starts."""

@@ -18,15 +18,15 @@ def balanced_accuracy(pred: torch.Tensor, target: torch.Tensor, num_classes: int
 
 
 @torch.no_grad()
-def embed(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dataset: WindowDataset,
+def embed(fn: Callable[[dict], torch.Tensor], dataset: WindowDataset,
           device: torch.device, batch_size: int = 256, in_memory_bytes: float = 4e9, workers: int = 0):
-    """(embeddings, labels) of every window in the dataset's order; fn(emg, pose) -> (B, D)."""
+    """(embeddings, labels) of every window in the dataset's order; fn(batch) -> (B, D)."""
     batches = Batches(dataset, batch_size, device, seed=0, in_memory_bytes=in_memory_bytes, workers=workers)
     out, labels = [], []
-    for emg, pose, label in batches.in_order():
+    for batch in batches.in_order():
         with autocast(device):
-            out.append(fn(emg, pose).float().cpu())
-        labels.append(label.cpu())
+            out.append(fn(batch).float().cpu())
+        labels.append(batch["label"].cpu())
     return torch.cat(out), torch.cat(labels)
 
 

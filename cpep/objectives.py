@@ -1,32 +1,32 @@
-"""The contrastive objective of CPEP's alignment stage."""
+"""The learnable temperature of the contrastive objectives (bench/objectives)."""
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-MAX_LOGIT_SCALE = 100.0  # temperature never below 0.01, as in CLIP
+from cpep.config import MIN_TEMPERATURE
+
+MAX_LOGIT_SCALE = 1.0 / MIN_TEMPERATURE
 
 
 class Temperature(nn.Module):
-    """The InfoNCE temperature, learned as log(1 / tau) so that it stays positive."""
+    """The InfoNCE temperature, learned as log(1 / tau) so that it stays positive.
+
+    `scale()` is not clamped, so the loss keeps a gradient at the bound; call `clamp_()` after each optimizer
+    step to hold tau in [1 / MAX_LOGIT_SCALE, 1].
+    """
 
     def __init__(self, initial: float, learnable: bool = True):
         super().__init__()
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / initial)), requires_grad=learnable)
 
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        self.log_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+
     def scale(self) -> torch.Tensor:
-        return self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        return self.log_scale.exp()
 
     def forward(self) -> torch.Tensor:
         return 1.0 / self.scale().detach()
-
-
-def symmetric_info_nce(u: torch.Tensor, v: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Mean of the EMG->pose and pose->EMG cross-entropies; row i of u and v are the positive pair."""
-    u = F.normalize(u.float(), dim=-1)
-    v = F.normalize(v.float(), dim=-1)
-    logits = logit_scale * u @ v.T
-    target = torch.arange(len(u), device=u.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

@@ -1,44 +1,45 @@
-"""CPEP's stages as functions of (config, data, seed): unimodal MAE, contrastive alignment, evaluation."""
+"""CPEP's stages as functions of a stage context: unimodal MAE pre-training and contrastive alignment.
+
+`ctx` is what the harness gives a training stage (bench.plugins.Context): cfg, data, seed, device, inputs (the
+state dicts of the stages it reads), checkpoint and on_epoch.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
-from cpep import schema
-from cpep.data import Emg2PoseData, WindowSpec, load_vocab, random_channel_roll
-from cpep.evaluate import embed, linear_probe, zero_shot
+from cpep.data import Emg2PoseData, WindowSpec, random_channel_roll
+from cpep.gestures import load_vocab
 from cpep.models import Encoder, MaskedAutoencoder, ProjectionHead
-from cpep.objectives import Temperature, symmetric_info_nce
+from cpep.objectives import Temperature
 from cpep.train import Batches, Schedule, fit, seed_everything
-
-METRICS = ("lp_id", "lp_unseen", "zs_id", "zs_unseen")
 
 
 def open_data(cfg: dict, root: Path, cache_dir: Path | None = None) -> Emg2PoseData:
     d = cfg["data"]
-    vocab = d["vocab"] or f"{d['name']}-v1"
-    return Emg2PoseData(root, load_vocab(vocab), WindowSpec(d["window"], d["stride"], d["pose_decimation"]),
+    return Emg2PoseData(root, load_vocab(d["vocab"]), WindowSpec(d["window"], d["stride"], d["pose_decimation"]),
                         cache_dir)
 
 
-def make_encoder(modality: str, cfg: dict) -> Encoder:
+def make_encoder(modality: str, cfg: dict, data) -> Encoder:
+    """The Transformer encoder of one modality, sized for the dataset's channels (EMG) or pose dimensions."""
     e, d = cfg["encoder"], cfg["data"]
     if modality == "emg":
-        channels, samples, patch, bin_size = schema.NUM_CHANNELS, d["window"], cfg["emg"]["patch"], cfg["emg"]["bin"]
+        channels, samples, patch, bin_size = data.channels, d["window"], cfg["emg"]["patch"], cfg["emg"]["bin"]
     else:
         dec = d["pose_decimation"]
-        channels, samples, patch, bin_size = schema.NUM_JOINTS, d["window"] // dec, cfg["pose"]["patch"] // dec, 1
-    return Encoder(channels, samples, patch, e["width"], e["depth"], e["heads"], e["mlp_ratio"], e["pooling"],
-                   bin_size)
+        channels, samples, patch, bin_size = data.pose_dims, d["window"] // dec, cfg["pose"]["patch"] // dec, 1
+    return Encoder(channels, samples, patch, e["width"], e["depth"], e["heads"], e["mlp_ratio"],
+                   cfg["embedding"]["pooling"], bin_size)
 
 
-def make_mae(modality: str, cfg: dict) -> MaskedAutoencoder:
+def make_mae(modality: str, cfg: dict, data) -> MaskedAutoencoder:
     m = cfg["mae"]
-    return MaskedAutoencoder(make_encoder(modality, cfg), m["decoder_width"], m["decoder_depth"],
-                             cfg["encoder"]["heads"], m["mask_ratio"])
+    return MaskedAutoencoder(make_encoder(modality, cfg, data), m["decoder_width"], m["decoder_depth"],
+                             m["decoder_heads"], m["mask_ratio"])
 
 
 def schedule(section: dict, drop_last: bool = False) -> Schedule:
@@ -51,86 +52,65 @@ def batches(cfg: dict, dataset, batch_size: int, device, seed: int, drop_last: b
                    in_memory_bytes=cfg["data"]["in_memory_gb"] * 1e9, workers=cfg["train"]["workers"])
 
 
-def pretrain_mae(modality: str, cfg: dict, data: Emg2PoseData, seed: int, device: torch.device,
-                 checkpoint: Path | None = None, on_epoch: Callable | None = None):
+def pretrain_mae(modality: str, ctx):
     """Masked-autoencoder pre-training of one modality's encoder; returns (encoder state, history)."""
-    seed_everything(seed)
-    m = cfg["mae"]
-    mae = make_mae(modality, cfg).to(device)
+    seed_everything(ctx.seed)
+    cfg, m = ctx.cfg, ctx.cfg["mae"]
+    mae = make_mae(modality, cfg, ctx.data).to(ctx.device)
     shift = cfg["emg"]["rotation_augment"]
-    inputs = (lambda batch: random_channel_roll(batch[0], shift)) if modality == "emg" else (lambda batch: batch[1])
-    train = batches(cfg, data.windows(data.pretrain_recordings()), m["batch_size"], device, seed)
-    history = fit(mae, lambda batch: mae(inputs(batch)), train, schedule(m), checkpoint,
-                  cfg["train"]["checkpoint_every"], on_epoch=on_epoch)
+    inputs = (lambda b: random_channel_roll(b["emg"], shift)) if modality == "emg" else (lambda b: b["pose"])
+    train = batches(cfg, ctx.data.selection("pretrain"), m["batch_size"], ctx.device, ctx.seed)
+    history = fit(mae, lambda batch: mae(inputs(batch))[0], train, schedule(m), ctx.checkpoint,
+                  cfg["train"]["checkpoint_every"], on_epoch=ctx.on_epoch)
     return mae.encoder.cpu().state_dict(), history
 
 
 class Aligned(torch.nn.Module):
-    """EMG encoder + projection head against a pose encoder, with a learnable temperature."""
+    """EMG encoder + projection head against a pose encoder, scored by an objective with a learnable
+    temperature (and a learnable logit bias when the objective starts one)."""
 
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, data, objective):
         super().__init__()
-        self.emg = make_encoder("emg", cfg)
-        self.pose = make_encoder("pose", cfg)
+        self.emg = make_encoder("emg", cfg, data)
+        self.pose = make_encoder("pose", cfg, data)
         self.head = ProjectionHead(self.emg.width, self.pose.width)
         a = cfg["align"]
         self.temperature = Temperature(a["temperature"], a["learn_temperature"])
+        self.objective = objective
+        bias = objective.init_logit_bias
+        self.logit_bias = torch.nn.Parameter(torch.tensor(float(bias))) if bias is not None else None
 
     def emg_query(self, emg: torch.Tensor) -> torch.Tensor:
         return self.head(self.emg(emg))
 
     def loss(self, emg: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-        return symmetric_info_nce(self.emg_query(emg), self.pose(pose), self.temperature.scale())
+        u = F.normalize(self.emg_query(emg).float(), dim=-1)
+        v = F.normalize(self.pose(pose).float(), dim=-1)
+        return self.objective(u, v, self.temperature.scale(), self.logit_bias)
 
 
-def align(cfg: dict, data: Emg2PoseData, seed: int, device: torch.device, pose_state: dict,
-          emg_state: dict | None, checkpoint: Path | None = None, on_epoch: Callable | None = None):
-    """Contrastive alignment (symmetric InfoNCE); returns (Aligned state, history)."""
-    seed_everything(seed)
-    a, a_shift = cfg["align"], cfg["emg"]["rotation_augment"]
-    model = Aligned(cfg)
-    model.pose.load_state_dict(pose_state)
-    if emg_state is not None:
-        model.emg.load_state_dict(emg_state)
+def align(ctx, objective):
+    """Contrastive alignment of the EMG encoder (+ head) to the pose encoder; returns (Aligned state, history)."""
+    seed_everything(ctx.seed)
+    cfg = ctx.cfg
+    a, shift = cfg["align"], cfg["emg"]["rotation_augment"]
+    model = Aligned(cfg, ctx.data, objective)
+    model.pose.load_state_dict(ctx.inputs["pose_mae"])
+    if "emg_mae" in ctx.inputs:
+        model.emg.load_state_dict(ctx.inputs["emg_mae"])
     model.pose.requires_grad_(a["train_pose"])
     model.emg.requires_grad_(a["train_emg"])
-    model.to(device)
+    model.to(ctx.device)
     if not a["train_pose"]:
         model.pose.eval()  # frozen: also keep any dropout/normalisation in inference mode
-    train = batches(cfg, data.windows(data.pretrain_recordings()), a["batch_size"], device, seed, drop_last=True)
+    train = batches(cfg, ctx.data.selection("pretrain"), a["batch_size"], ctx.device, ctx.seed, drop_last=True)
 
     def loss(batch):
         if not a["train_pose"]:
             model.pose.eval()
-        return model.loss(random_channel_roll(batch[0], a_shift), batch[1])
+        return model.loss(random_channel_roll(batch["emg"], shift), batch["pose"])
 
-    history = fit(model, loss, train, schedule(a, drop_last=True), checkpoint, cfg["train"]["checkpoint_every"],
-                  extra_logs=lambda: {"temperature": model.temperature().item()}, on_epoch=on_epoch)
+    history = fit(model, loss, train, schedule(a, drop_last=True), ctx.checkpoint, cfg["train"]["checkpoint_every"],
+                  extra_logs=lambda: {"temperature": model.temperature().item()}, on_epoch=ctx.on_epoch,
+                  after_step=model.temperature.clamp_)
     return model.cpu().state_dict(), history
-
-
-def evaluate(cfg: dict, data: Emg2PoseData, device: torch.device,
-             lp_features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-             zs_query: Callable | None = None, zs_reference: Callable | None = None) -> dict[str, float | None]:
-    """LP and (when the method has a pose-aligned EMG embedding) ZS balanced accuracy on both class sets.
-
-    Linear probes train on training users' windows and test on held-out test users' windows. Zero-shot
-    references are the pose embeddings of the training users' windows; the queries are test users' EMG.
-    """
-    metrics: dict[str, float | None] = dict.fromkeys(METRICS)
-    in_mem, workers = cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"]
-
-    def run(fn, dataset):
-        return embed(fn, dataset, device, in_memory_bytes=in_mem, workers=workers)
-
-    for kind in ("id", "unseen"):
-        train_rows, test_rows = data.probe_recordings(kind)
-        train, test = data.windows(train_rows, kind), data.windows(test_rows, kind)
-        n = len(data.vocab.classes(kind))
-        (xs, ys), (xt, yt) = run(lp_features, train), run(lp_features, test)
-        metrics[f"lp_{kind}"] = linear_probe(xs, ys, xt, yt, n, cfg["eval"]["lp_weight_decay"],
-                                             cfg["eval"]["lp_max_iter"])
-        if zs_query is not None:
-            (refs, ref_y), (queries, query_y) = run(zs_reference, train), run(zs_query, test)
-            metrics[f"zs_{kind}"] = zero_shot(queries, refs, ref_y, query_y, n, cfg["eval"]["k"])
-    return metrics

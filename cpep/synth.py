@@ -24,6 +24,7 @@ from scipy import signal
 
 from cpep import schema
 from cpep.files import current_umask
+from cpep.synth_config import SynthConfig
 
 FS = int(schema.SAMPLE_RATE)
 CONTROL_RATE = 100  # Hz; pose is generated here and interpolated to 2 kHz
@@ -70,33 +71,6 @@ MUSCLES = (
     ("interossei", 2.3, {j: 1.0 for j in _AA}),
     ("FCU_ECU", 5.2, {j: 0.3 for f in ("index", "middle", "ring", "pinky") for j in _F[f][:1]}),
 )
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    seed: int = 0
-    users: int = 8
-    test_users: int = 2
-    val_users: int = 0
-    stage_seconds: float = 8.0
-    difficulty: float = 0.5  # 0: clean, identical users; 1: low SNR, strongly different users
-    sides: tuple[str, ...] = ("right",)
-
-    def key(self) -> str:
-        blob = repr(sorted(asdict(self).items())).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
-
-    def validate(self) -> None:
-        if self.users - self.test_users - self.val_users < 1:
-            raise ValueError("synthetic data needs at least one training user (users > test_users + val_users)")
-        if self.test_users < 1:
-            raise ValueError("synthetic data needs at least one test user")
-        if self.stage_seconds < 2.0:
-            raise ValueError("stage_seconds must be at least 2")
-        if not 0.0 <= self.difficulty <= 1.0:
-            raise ValueError("difficulty must be within [0, 1]")
-        if not self.sides or set(self.sides) - {"left", "right"}:
-            raise ValueError("sides must be a non-empty subset of {left, right}")
 
 
 def shape_to_angles(flex, spread: float, opposition: float, claw: float) -> np.ndarray:

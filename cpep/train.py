@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from timm.optim import param_groups_weight_decay
 from torch import nn
 
 from cpep.data import WindowDataset
@@ -57,7 +58,7 @@ def seed_everything(seed: int) -> None:
 
 
 class Batches:
-    """Mini-batches of (emg, pose, label) on `device`, in a permutation fixed by (seed, epoch).
+    """Mini-batches {"emg", "pose", "label"} on `device`, in a permutation fixed by (seed, epoch).
 
     Selections that fit in `in_memory_bytes` are read from disk once and sliced from memory; larger ones are
     streamed from the HDF5 files by `workers` loader processes.
@@ -70,11 +71,11 @@ class Batches:
         if len(dataset) == 0:
             raise DataError("no usable windows in this selection (recordings shorter than a window, or all IK failures)")
         self.drop_last = drop_last and len(dataset) > batch_size
-        emg, pose, _ = dataset[0]
-        per_window = (emg.numel() + pose.numel()) * 4
+        first = dataset[0]
+        per_window = (first["emg"].numel() + first["pose"].numel()) * 4
         # Kept on the training device, so a step indexes device memory instead of copying from the host.
         fits = per_window * len(dataset) <= in_memory_bytes
-        self.tensors = tuple(t.to(device) for t in dataset.tensors()) if fits else None
+        self.tensors = {k: t.to(device) for k, t in dataset.tensors().items()} if fits else None
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -91,7 +92,7 @@ class Batches:
     def _batches(self, order: torch.Tensor, g: torch.Generator):
         if self.tensors is not None:
             for idx in order.to(self.device).split(self.batch_size)[:len(self)]:
-                yield tuple(t[idx] for t in self.tensors)
+                yield {k: t[idx] for k, t in self.tensors.items()}
             return
         chunks = [c.tolist() for c in order.split(self.batch_size)[:len(self)]]
         # Its own generator: a DataLoader otherwise draws from the global RNG, and the masks and augmentations
@@ -99,25 +100,29 @@ class Batches:
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=chunks, generator=g,
                                              num_workers=self.workers, pin_memory=self.device.type == "cuda")
         for batch in loader:
-            yield tuple(t.to(self.device, non_blocking=True) for t in batch)
+            yield {k: t.to(self.device, non_blocking=True) for k, t in batch.items()}
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices only: not on biases, norms, tokens, position embeddings or the
-    temperature, which decay would pull towards values that mean something (tau -> 1)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            exempt = p.ndim < 2 or name.endswith(("token", "pos_embed", "decoder_pos"))
-            (no_decay if exempt else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    temperature, which decay would pull towards values that mean something (tau -> 1). Frozen parameters are
+    left out. Modules name their own exempt parameters in `no_weight_decay()`, as in timm."""
+    exempt = []
+    for prefix, module in model.named_modules():
+        if hasattr(module, "no_weight_decay"):
+            exempt += [f"{prefix}.{name}" if prefix else name for name in module.no_weight_decay()]
+    return param_groups_weight_decay(model, weight_decay, no_weight_decay_list=exempt)
 
 
-def fit(model: nn.Module, loss_fn: Callable[[tuple], torch.Tensor], batches: Batches, schedule: Schedule,
+def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batches, schedule: Schedule,
         checkpoint: Path | None = None, checkpoint_every: int = 1,
         extra_logs: Callable[[], dict] | None = None,
-        on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """Train `model` on `loss_fn(batch)`; returns one dict per epoch (loss, lr, seconds, and `extra_logs()`)."""
+        on_epoch: Callable[[int, dict], None] | None = None,
+        after_step: Callable[[], None] | None = None) -> list[dict]:
+    """Train `model` on `loss_fn(batch)`; returns one dict per epoch (loss, lr, seconds, and `extra_logs()`).
+
+    `after_step()` runs after every optimizer step (e.g. to clamp a parameter back into its range).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
@@ -134,7 +139,7 @@ def fit(model: nn.Module, loss_fn: Callable[[tuple], torch.Tensor], batches: Bat
     history: list[dict] = []
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -157,6 +162,8 @@ def fit(model: nn.Module, loss_fn: Callable[[tuple], torch.Tensor], batches: Bat
             if schedule.grad_clip > 0:
                 nn.utils.clip_grad_norm_(params, schedule.grad_clip)
             optimizer.step()
+            if after_step:
+                after_step()
             scheduler.step()
             total += loss.detach().float()
             count += 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from bench import plugins
 from bench.store import Store
-
-from cpep import config
 
 # Small synthetic data and a small model: every stage of every method, 2 epochs.
 TINY = {
@@ -30,17 +30,24 @@ def tiny_args() -> list[str]:
     return args
 
 
+@pytest.fixture(autouse=True)
+def plugin_folders_stay_with_their_test(monkeypatch):
+    """Loading a suite with `plugins` adds its folders to the environment; undo that after each test."""
+    monkeypatch.setenv(plugins.ENV, os.environ.get(plugins.ENV, ""))
+
+
 @pytest.fixture
 def tiny_config() -> dict:
-    return config.resolve(TINY)
+    return plugins.resolve(TINY)
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """The tiny synthetic dataset, generated once per test session."""
-    from cpep.synth import SynthConfig, generate
+    from cpep.synth import generate
+    from cpep.synth_config import SynthConfig
     root = tmp_path_factory.mktemp("data") / "tiny"
-    synth = config.resolve(TINY)["data"]["synth"]
+    synth = plugins.resolve(TINY)["data"]["synth"]
     return generate(SynthConfig(**synth), root)
 
 
@@ -49,7 +56,7 @@ def make_results(tmp_path_factory):
     """A function that makes an empty results directory whose synthetic data (the tiny dataset, generated once
     per session) is already there, so each test does not generate it again."""
     shared = tmp_path_factory.mktemp("shared-data")
-    Store(shared).synthetic_root(config.resolve(TINY)["data"]["synth"])
+    Store(shared).synthetic_root(plugins.resolve(TINY)["data"]["synth"])
 
     def make(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)

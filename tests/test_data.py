@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cpep import schema
-from cpep.data import Emg2PoseData, WindowSpec, load_vocab, random_channel_roll, valid_window_starts, validate_recording
+from cpep.data import Emg2PoseData, WindowSpec, random_channel_roll, valid_window_starts, validate_recording
+from cpep.gestures import load_vocab
 from cpep.errors import DataError
 from cpep.pipeline import make_encoder, open_data
 
@@ -34,7 +35,8 @@ def test_a_window_of_a_real_recording_is_ik_clean_and_normalised(tiny_data):
         with h5py.File(path, "r") as f:
             angles = f["emg2pose/timeseries"][start:start + SPEC.window]["joint_angles"]
         assert not np.all(np.isclose(angles, 0.0), axis=1).any()
-    emg, pose, labels = windows.tensors()
+    batch = windows.tensors()
+    emg, pose, labels = batch["emg"], batch["pose"], batch["label"]
     assert emg.shape[1:] == (16, 2000) and pose.shape[1:] == (20, 200)
     assert 0.5 < emg.std() < 2.0 and abs(float(pose.mean())) < 0.5
     assert (labels == -1).all()  # pre-training windows carry no class
@@ -61,7 +63,7 @@ def test_probes_train_on_training_users_and_test_on_held_out_users(tiny_data):
 
 
 def test_emg_and_pose_tokens_share_one_time_grid(tiny_config):
-    emg, pose = make_encoder("emg", tiny_config), make_encoder("pose", tiny_config)
+    emg, pose = make_encoder("emg", tiny_config, Emg2PoseData), make_encoder("pose", tiny_config, Emg2PoseData)
     assert emg.num_patches == pose.num_patches == 10
 
 

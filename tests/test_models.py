@@ -6,16 +6,23 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from baselines.tds import Emg2PoseRegressor, TdsFeaturizer
 from cpep.evaluate import balanced_accuracy, linear_probe, zero_shot
-from cpep.models import Encoder, MaskedAutoencoder, patchify
-from cpep.objectives import Temperature, symmetric_info_nce
+from cpep.models import Encoder, MaskedAutoencoder, patchify, sincos_1d
+from cpep.objectives import MAX_LOGIT_SCALE, Temperature
+from cpep.train import Schedule, fit, parameter_groups
 
 
-def encoder(pooling="cls", bin_size=1):
-    return Encoder(channels=4, samples=80, patch=20, width=16, depth=1, heads=2, mlp_ratio=2.0, pooling=pooling,
-                   bin_size=bin_size)
+def encoder(pooling="cls", bin_size=1, heads=2):
+    return Encoder(channels=4, samples=80, patch=20, width=16, depth=1, heads=heads, mlp_ratio=2.0,
+                   pooling=pooling, bin_size=bin_size)
+
+
+def mae(mask_ratio=0.5, decoder_heads=2):
+    return MaskedAutoencoder(encoder(), decoder_width=8, decoder_depth=1, decoder_heads=decoder_heads,
+                             mask_ratio=mask_ratio)
 
 
 def test_patchify_keeps_each_patch_contiguous_in_time():
@@ -34,27 +41,123 @@ def test_pooling_cls_and_mean_differ_and_shapes_match():
     assert not torch.allclose(cls(x), mean(x))
 
 
-def test_mae_encodes_only_the_visible_tokens_and_scores_only_masked_patches():
+def test_mae_encodes_only_the_kept_tokens_and_scores_only_removed_patches():
     torch.manual_seed(0)
-    mae = MaskedAutoencoder(encoder(), decoder_width=8, decoder_depth=1, heads=2, mask_ratio=0.5)
+    model = mae()
     seen = []
-    mae.encoder.blocks[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    model.encoder.blocks[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
     x = torch.randn(2, 4, 80)
-    loss = mae(x)
+    loss, pred, mask = model(x)
     assert seen == [1 + 2]  # [CLS] + half of the 4 patches
     assert loss.ndim == 0 and loss > 0
-    # Scored on masked patches only: with the prediction forced to zero, loud visible patches cost nothing.
+    assert pred.shape == (2, 4, 4 * 20) and mask.shape == (2, 4)
+    # Scored on removed patches only: with the prediction forced to zero, loud kept patches cost nothing.
     with torch.no_grad():
-        mae.predict.weight.zero_()
-        mae.predict.bias.zero_()
+        model.predict.weight.zero_()
+        model.predict.bias.zero_()
     torch.manual_seed(5)
-    visible = torch.rand(2, 4).argsort(dim=1)[:, :2]  # the draw the MAE makes next with this seed
+    kept = torch.rand(2, 4).argsort(dim=1)[:, :2]  # the draw the MAE makes next with this seed
     x = torch.ones(2, 4, 80)
     for b in range(2):
-        for p in visible[b].tolist():
+        for p in kept[b].tolist():
             x[b, :, 20 * p:20 * (p + 1)] = 1000.0
     torch.manual_seed(5)
-    assert mae(x).item() == pytest.approx(1.0)
+    loss, _, mask = model(x)
+    assert loss.item() == pytest.approx(1.0)
+    assert mask.gather(1, kept).sum() == 0 and mask.sum() == 4
+
+
+@pytest.mark.parametrize("n, ratio, keep", [(10, 0.7, 3), (4, 0.5, 2), (4, 0.9, 1), (5, 0.5, 2)])
+def test_random_masking_keeps_keep_tokens_and_ids_restore_undoes_the_shuffle(n, ratio, keep):
+    torch.manual_seed(0)
+    x = torch.arange(3 * n * 2.0).reshape(3, n, 2)  # every token unique
+    x_masked, mask, ids_restore = mae().random_masking(x, ratio)
+    assert x_masked.shape == (3, keep, 2)
+    assert mask.sum(dim=1).tolist() == [n - keep] * 3
+    ids_shuffle = ids_restore.argsort(dim=1)
+    shuffled = x.gather(1, ids_shuffle[..., None].expand(-1, -1, 2))
+    assert torch.equal(shuffled[:, :keep], x_masked)
+    assert torch.equal(shuffled.gather(1, ids_restore[..., None].expand(-1, -1, 2)), x)
+    # the mask is in the original order: 0 exactly at the kept tokens
+    for b in range(3):
+        kept = {tuple(t) for t in x_masked[b].tolist()}
+        assert [tuple(t) in kept for t in x[b].tolist()] == (mask[b] == 0).tolist()
+    # a different draw per sample
+    assert len({tuple(r) for r in ids_restore.tolist()}) > 1
+
+
+def test_mae_loss_ignores_predictions_of_kept_patches():
+    torch.manual_seed(0)
+    model = mae()
+    x = torch.randn(2, 4, 80)
+    pred = torch.randn(2, 4, 80)
+    mask = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]])
+    loss = model.forward_loss(x, pred, mask)
+    changed = pred.clone()
+    changed[0, 1] += 100.0  # kept
+    changed[1, 3] -= 100.0  # kept
+    assert model.forward_loss(x, changed, mask) == loss
+    changed[0, 3] += 1.0  # removed
+    assert model.forward_loss(x, changed, mask) > loss
+    target = model.encoder.patches(x)
+    expected = ((pred - target) ** 2).mean(-1)[mask.bool()].mean()
+    assert torch.isclose(loss, expected)
+
+
+def test_decoder_reassembles_tokens_in_their_original_places():
+    torch.manual_seed(0)
+    model = mae(mask_ratio=0.25).eval()
+    x = torch.randn(2, 4, 80)
+    latent, mask, ids_restore = model.forward_encoder(x, 0.25)
+    assert latent.shape == (2, 1 + 3, 16)
+    seen = []
+    model.decoder[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    model.forward_decoder(latent, ids_restore)
+    tokens = (seen[0] - model.decoder_pos_embed)[:, 1:]
+    embedded = model.decoder_embed(latent[:, 1:])
+    for b in range(2):
+        for i in range(4):
+            # ids_restore[i] is where patch i sits in the shuffled order; the kept patches come first
+            expected = model.mask_token[0, 0] if mask[b, i] else embedded[b, ids_restore[b, i]]
+            assert torch.allclose(tokens[b, i], expected, atol=1e-6)
+    assert mask.sum() == 2
+
+
+def test_sincos_position_embeddings_are_fixed_and_distinct():
+    table = sincos_1d(50, 16)
+    assert table.shape == (50, 16)
+    assert torch.cdist(table, table).add(torch.eye(50)).min() > 0.1  # no two positions alike
+    with pytest.raises(ValueError):
+        sincos_1d(4, 15)
+    torch.manual_seed(0)
+    a = mae()
+    torch.manual_seed(1)
+    b = mae()
+    for model in (a, b):
+        assert not model.encoder.pos_embed.requires_grad and not model.decoder_pos_embed.requires_grad
+        trainable = {id(p) for p in model.parameters() if p.requires_grad}
+        assert id(model.encoder.pos_embed) not in trainable and id(model.decoder_pos_embed) not in trainable
+        assert torch.equal(model.encoder.pos_embed[0, 0], torch.zeros(16))  # [CLS]
+        assert torch.equal(model.encoder.pos_embed[0, 1:], sincos_1d(4, 16))
+        assert torch.equal(model.decoder_pos_embed[0, 1:], sincos_1d(4, 8))
+    assert not torch.equal(a.encoder.embed.weight, b.encoder.embed.weight)
+    assert "pos_embed" in a.encoder.state_dict()  # still saved with the encoder
+    before = a.encoder.pos_embed.clone()
+    opt = torch.optim.AdamW(parameter_groups(a, 0.05), lr=0.1)
+    a(torch.randn(2, 4, 80))[0].backward()
+    opt.step()
+    assert torch.equal(a.encoder.pos_embed, before)
+    with pytest.raises(ValueError):
+        Encoder(4, 80, 20, 15, 1, 3, 2.0)
+
+
+def test_decoder_has_its_own_head_count():
+    model = MaskedAutoencoder(encoder(heads=2), decoder_width=8, decoder_depth=2, decoder_heads=4, mask_ratio=0.5)
+    assert model.encoder.blocks[0].attn.num_heads == 2
+    assert [blk.attn.num_heads for blk in model.decoder] == [4, 4]
+    model(torch.randn(2, 4, 80))
+    with pytest.raises(ValueError, match="heads"):
+        MaskedAutoencoder(encoder(), decoder_width=10, decoder_depth=1, decoder_heads=4, mask_ratio=0.5)
 
 
 def test_log_power_tokens_span_the_same_time_as_raw_ones():
@@ -66,6 +169,11 @@ def test_log_power_tokens_span_the_same_time_as_raw_ones():
     loud[..., 20:40] *= 10  # the second patch's amplitude only
     diff = (e.patches(loud) - e.patches(x)).abs().sum(-1)[0]
     assert diff[1] > 0 and diff[0] == diff[2] == diff[3] == 0
+
+
+def symmetric_info_nce(u, v, scale):
+    from bench import plugins
+    return plugins.get("objective", "infonce")(F.normalize(u, dim=-1), F.normalize(v, dim=-1), scale)
 
 
 def test_info_nce_is_low_for_aligned_pairs_and_log_batch_for_unrelated_ones():
@@ -83,6 +191,41 @@ def test_temperature_starts_at_0_02_and_is_learnable():
     t = Temperature(0.02)
     assert abs(float(t()) - 0.02) < 1e-7 and t.log_scale.requires_grad
     assert not Temperature(0.02, learnable=False).log_scale.requires_grad
+
+
+class _Batches:
+    """Stands in for train.Batches: `steps` empty batches per epoch on the CPU."""
+
+    def __init__(self, steps: int):
+        self.steps, self.device = steps, torch.device("cpu")
+
+    def __len__(self):
+        return self.steps
+
+    def epoch(self, epoch):
+        return iter([()] * self.steps)
+
+
+def test_temperature_is_clamped_after_each_step_and_keeps_its_gradient_at_the_bound():
+    bound = math.log(MAX_LOGIT_SCALE)
+    # A loss that always asks for a larger scale; AdamW's first steps move log_scale by about lr each.
+    schedule = Schedule(epochs=1, batch_size=16, lr=1.0, weight_decay=0.0, warmup_epochs=0.0, grad_clip=0.0)
+    free, clamped = Temperature(0.011), Temperature(0.011)
+    fit(free, lambda batch: -free.scale(), _Batches(3), schedule)
+    assert free.log_scale.item() > bound + 1
+    fit(clamped, lambda batch: -clamped.scale(), _Batches(3), schedule, after_step=clamped.clamp_)
+    assert clamped.log_scale.item() == pytest.approx(bound)
+    assert clamped().item() == pytest.approx(1 / MAX_LOGIT_SCALE)
+    # The loss still sees the scale move at the bound and beyond it, where a clamp in scale() would zero it.
+    torch.manual_seed(0)
+    u, v = torch.randn(16, 8), torch.randn(16, 8)
+    for t in (clamped, free):
+        t.log_scale.grad = None
+        symmetric_info_nce(u, v, t.scale()).backward()
+        assert t.log_scale.grad.abs() > 1e-4
+    low = Temperature(2.0)
+    low.clamp_()
+    assert low.log_scale.item() == 0.0
 
 
 def test_balanced_accuracy_weighs_classes_equally():
@@ -133,16 +276,36 @@ def test_tds_featurizer_matches_emg2pose_geometry():
 
 
 def test_weight_decay_spares_biases_norms_tokens_and_the_temperature():
-    from cpep.pipeline import Aligned
-    from cpep.train import parameter_groups
+    from bench import plugins
     from conftest import TINY
-    from cpep import config
-    model = Aligned(config.resolve(TINY))
-    decay, no_decay = parameter_groups(model, 0.05)
-    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
-    exempt = {id(p) for p in no_decay["params"]}
-    names = {n for n, p in model.named_parameters() if id(p) in exempt}
-    assert "temperature.log_scale" in names and "emg.cls_token" in names and "emg.pos_embed" in names
-    assert "emg.embed.bias" in names and "emg.norm.weight" in names
-    assert "emg.embed.weight" not in names and "head.net.0.weight" not in names
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    from cpep.data import Emg2PoseData
+    from cpep.pipeline import Aligned
+    model = Aligned(plugins.resolve(TINY), Emg2PoseData, plugins.get("objective", "infonce"))
+    groups = parameter_groups(model, 0.05)
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.05]
+    decay, no_decay = (next(g for g in groups if g["weight_decay"] == wd) for wd in (0.05, 0.0))
+    name = {id(p): n for n, p in model.named_parameters()}
+    exempt = {name[id(p)] for p in no_decay["params"]}
+    decayed = {name[id(p)] for p in decay["params"]}
+    assert "temperature.log_scale" in exempt and "emg.cls_token" in exempt and "pose.cls_token" in exempt
+    assert "emg.embed.bias" in exempt and "emg.norm.weight" in exempt
+    assert "emg.embed.weight" in decayed and "head.net.0.weight" in decayed
+    assert "emg.blocks.0.attn.qkv.weight" in decayed
+    # fixed position embeddings are trained by no group, even after the alignment unfreezes an encoder
+    model.emg.requires_grad_(True)
+    assert "emg.pos_embed" not in exempt | decayed and not model.emg.pos_embed.requires_grad
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert sorted(exempt | decayed) == sorted(trainable)
+    assert len(decay["params"]) + len(no_decay["params"]) == len(trainable)
+    model.pose.requires_grad_(False)
+    groups = {g["weight_decay"]: {name[id(p)] for p in g["params"]} for g in parameter_groups(model, 0.05)}
+    assert not any(n.startswith("pose.") for names in groups.values() for n in names)
+
+
+def test_mae_tokens_are_not_decayed():
+    model = mae()
+    groups = {g["weight_decay"]: g["params"] for g in parameter_groups(model, 0.05)}
+    name = {id(p): n for n, p in model.named_parameters()}
+    exempt = {name[id(p)] for p in groups[0.0]}
+    assert {"mask_token", "encoder.cls_token", "decoder_embed.bias"} <= exempt
+    assert "decoder_embed.weight" in {name[id(p)] for p in groups[0.05]}

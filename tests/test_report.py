@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import report, stats, suites, tables
+from bench import plugins, report, stats, suites, tables
 from bench.results import METRICS, Report, metric_order
 from bench.store import Store
-from cpep import config
 from cpep.errors import UserError
 
 T_975_DF2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2), from a table
@@ -45,7 +44,7 @@ set = { "align.train_emg" = false }
 name = "avgpool"
 method = "cpep"
 label = "ablation: AvgPool instead of [CLS]"
-set = { "encoder.pooling" = "mean" }
+set = { "embedding.pooling" = "mean" }
 
 [[variants]]
 name = "patch50"
@@ -91,7 +90,7 @@ def make_record(suite: suites.Suite, variant: str, seed: int, metrics=None, stat
         "group": v.group, "dataset": dataset, "seed": seed, "run_key": f"{variant}-{seed}", "status": status,
         "error": error, "metrics": dict(zip(names, metrics)) if status == "done" else None,
         "not_applicable": {"zs_id": NO_ZS, "zs_unseen": NO_ZS} if v.method == "emg_mae" else {},
-        "config": config.resolve(suite.overrides, v.overrides, config_overrides), "stages": stages,
+        "config": plugins.resolve(suite.overrides, v.overrides, config_overrides), "stages": stages,
         "seconds": 3.0, "provenance": {}, "updated": "2026-01-01T00:00:00+00:00",
     }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from bench.executors.slurm import suite_status
+from bench.status import suite_status
 from bench.store import Store
 from conftest import tiny_args
 from test_cli import CLI, cli, records
@@ -78,7 +78,8 @@ def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(make_result
 
 def test_diverging_stage_fails_its_run_and_the_sweep_goes_on(make_results, tmp_path):
     results = make_results(tmp_path / "results")
-    out = cli("run", "--suite", "smoke", *tiny_args(), "--set", "align.lr=1e6", "--results-dir", results)
+    out = cli("run", "--suite", "smoke", *tiny_args(), "--set", "align.lr=1e6", "--results-dir", results, check=False)
+    assert out.returncode == 1
     recs = records(results)
     cpep, pose = recs["cpep/seed-0"], recs["pose_mae/seed-0"]
     assert cpep["status"] == "failed" and cpep["metrics"] is None

@@ -14,7 +14,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from bench.executors import slurm
+from bench.executors.slurm import watch
+from bench.executors.slurm.profile import check_available, load_profile
+from bench.status import suite_status
 from bench.store import Store
 from conftest import tiny_args
 from cpep.errors import UserError
@@ -61,8 +63,8 @@ def jobs_of(results: Path, suite: str) -> list[dict]:
 
 
 def all_finished(results: Path, suite: str) -> bool:
-    states = slurm.queue([j["job_id"] for j in jobs_of(results, suite)])
-    return not any(slurm.is_active(j["job_id"], states) for j in jobs_of(results, suite))
+    states = watch.queue([j["job_id"] for j in jobs_of(results, suite)])
+    return not any(watch.is_active(j["job_id"], states) for j in jobs_of(results, suite))
 
 
 def job_log(results: Path, suite: str, job_id: str) -> str:
@@ -76,8 +78,9 @@ def test_sweep_on_slurm_equals_local_and_computes_each_shared_stage_once(cluster
     suite.write_text(SWEEP)
     args = ["run", "--suite", suite, *tiny_args()]
     on_slurm, here = make_results(tmp_path / "slurm"), make_results(tmp_path / "local")
-    cli(*args, "--results-dir", here)
-    out = cli(*args, *SLURM, "--wait", "--wait-timeout", 5, "--results-dir", on_slurm)
+    assert cli(*args, "--results-dir", here, check=False).returncode == 1  # one run diverges
+    out = cli(*args, *SLURM, "--wait", "--wait-timeout", 5, "--results-dir", on_slurm, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
 
     ours, theirs = records(on_slurm), records(here)
     assert set(ours) == {"cpep/seed-0", "pose_mae/seed-0", "diverges/seed-0"}
@@ -101,7 +104,7 @@ def test_sweep_on_slurm_equals_local_and_computes_each_shared_stage_once(cluster
     assert sum("pose_mae epoch 1/" in log for log in logs) == 1
     assert {p.name for p in on_slurm.glob("stages/*")} == {p.name for p in here.glob("stages/*")}
 
-    rows = {r.ident: r for r in slurm.suite_status(Store(on_slurm), "sweep")[0]}
+    rows = {r.ident: r for r in suite_status(Store(on_slurm), "sweep")[0]}
     assert {i: r.status for i, r in rows.items()} == {"cpep/seed-0": "done", "pose_mae/seed-0": "done",
                                                       "diverges/seed-0": "failed"}
     assert rows["diverges/seed-0"].detail == ours["diverges/seed-0"]["error"]
@@ -129,7 +132,7 @@ def test_requeued_job_resumes_from_its_checkpoint_to_identical_metrics(cluster, 
     (job,) = [j["job_id"] for j in jobs_of(on_slurm, "smoke") if j["what"].startswith("pose_mae")]
     # Requeued and held, so that the uninterrupted run below has the cores to itself; released, it starts again.
     subprocess.run(["scontrol", "requeuehold", job], check=True, timeout=30)
-    wait_for(lambda: slurm.queue([job])[job].state not in slurm.RUNNING, 30, "the job to be stopped", every=0.2)
+    wait_for(lambda: watch.queue([job])[job].state not in watch.RUNNING, 30, "the job to be stopped", every=0.2)
     assert not list(on_slurm.glob("stages/pose_mae-*/meta.json")), "stopped after training ended: raise EPOCHS"
     cli(*args, "--results-dir", here)
     subprocess.run(["scontrol", "release", job], check=True, timeout=30)
@@ -155,7 +158,7 @@ def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, 
     assert_one_line_error(cli(*args, *SLURM, check=False), "still queued or running")
 
     def statuses():
-        return {r.ident: r for r in slurm.suite_status(Store(results), "smoke")[0]}
+        return {r.ident: r for r in suite_status(Store(results), "smoke")[0]}
 
     def once_running():
         rows = statuses()
@@ -170,7 +173,7 @@ def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, 
     wait_for(lambda: all_finished(results, "smoke"), 30, "the cancelled jobs to end", every=0.5)
     assert {r.status for r in statuses().values()} == {"cancelled"}
     assert records(results) == {}  # no run job ran: no record, partial or otherwise
-    assert slurm.cancel(Store(results), "smoke", Console(file=io.StringIO())) == 0  # nothing left to cancel
+    assert watch.cancel(Store(results), "smoke", Console(file=io.StringIO())) == 0  # nothing left to cancel
 
 
 @pytest.mark.slurm
@@ -211,14 +214,14 @@ def test_profile_with_unknown_keys_or_wrong_types_is_refused(tmp_path):
     profile = tmp_path / "typo.toml"
     profile.write_text('partition = "gpu"\ngpus = 1\n')
     with pytest.raises(UserError, match=r"typo.toml: unknown key\(s\) gpus \(known: partition, account"):
-        slurm.load_profile(str(profile))
+        load_profile(str(profile))
     profile.write_text('mem_gb = "lots"\n')
     with pytest.raises(UserError, match="mem_gb = 'lots' has the wrong type"):
-        slurm.load_profile(str(profile))
-    assert slurm.load_profile("local").params["slurm_partition"] == "debug"
+        load_profile(str(profile))
+    assert load_profile("local").params["slurm_partition"] == "debug"
 
 
 def test_slurm_executor_without_slurm_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch there
     with pytest.raises(UserError, match="sbatch not found on PATH"):
-        slurm.check_available()
+        check_available()

@@ -59,7 +59,7 @@ def test_stage_keys_follow_the_config_that_determines_them():
     assert keys(plan(**{"data.synth.difficulty": 0.9})["cpep"])["pose_mae"] != base["pose_mae"]
     assert keys(plan(**{"train.device": "cpu", "train.workers": 2, "data.in_memory_gb": 0.0})["cpep"]) == base
     for method in ("pose_mae", "emg_mae"):  # pooling does not change MAE training, but it changes the embedding
-        pooled = keys(plan(**{"encoder.pooling": "mean"})[method])
+        pooled = keys(plan(**{"embedding.pooling": "mean"})[method])
         assert pooled[method] == keys(plan()[method])[method] and pooled["eval"] != keys(plan()[method])["eval"]
     assert keys(planner.plan(suites.load("full"), seeds=(1,), overrides=TINY)[3])["pose_mae"] != base["pose_mae"]
 
@@ -128,7 +128,7 @@ def test_frozen_and_joint_ablations_freeze_and_train_what_they_say(full_run):
 
 def test_records_carry_the_variant_config(full_run):
     recs = records(full_run)
-    assert recs["avgpool/seed-0"]["config"]["encoder"]["pooling"] == "mean"
+    assert recs["avgpool/seed-0"]["config"]["embedding"]["pooling"] == "mean"
     assert recs["patch50/seed-0"]["config"]["emg"]["patch"] == 50
     assert recs["patch50/seed-0"]["group"] == "patch_length"
     assert recs["random_init/seed-0"]["config"]["align"]["emg_init"] == "random"
@@ -147,12 +147,13 @@ def test_editing_a_vocabulary_file_makes_new_evaluations(tmp_path):
 
 
 def test_streamed_and_in_memory_data_train_the_same_weights(tiny_data, tiny_config):
+    from bench.plugins import Context
     from cpep import pipeline
     data = pipeline.open_data(tiny_config, tiny_data)
     device = torch.device("cpu")
-    in_memory, _ = pipeline.pretrain_mae("emg", tiny_config, data, 0, device)
+    in_memory, _ = pipeline.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
     tiny_config["data"]["in_memory_gb"] = 0.0
-    streamed, _ = pipeline.pretrain_mae("emg", tiny_config, data, 0, device)
+    streamed, _ = pipeline.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
     assert all(torch.equal(in_memory[k], streamed[k]) for k in in_memory)
 
 

@@ -5,20 +5,14 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import runner, stages
-from bench.planner import Run, Stage
+from bench import runner
+from bench.planner import Run, Stage, epochs
+from bench.status import summary
 from bench.store import Store
 
 
-def summary(rec: dict) -> str:
-    if rec["status"] != "done":
-        return f"[red]failed[/red] {rec['error']}"
-    m = rec["metrics"]
-    fmt = (lambda k: "-" if m.get(k) is None else f"{m[k]:.3f}")
-    return f"LP {fmt('lp_id')}/{fmt('lp_unseen')}  ZS {fmt('zs_id')}/{fmt('zs_unseen')}  (id/unseen)"
-
-
-def execute(runs: list[Run], store: Store, console: Console) -> list[dict]:
+def execute(runs: list[Run], store: Store, console: Console, fail_fast: bool = False) -> list[dict]:
+    """Every run in order; with `fail_fast`, none after the first that fails."""
     records = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -28,7 +22,7 @@ def execute(runs: list[Run], store: Store, console: Console) -> list[dict]:
         def on_stage(stage: Stage):
             if store.stage_done(stage):
                 return None
-            progress.reset(current, total=stages.epochs(stage), visible=True,
+            progress.reset(current, total=epochs(stage), visible=True,
                            description=f"  {stage.kind} (seed {stage.seed})")
             return lambda epoch, log: progress.update(current, completed=epoch)
 
@@ -39,4 +33,6 @@ def execute(runs: list[Run], store: Store, console: Console) -> list[dict]:
             progress.advance(overall)
             progress.console.print(f"{run.ident}: {summary(rec)}")
             records.append(rec)
+            if fail_fast and rec["status"] != "done":
+                break
     return records

@@ -1,0 +1,39 @@
+"""emg2pose (Meta, 2024): one HDF5 file per session x stage x hand and a metadata.csv, in data.root. Its
+identity is the content of metadata.csv, so the same path holding another dataset is another dataset."""
+
+import functools
+import hashlib
+from pathlib import Path
+
+from bench.plugins import Dataset as Base
+from cpep.errors import ConfigError, DataError
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: str, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class Dataset(Base):
+    vocab = "emg2pose-v1"
+
+    def identity(self, cfg):
+        d = cfg["data"]
+        csv = Path(d["root"]).expanduser() / "metadata.csv"
+        content = _file_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else str(csv)
+        return {"name": self.name, "window": d["window"], "stride": d["stride"],
+                "pose_decimation": d["pose_decimation"], "metadata.csv": content}
+
+    def validate(self, cfg):
+        if not cfg["data"]["root"]:
+            raise ConfigError("the emg2pose dataset needs its location: --data-root DIR")
+
+    def root(self, cfg, store):
+        root = Path(cfg["data"]["root"]).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data root {root} does not exist or is not a directory")
+        return root
+
+    def open(self, cfg, store):
+        from cpep.pipeline import open_data
+        return open_data(cfg, self.root(cfg, store), store.cache_dir)

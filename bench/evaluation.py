@@ -1,0 +1,43 @@
+"""The evaluation stage: a trained method's embeddings of each class set, scored by the metric plug-ins.
+
+Each (embedding, selection) pair is computed once and shared by the metrics that read it.
+"""
+
+from __future__ import annotations
+
+from bench import plugins
+from cpep.evaluate import embed
+
+CLASS_SETS = ("id", "unseen")
+
+
+def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, dict]) -> tuple[dict, dict]:
+    """(metrics {KEY_id: value, ...}, not applicable {KEY_id: reason}); a metric the method cannot feed is None."""
+    emb = method.embeddings(cfg, data, models)
+    emb.model.to(device).eval()
+    in_mem, workers = cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"]
+    metrics = [plugins.get("metric", name) for name in cfg["eval"]["metrics"]]
+    values, not_applicable = {}, {}
+    for kind in CLASS_SETS:
+        done = {}
+
+        def embedded(fn_name: str, side: str):
+            if (fn_name, side) not in done:
+                done[fn_name, side] = embed(getattr(emb, fn_name), data.selection(f"{kind}_{side}"), device,
+                                            in_memory_bytes=in_mem, workers=workers)
+            return done[fn_name, side]
+
+        n = len(data.vocab.classes(kind))
+        for metric in metrics:
+            names = [f"{key}_{kind}" for key in metric.keys]
+            if metric.needs == "zs" and emb.zs_query is None:
+                values.update(dict.fromkeys(names))
+                not_applicable.update(dict.fromkeys(names, method.no_zero_shot or "no zero-shot embedding"))
+                continue
+            train, test = ((embedded("lp", "train"), embedded("lp", "test")) if metric.needs == "lp" else
+                           (embedded("zs_reference", "train"), embedded("zs_query", "test")))
+            scores = metric.compute(train, test, n, cfg)
+            if set(scores) != set(metric.keys):
+                raise ValueError(f"metric {metric.name} returned {sorted(scores)}, declared {list(metric.keys)}")
+            values.update({f"{key}_{kind}": float(v) for key, v in scores.items()})
+    return values, not_applicable

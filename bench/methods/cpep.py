@@ -1,0 +1,56 @@
+"""CPEP: Pose-MAE and EMG-MAE pre-training, then the EMG encoder (+ projection head) aligned to the frozen pose
+encoder by a contrastive objective (align.objective). LP reads the EMG encoder's embedding; zero-shot queries are
+the head's output against pose embeddings of labelled references."""
+
+from bench.methods import emg_mae, pose_mae
+from bench.plugins import Embeddings, Method as Base, Step
+from cpep.config import MIN_TEMPERATURE
+from cpep.errors import ConfigError
+
+
+def train(ctx):
+    from bench import plugins
+    from cpep import pipeline
+    return pipeline.align(ctx, plugins.get("objective", ctx.cfg["align"]["objective"]))
+
+
+ALIGN = Step("align", sections=("encoder", "embedding", "emg", "pose", "align"), train=train,
+             inputs=("pose_mae", "emg_mae"), epochs="align", uses=(("objective", "align.objective"),))
+RANDOM_INIT_ALIGN = Step("align", sections=ALIGN.sections, train=train, inputs=("pose_mae",), epochs="align",
+                         uses=ALIGN.uses)
+
+
+class Method(Base):
+    defaults = {"align": {
+        "epochs": 40, "batch_size": 256, "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 2.0,
+        "objective": "infonce",   # an objective plug-in (bench/objectives)
+        "temperature": 0.02, "learn_temperature": True,
+        "emg_init": "mae",        # "mae": start from the EMG-MAE encoder; "random": from scratch
+        "train_emg": True,        # False: EMG encoder frozen, only the projection head trains
+        "train_pose": False,      # True: joint training, the pose encoder is not frozen
+    }}
+
+    def steps(self, cfg):
+        if cfg["align"]["emg_init"] == "random":
+            return (pose_mae.STEP, RANDOM_INIT_ALIGN)
+        return (pose_mae.STEP, emg_mae.STEP, ALIGN)
+
+    def validate(self, cfg):
+        from bench import plugins
+        a = cfg["align"]
+        if a["emg_init"] not in ("mae", "random"):
+            raise ConfigError("align.emg_init must be 'mae' or 'random'")
+        if a["epochs"] < 1 or a["batch_size"] < 2:
+            raise ConfigError("align.epochs must be >= 1 and align.batch_size >= 2")
+        if not MIN_TEMPERATURE <= a["temperature"] <= 1.0:
+            raise ConfigError(f"align.temperature must be in [{MIN_TEMPERATURE:g}, 1], where training keeps it")
+        plugins.path("objective", a["objective"])
+
+    def embeddings(self, cfg, data, models):
+        from bench import plugins
+        from cpep.pipeline import Aligned
+        model = Aligned(cfg, data, plugins.get("objective", cfg["align"]["objective"]))
+        model.load_state_dict(models["align"])
+        return Embeddings(model, lp=lambda batch: model.emg(batch["emg"]),
+                          zs_query=lambda batch: model.emg_query(batch["emg"]),
+                          zs_reference=lambda batch: model.pose(batch["pose"]))

@@ -1,0 +1,46 @@
+"""emg2pose: a TDS convolutional featurizer with an MLP decoder trained to regress joint angles (emg2pose's
+supervised model); LP reads the mean of its frames."""
+
+from bench.plugins import Embeddings, Method as Base, Step
+from cpep.errors import ConfigError
+
+LEFT_CONTEXT = 1790  # samples the TDS featurizer consumes before its first frame (baselines.tds)
+GROUPS = 16          # the featurizer's width is viewed as 16 groups
+
+
+def build(cfg, data):
+    from baselines.tds import Emg2PoseRegressor
+    d, t = cfg["data"], cfg["tds"]
+    return Emg2PoseRegressor(d["window"], d["pose_decimation"], t["width"], t["features"], t["decoder_hidden"],
+                             data.channels, data.pose_dims)
+
+
+def train(ctx):
+    from baselines import supervised
+    return supervised.train(lambda: build(ctx.cfg, ctx.data), ctx)
+
+
+STEP = Step("emg2pose", sections=("emg", "tds", "supervised"), train=train, epochs="supervised")
+
+
+class Method(Base):
+    defaults = {"tds": {"width": 64, "features": 64, "decoder_hidden": 256}}  # emg2pose: width 256, hidden 512
+    no_zero_shot = "no pose-aligned EMG embedding"
+
+    def steps(self, cfg):
+        return (STEP,)
+
+    def validate(self, cfg):
+        t, window = cfg["tds"], cfg["data"]["window"]
+        if t["width"] < GROUPS or t["width"] % GROUPS:
+            raise ConfigError(f"tds.width ({t['width']}) must be a positive multiple of {GROUPS}")
+        if t["features"] < 1 or t["decoder_hidden"] < 1:
+            raise ConfigError("tds.features and tds.decoder_hidden must be positive")
+        if window <= LEFT_CONTEXT:
+            raise ConfigError(f"data.window ({window}) must be longer than the TDS featurizer's receptive field "
+                              f"({LEFT_CONTEXT} samples) for the emg2pose method")
+
+    def embeddings(self, cfg, data, models):
+        model = build(cfg, data)
+        model.load_state_dict(models["emg2pose"])
+        return Embeddings(model, lp=lambda batch: model.embed(batch["emg"]))

@@ -1,0 +1,14 @@
+"""Linear probe (LP): class-balanced logistic regression on the frozen embeddings of the training users' windows,
+balanced accuracy on the held-out users' windows."""
+
+from bench.plugins import Metric as Base
+
+
+class Metric(Base):
+    needs = "lp"
+    keys = ("lp",)
+
+    def compute(self, train, test, num_classes, cfg):
+        from cpep.evaluate import linear_probe
+        e = cfg["eval"]
+        return {"lp": linear_probe(*train, *test, num_classes, e["lp_weight_decay"], e["lp_max_iter"])}

@@ -1,0 +1,21 @@
+"""A method whose training raises deep inside its code, for the failure tests."""
+
+from bench.plugins import Embeddings, Method as Base, Step
+
+
+def _deep_inside(ctx):
+    raise RuntimeError(f"deliberately broken at seed {ctx.seed}\nsecond line of the message")
+
+
+def train(ctx):
+    return _deep_inside(ctx)
+
+
+class Method(Base):
+    no_zero_shot = "it never trains"
+
+    def steps(self, cfg):
+        return (Step("broken", sections=("emg",), train=train),)
+
+    def embeddings(self, cfg, data, models):
+        raise AssertionError("never reached")
