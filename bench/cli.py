@@ -68,9 +68,13 @@ def preflight(runs: list[planner.Run], store: Store) -> None:
         ident = config.digest(run.config["data"])
         if ident in checked:
             continue
-        with console.status(f"checking {run.dataset} data"):
-            plugins.get("dataset", run.dataset).open(run.config, store).check_files()
+        with console.status(f"checking {run.dataset} data") as status:
+            plugins.get("dataset", run.dataset).open(run.config, store).check_files(scan_progress(status))
         checked.add(ident)
+
+
+def scan_progress(status):
+    return lambda done, total: status.update(f"checking data: {done} of {total} recordings scanned")
 
 
 @app.command()
@@ -239,19 +243,23 @@ def data_synth(
 def data_check(
     root: Path = typer.Argument(..., help="Dataset directory (metadata.csv + HDF5 files)."),
     vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, or synthetic-v1 for synthetic data)."),
+    results_dir: Optional[Path] = ResultsDir,
 ):
-    """Check that a directory is a usable emg2pose-format dataset, and count its windows per selection."""
+    """Check that a directory is a usable emg2pose-format dataset: its splits, every row of every recording the
+    protocol reads, and the windows of each selection (per class for the probes). The verdict of each recording is
+    kept in the results directory's cache, where runs find it."""
     from cpep.pipeline import open_data
     name = "synthetic" if (root / "SYNTHETIC.txt").is_file() else "emg2pose"
     cfg = plugins.resolve({"data.name": "emg2pose", "data.root": str(root), "data.vocab": vocab or f"{name}-v1"})
-    data = open_data(cfg, root)
-    data.check_files()
-    table = Table("selection", "recordings", "windows")
-    pre = data.pretrain_recordings()
-    table.add_row("pre-training", str(len(pre)), str(len(data.windows(pre))))
-    for kind in ("id", "unseen"):
-        for part, rows in zip(("train", "test"), data.probe_recordings(kind)):
-            table.add_row(f"{kind} probe {part}", str(len(rows)), str(len(data.windows(rows, kind))))
+    data = open_data(cfg, root, results_store(results_dir).cache_dir)
+    with console.status("checking data") as status:
+        counts = data.check_files(scan_progress(status))
+    labels = {"pretrain": "pre-training", "id_train": "id probe train", "id_test": "id probe test",
+              "unseen_train": "unseen probe train", "unseen_test": "unseen probe test"}
+    table = Table("selection", "recordings", "windows", "windows per class")
+    for selection_name, c in counts.items():
+        per_class = ", ".join(f"{cls} {n}" for cls, n in c["classes"].items())
+        table.add_row(labels[selection_name], str(c["recordings"]), str(c["windows"]), per_class)
     console.print(table)
     console.print(f"{root}: ok ({data.vocab.ident})")
 

@@ -5,6 +5,7 @@ h5py handles cannot cross process boundaries, so files are opened lazily in whic
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -22,32 +23,52 @@ from cpep.gestures import Vocab
 from cpep.files import replace_atomically, write_text_atomically
 
 STATS_FILES = 32  # recordings sampled (evenly) to estimate normalisation statistics
+SELECTIONS = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
+INDEX_FORMAT = 2  # window indices written before recordings were scanned for bad values are not trusted
 
 
 def validate_recording(path: Path) -> None:
     """Raise DataError with one line if `path` is not an HDF5 recording in the emg2pose schema."""
+    with open_recording(path) as f:
+        problem = layout_problem(path, f)
+    if problem:
+        raise DataError(problem)
+
+
+def open_recording(path: Path) -> h5py.File:
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as e:
         raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        if schema.GROUP not in f or schema.TIMESERIES not in f[schema.GROUP]:
-            raise DataError(f"{path}: no /{schema.GROUP}/{schema.TIMESERIES} dataset (not an emg2pose recording)")
-        group = f[schema.GROUP]
-        dtype = group[schema.TIMESERIES].dtype
-        names = dtype.names or ()
-        for field in ("time", "joint_angles", "emg"):
-            if field not in names:
-                raise DataError(f"{path}: timeseries has no field {field!r} (fields: {', '.join(names) or 'none'})")
-        channels = dtype["emg"].shape[0] if dtype["emg"].shape else 1
-        if channels != schema.NUM_CHANNELS:
-            raise DataError(f"{path}: emg has {channels} channels, expected {schema.NUM_CHANNELS}")
-        joints = dtype["joint_angles"].shape[0] if dtype["joint_angles"].shape else 1
-        if joints != schema.NUM_JOINTS:
-            raise DataError(f"{path}: joint_angles has {joints} values per row, expected {schema.NUM_JOINTS}")
-        rate = group.attrs.get("sample_rate", schema.SAMPLE_RATE)
-        if float(rate) != schema.SAMPLE_RATE:
-            raise DataError(f"{path}: sample_rate is {rate}, expected {schema.SAMPLE_RATE}")
+
+
+def layout_problem(path: Path, f: h5py.File) -> str | None:
+    """Why an open file is not an emg2pose recording (one line), or None."""
+    if schema.GROUP not in f or schema.TIMESERIES not in f[schema.GROUP]:
+        return f"{path}: no /{schema.GROUP}/{schema.TIMESERIES} dataset (not an emg2pose recording)"
+    group = f[schema.GROUP]
+    dtype = group[schema.TIMESERIES].dtype
+    names = dtype.names or ()
+    for field in ("time", "joint_angles", "emg"):
+        if field not in names:
+            return f"{path}: timeseries has no field {field!r} (fields: {', '.join(names) or 'none'})"
+    channels = dtype["emg"].shape[0] if dtype["emg"].shape else 1
+    if channels != schema.NUM_CHANNELS:
+        return f"{path}: emg has {channels} channels, expected {schema.NUM_CHANNELS}"
+    joints = dtype["joint_angles"].shape[0] if dtype["joint_angles"].shape else 1
+    if joints != schema.NUM_JOINTS:
+        return f"{path}: joint_angles has {joints} values per row, expected {schema.NUM_JOINTS}"
+    emg_type = dtype["emg"].base
+    if emg_type.kind != "f" or emg_type.itemsize != 4:
+        return (f"{path}: emg is stored as {emg_type.name}, not float32 as emg2pose writes it; refused rather than "
+                f"converted (its units and scale are unknown)")
+    missing = [name for name in schema.GROUP_ATTRS if name not in group.attrs]
+    if missing:
+        return f"{path}: /{schema.GROUP} lacks the attributes {', '.join(missing)}"
+    rate = group.attrs["sample_rate"]
+    if float(rate) != schema.SAMPLE_RATE:
+        return f"{path}: sample_rate is {rate}, expected {schema.SAMPLE_RATE}"
+    return None
 
 
 def read_metadata(root: Path) -> pd.DataFrame:
@@ -65,19 +86,88 @@ def read_metadata(root: Path) -> pd.DataFrame:
     if missing:
         raise DataError(f"{csv}: missing emg2pose columns: {', '.join(missing)}")
     for col in ("held_out_user", "held_out_stage"):
-        meta[col] = meta[col].astype(str).str.lower().isin(("true", "1"))
+        text = meta[col].astype(str).str.strip().str.lower()
+        unknown = ~text.isin(("true", "false", "1", "0"))
+        if unknown.any():
+            row = int(np.flatnonzero(unknown)[0])
+            raise DataError(f"{csv}: {col} must be true or false, not {meta[col].iloc[row]!r} (line {row + 2})")
+        meta[col] = text.isin(("true", "1"))
     meta["path"] = [str(root / f"{name}.hdf5") for name in meta["filename"]]
     return meta
 
 
+def ik_failures(angles: np.ndarray) -> np.ndarray:
+    """Rows where inverse kinematics failed: all 20 angles ~0."""
+    return np.isclose(angles, 0.0).all(axis=1)
+
+
 def valid_window_starts(angles: np.ndarray, window: int, stride: int) -> np.ndarray:
-    """Starts of windows that contain no IK failure (rows whose 20 angles are all ~0)."""
-    bad = np.isclose(angles, 0.0).all(axis=1)
+    """Starts of windows that contain no IK failure."""
+    return starts_avoiding(ik_failures(angles), window, stride)
+
+
+def starts_avoiding(bad: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """Starts of windows (every `stride` rows) that hold no row marked in `bad`."""
     if len(bad) < window:
         return np.zeros(0, dtype=np.int64)
     bad_before = np.concatenate([[0], np.cumsum(bad)])
     starts = np.arange(0, len(bad) - window + 1, stride)
     return starts[bad_before[starts + window] - bad_before[starts] == 0]
+
+
+SCAN_ROWS = 1 << 18  # rows read at a time by the scan (about 60 MB)
+
+
+class _BadRows:
+    """Where one check failed, gathered chunk by chunk: first and last row, and how many values."""
+
+    def __init__(self, what: str):
+        self.what, self.first, self.last, self.values = what, -1, -1, 0
+
+    def add(self, offset: int, bad: np.ndarray) -> None:
+        rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
+        if len(rows):
+            self.first = offset + int(rows[0]) if self.first < 0 else self.first
+            self.last = offset + int(rows[-1])
+            self.values += int(bad.sum())
+
+    def problem(self, path) -> str | None:
+        if self.first < 0:
+            return None
+        rows = f"row {self.first}" if self.first == self.last else f"rows {self.first}-{self.last}"
+        return f"{path}: {self.what} in {rows} ({self.values} value{'s' if self.values > 1 else ''})"
+
+
+def scan_recording(path: str, window: int, stride: int) -> np.ndarray | str:
+    """A recording's window starts, or the one-line reason it is refused, from one pass over its rows.
+
+    A file that cannot be opened raises DataError instead: that can be passing (a network file system), so it is
+    not a verdict to keep.
+    """
+    with open_recording(Path(path)) as f:
+        problem = layout_problem(path, f)
+        if problem:
+            return problem
+        return _scan_rows(path, f[schema.GROUP][schema.TIMESERIES], window, stride)
+
+
+def _scan_rows(path: str, ts: h5py.Dataset, window: int, stride: int) -> np.ndarray | str:
+    checks = [_BadRows(what) for what in ("time is not finite", "time goes backwards",
+                                          "joint_angles is not finite", "emg is not finite")]
+    ik = np.zeros(len(ts), dtype=bool)
+    previous = -np.inf
+    for offset in range(0, len(ts), SCAN_ROWS):
+        rows = ts[offset:offset + SCAN_ROWS]
+        time, angles = rows["time"], rows["joint_angles"]
+        checks[0].add(offset, ~np.isfinite(time))
+        # A repeated timestamp is let through, as emg2pose's own reader does; only a step back is refused.
+        checks[1].add(offset, time < np.concatenate([[previous], time[:-1]]))
+        checks[2].add(offset, ~np.isfinite(angles))
+        checks[3].add(offset, ~np.isfinite(rows["emg"]))
+        ik[offset:offset + len(rows)] = ik_failures(angles)
+        previous = time[-1]
+    problems = [p for p in (check.problem(path) for check in checks) if p]
+    return problems[0] if problems else starts_avoiding(ik, window, stride)
 
 
 @dataclass(frozen=True)
@@ -144,10 +234,11 @@ def _file_key(path: str) -> str:
 
 
 class WindowIndex:
-    """Window starts of each recording (a file's identity: name, size, mtime), optionally kept in an .npz file.
+    """Each recording's scan verdict, by file identity (name, size, mtime): its window starts, or the one-line
+    reason it is refused. Optionally kept in an .npz file.
 
-    Finding IK failures means reading every row's joint angles, so on the real dataset this scan is done once
-    and reused by every stage and process that shares the cache directory.
+    The scan reads every row, so on the real dataset it is done once and reused by every stage and process that
+    shares the cache directory; a changed file has another identity and is scanned again.
     """
 
     def __init__(self, path: Path | None):
@@ -155,21 +246,23 @@ class WindowIndex:
         if path is not None and path.is_file():
             with np.load(path) as saved:
                 bounds = np.concatenate([[0], np.cumsum(saved["counts"])])
-                self.entries = {str(k): saved["starts"][bounds[i]:bounds[i + 1]]
-                                for i, k in enumerate(saved["keys"])}
+                self.entries = {str(k): str(refusal) or saved["starts"][bounds[i]:bounds[i + 1]]
+                                for i, (k, refusal) in enumerate(zip(saved["keys"], saved["refusals"]))}
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str) -> np.ndarray | str | None:
         return self.entries.get(key)
 
-    def put(self, key: str, starts: np.ndarray) -> None:
-        self.entries[key], self.dirty = starts, True
+    def put(self, key: str, verdict: np.ndarray | str) -> None:
+        self.entries[key], self.dirty = verdict, True
 
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
         keys = list(self.entries)
-        arrays = {"keys": np.array(keys), "counts": np.array([len(self.entries[k]) for k in keys]),
-                  "starts": np.concatenate([self.entries[k] for k in keys]).astype(np.int64)}
+        starts = [np.zeros(0, dtype=np.int64) if isinstance(v, str) else v for v in self.entries.values()]
+        arrays = {"keys": np.array(keys), "counts": np.array([len(s) for s in starts]),
+                  "starts": np.concatenate(starts).astype(np.int64),
+                  "refusals": np.array([v if isinstance(v, str) else "" for v in self.entries.values()])}
 
         def write(tmp):
             with open(tmp, "wb") as f:
@@ -194,11 +287,12 @@ class Emg2PoseData:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.meta = read_metadata(self.root)
         self._check_vocab()
+        self._check_splits()
         index_file = None
         if self.cache_dir is not None:
-            index_file = self.cache_dir / f"windows-{digest((str(self.root), spec.window, spec.stride))}.npz"
+            ident = (str(self.root), spec.window, spec.stride, INDEX_FORMAT)
+            index_file = self.cache_dir / f"windows-{digest(ident)}.npz"
         self._index = WindowIndex(index_file)
-        self.stats = self._normalisation_stats()
 
     def _check_vocab(self) -> None:
         stages = self.meta.groupby("stage")["held_out_stage"].any()
@@ -212,6 +306,19 @@ class Emg2PoseData:
                         where = "a training stage" if must_be_held_out else "a held-out stage"
                         raise DataError(f"gesture vocabulary {self.vocab.ident}: {kind} class {cls!r} uses "
                                         f"{where} ({stage!r})")
+
+    def _check_splits(self) -> None:
+        """Refuse a metadata.csv whose pre-training selection (split == train) holds what evaluation tests on."""
+        m = self.meta
+        train = m["split"] == "train"
+        unseen = m["stage"].isin(list(self.vocab.stage_labels("unseen")))
+        for leak, what in ((train & m["held_out_user"], "held-out users"),
+                           (train & m["held_out_stage"], "held-out stages"),
+                           (train & unseen, f"unseen-class stages of {self.vocab.ident}")):
+            if leak.any():
+                n = int(leak.sum())
+                raise DataError(f"{self.root}/metadata.csv: {n} recording{'s' if n > 1 else ''} of {what} in split "
+                                f"'train', which pre-training reads (first: {m.loc[leak, 'filename'].iloc[0]})")
 
     def _recordings(self, mask: pd.Series) -> pd.DataFrame:
         rows = self.meta[mask]
@@ -235,33 +342,67 @@ class Emg2PoseData:
                 raise DataError(f"{self.root}: no {name} recordings for the {kind} classes of {self.vocab.ident}")
         return train, test
 
-    def selection(self, name: str) -> WindowDataset:
-        """The windows of a named selection: "pretrain", or "<id|unseen>_<train|test>" (a probe's side)."""
+    def _selection_recordings(self, name: str) -> tuple[pd.DataFrame, str | None]:
+        """A named selection's recordings and the class set that labels them (None: no labels)."""
         if name == "pretrain":
-            return self.windows(self.pretrain_recordings())
+            return self.pretrain_recordings(), None
         kind, side = name.rsplit("_", 1)
         train, test = self.probe_recordings(kind)
-        return self.windows(train if side == "train" else test, kind)
+        return (train if side == "train" else test), kind
 
-    def check_files(self) -> None:
-        """Validate every recording the protocol reads (pre-training and both probes), before any work starts."""
-        used = [self.pretrain_recordings()] + [rows for kind in ("id", "unseen") for rows in self.probe_recordings(kind)]
-        for path in pd.concat(used)["path"].unique():
-            validate_recording(Path(path))
+    def selection(self, name: str) -> WindowDataset:
+        """The windows of a named selection: "pretrain", or "<id|unseen>_<train|test>" (a probe's side)."""
+        return self.windows(*self._selection_recordings(name))
+
+    def check_files(self, progress=None) -> dict[str, dict]:
+        """Scan every recording the protocol reads, then count each selection's windows, before any work starts.
+
+        Raises DataError (one line) for the first refused recording, and for a selection without a window or
+        without a window of one of its classes. Returns {selection: {recordings, windows, classes}}, classes
+        being the window count of each class. `progress(done, total)` follows the scan, file by file.
+        """
+        chosen = {name: self._selection_recordings(name) for name in SELECTIONS}
+        self._scan(pd.concat([rows for rows, _ in chosen.values()])["path"].unique(), progress)
+        return {name: self._count(name, rows, kind) for name, (rows, kind) in chosen.items()}
+
+    def _count(self, name: str, recordings: pd.DataFrame, kind: str | None) -> dict:
+        _, _, starts, labels = self._gather(recordings, kind)
+        if len(starts) == 0:
+            raise DataError(f"{self.root}: selection {name} has no usable window in its {len(recordings)} "
+                            f"recordings (all shorter than a window or broken by IK failures)")
+        classes = {}
+        if kind:
+            names = list(self.vocab.classes(kind))
+            classes = dict(zip(names, np.bincount(labels, minlength=len(names)).tolist()))
+            missing = [cls for cls, n in classes.items() if n == 0]
+            if missing:
+                raise DataError(f"{self.root}: selection {name} has no window of class {missing[0]!r} of "
+                                f"{self.vocab.ident} (classes without a window: {', '.join(missing)})")
+        return {"recordings": len(recordings), "windows": len(starts), "classes": classes}
+
+    def _scan(self, paths, progress=None) -> None:
+        """Scan the recordings not in the index yet; raise DataError for the first one refused."""
+        try:
+            for done, path in enumerate(paths, 1):
+                self._window_starts(path)
+                if progress:
+                    progress(done, len(paths))
+        finally:
+            self._index.save()
 
     def _window_starts(self, path: str) -> np.ndarray:
         key = _file_key(path)
-        starts = self._index.get(key)
-        if starts is None:
-            validate_recording(Path(path))
-            with h5py.File(path, "r") as f:
-                angles = f[schema.GROUP][schema.TIMESERIES].fields("joint_angles")[:]
-            starts = valid_window_starts(angles, self.spec.window, self.spec.stride)
-            self._index.put(key, starts)
-        return starts
+        verdict = self._index.get(key)
+        if verdict is None:
+            verdict = scan_recording(path, self.spec.window, self.spec.stride)
+            self._index.put(key, verdict)
+        if isinstance(verdict, str):
+            raise DataError(verdict)
+        return verdict
 
-    def windows(self, recordings: pd.DataFrame, kind: str | None = None) -> WindowDataset:
-        """All IK-failure-free windows of these recordings, labelled with `kind`'s classes (or -1)."""
+    def _gather(self, recordings: pd.DataFrame, kind: str | None):
+        """(paths, recording of each window, window starts, labels) of these recordings."""
+        self._scan(recordings["path"])
         labels_of = self.vocab.stage_labels(kind) if kind else {}
         paths, rec, starts, labels = [], [], [], []
         for i, row in enumerate(recordings.itertuples()):
@@ -270,15 +411,21 @@ class Emg2PoseData:
             rec.append(np.full(len(s), i))
             starts.append(s)
             labels.append(np.full(len(s), labels_of.get(row.stage, -1)))
-        self._index.save()
         cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64))
-        return WindowDataset(paths, cat(rec), cat(starts), cat(labels), self.spec, self.stats)
+        return paths, cat(rec), cat(starts), cat(labels)
 
-    def _normalisation_stats(self) -> dict:
+    def windows(self, recordings: pd.DataFrame, kind: str | None = None) -> WindowDataset:
+        """All IK-failure-free windows of these recordings, labelled with `kind`'s classes (or -1)."""
+        return WindowDataset(*self._gather(recordings, kind), self.spec, self.stats)
+
+    @functools.cached_property
+    def stats(self) -> dict:
+        """Normalisation statistics, measured when first needed (from recordings the scan accepts)."""
         rows = self.pretrain_recordings()
         if rows.empty:
             raise DataError(f"{self.root}: metadata.csv has no training recordings (split == 'train')")
         picks = rows["path"].iloc[np.linspace(0, len(rows) - 1, min(STATS_FILES, len(rows))).astype(int)].unique()
+        self._scan(picks)  # no statistic from a recording the scan refuses
         if self.cache_dir is None:
             return self._measure_stats(picks)
         cached = self.cache_dir / f"stats-{digest([_file_key(p) for p in picks])}.json"
@@ -293,12 +440,11 @@ class Emg2PoseData:
         """Per-channel EMG RMS, per-joint angle mean and spread (IK-failure rows left out)."""
         emg_sq, pose_sum, pose_sq, n_emg, n_pose = 0.0, 0.0, 0.0, 0, 0
         for path in picks:
-            validate_recording(Path(path))
             with h5py.File(path, "r") as f:
                 ts = f[schema.GROUP][schema.TIMESERIES]
                 emg = ts.fields("emg")[:].astype(np.float64)
                 angles = ts.fields("joint_angles")[:]
-            angles = angles[~np.isclose(angles, 0.0).all(axis=1)]
+            angles = angles[~ik_failures(angles)]
             emg_sq = emg_sq + (emg ** 2).sum(0)
             n_emg += len(emg)
             pose_sum = pose_sum + angles.sum(0)

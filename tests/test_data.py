@@ -69,7 +69,9 @@ def test_emg_and_pose_tokens_share_one_time_grid(tiny_config):
 
 def _write(path, dtype, rows=100):
     with h5py.File(path, "w") as f:
-        f.create_group("emg2pose").create_dataset("timeseries", data=np.zeros(rows, dtype=dtype))
+        group = f.create_group("emg2pose")
+        group.create_dataset("timeseries", data=np.zeros(rows, dtype=dtype))
+        group.attrs.update({name: 0 for name in schema.GROUP_ATTRS} | {"sample_rate": schema.SAMPLE_RATE})
 
 
 def test_validation_names_the_problem_in_one_line(tmp_path):
