@@ -198,6 +198,7 @@ class Emg2PoseData:
         if self.cache_dir is not None:
             index_file = self.cache_dir / f"windows-{digest((str(self.root), spec.window, spec.stride))}.npz"
         self._index = WindowIndex(index_file)
+        self._unsaved_stats = None
         self.stats = self._normalisation_stats()
 
     def _check_vocab(self) -> None:
@@ -248,6 +249,7 @@ class Emg2PoseData:
         used = [self.pretrain_recordings()] + [rows for kind in ("id", "unseen") for rows in self.probe_recordings(kind)]
         for path in pd.concat(used)["path"].unique():
             validate_recording(Path(path))
+        self._save_stats()
 
     def _window_starts(self, path: str) -> np.ndarray:
         key = _file_key(path)
@@ -271,6 +273,7 @@ class Emg2PoseData:
             starts.append(s)
             labels.append(np.full(len(s), labels_of.get(row.stage, -1)))
         self._index.save()
+        self._save_stats()
         cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64))
         return WindowDataset(paths, cat(rec), cat(starts), cat(labels), self.spec, self.stats)
 
@@ -285,8 +288,14 @@ class Emg2PoseData:
         if cached.is_file():
             return json.loads(cached.read_text())
         stats = self._measure_stats(picks)
-        write_text_atomically(cached, json.dumps(stats))
+        self._unsaved_stats = cached, stats  # written by check_files() or windows(): a refused run writes nothing
         return stats
+
+    def _save_stats(self) -> None:
+        if self._unsaved_stats:
+            path, stats = self._unsaved_stats
+            write_text_atomically(path, json.dumps(stats))
+            self._unsaved_stats = None
 
     @staticmethod
     def _measure_stats(picks) -> dict:
