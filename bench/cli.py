@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -116,35 +117,36 @@ def run(
     store = results_store(results_dir)
     gpus = executor == "slurm" and slurm_profile.params.get("slurm_gpus_per_task", 0) > 0
     runs = selection(suite, data, data_root, seeds, variants, set_, device, gpus, store if reuse_stale else None)
-    if executor == "slurm":
-        submit.check_idle(store, runs)
-    preflight(runs, store)
-    todo = [r for r in runs if force or not store.run_done(r)]
-    stale = sum(r.stale for r in runs)
-    console.print(f"suite {runs[0].suite}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
-                  f"{len(todo)} to do{f', {stale} reusing stages of older code' if stale else ''}; "
-                  f"results in {store.root}")
-    if not todo:
-        return
-    from bench import runner
-    runner.prepare(todo, store, force)
-    if executor == "slurm":
-        from bench.executors.slurm.watch import WaitStopped
-        try:
-            records = submit.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
-        except WaitStopped as stopped:
-            raise typer.Exit(stopped.args[0]) from None
-        if records is None:  # submitted without --wait
+    with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):  # one sweep at a time in a results directory
+        if executor == "slurm":
+            submit.check_idle(store, runs)
+        preflight(runs, store)
+        todo = [r for r in runs if force or not store.run_done(r)]
+        stale = sum(r.stale for r in runs)
+        console.print(f"suite {runs[0].suite}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
+                      f"{len(todo)} to do{f', {stale} reusing stages of older code' if stale else ''}; "
+                      f"results in {store.root}")
+        if not todo:
             return
-    else:
-        from bench.executors import local
-        records = local.execute(todo, store, console, fail_fast)
-    failed = [r for r in records if r["status"] != "done"]
-    if failed or len(records) < len(todo):
-        skipped = f", {len(todo) - len(records)} without a record" if len(records) < len(todo) else ""
-        console.print(f"[red]{len(failed)} of {len(records)} runs failed[/red]{skipped}; tracebacks in each failed "
-                      f"stage's error.log (see `cpep-bench status --suite {runs[0].suite}`)")
-        raise typer.Exit(1)
+        from bench import runner
+        runner.prepare(todo, store, force)
+        if executor == "slurm":
+            from bench.executors.slurm.watch import WaitStopped
+            try:
+                records = submit.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
+            except WaitStopped as stopped:
+                raise typer.Exit(stopped.args[0]) from None
+            if records is None:  # submitted without --wait
+                return
+        else:
+            from bench.executors import local
+            records = local.execute(todo, store, console, fail_fast)
+        failed = [r for r in records if r["status"] != "done"]
+        if failed or len(records) < len(todo):
+            skipped = f", {len(todo) - len(records)} without a record" if len(records) < len(todo) else ""
+            console.print(f"[red]{len(failed)} of {len(records)} runs failed[/red]{skipped}; tracebacks in each failed "
+                          f"stage's error.log (see `cpep-bench status --suite {runs[0].suite}`)")
+            raise typer.Exit(1)
 
 
 @app.command()

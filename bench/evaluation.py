@@ -1,9 +1,12 @@
 """The evaluation stage: a trained method's embeddings of each class set, scored by the metric plug-ins.
 
-Each (embedding, selection) pair is computed once and shared by the metrics that read it.
+Each (embedding, selection) pair is computed once and shared by the metrics that read it. Embeddings or scores
+that are not finite fail the stage: a number computed from NaN is never recorded.
 """
 
 from __future__ import annotations
+
+import math
 
 from bench import plugins
 from cpep.evaluate import embed
@@ -23,8 +26,13 @@ def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, 
 
         def embedded(fn_name: str, side: str):
             if (fn_name, side) not in done:
-                done[fn_name, side] = embed(getattr(emb, fn_name), data.selection(f"{kind}_{side}"), device,
-                                            in_memory_bytes=in_mem, workers=workers)
+                x, labels = embed(getattr(emb, fn_name), data.selection(f"{kind}_{side}"), device,
+                                  in_memory_bytes=in_mem, workers=workers)
+                bad = int((~x.isfinite()).sum())
+                if bad:
+                    raise ValueError(f"{fn_name} embeddings of {kind}_{side} are not finite "
+                                     f"({bad} of {x.numel()} values)")
+                done[fn_name, side] = x, labels
             return done[fn_name, side]
 
         n = len(data.vocab.classes(kind))
@@ -39,5 +47,9 @@ def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, 
             scores = metric.compute(train, test, n, cfg)
             if set(scores) != set(metric.keys):
                 raise ValueError(f"metric {metric.name} returned {sorted(scores)}, declared {list(metric.keys)}")
-            values.update({f"{key}_{kind}": float(v) for key, v in scores.items()})
+            for key, value in scores.items():
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError(f"metric {metric.name} gave {key}_{kind} = {value}")
+                values[f"{key}_{kind}"] = value
     return values, not_applicable

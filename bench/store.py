@@ -5,6 +5,7 @@
     <results>/runs/<suite>/<dataset>/<variant>/seed-<n>.json    one record per run
     <results>/data/synthetic-<hash>/    generated once, reused by every run with the same synth settings
     <results>/cache/                    window indices and normalisation statistics of each dataset
+    <results>/run.lock                  while a `cpep-bench run` works here: who holds it (see Store.lock)
 
 Every file is written to a temporary name and renamed into place, so a reader never sees half a file and a
 killed process never leaves a corrupt one.
@@ -12,11 +13,16 @@ killed process never leaves a corrupt one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cpep.errors import DataError
+from bench.provenance import now
+from cpep.errors import DataError, UserError
 from cpep.files import replace_atomically, write_text_atomically
 
 if TYPE_CHECKING:
@@ -43,6 +49,56 @@ class Store:
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
+
+    @contextlib.contextmanager
+    def lock(self, command: str):
+        """Hold <results>/run.lock, an exclusive flock, or raise UserError naming its holder.
+
+        The kernel releases the lock when the process ends, however it ends, so a killed holder leaves no stale
+        lock. The file is removed on release, and so is the results directory when this created it and nothing
+        else was written: a refused run leaves nothing behind.
+        """
+        path = self.root / "run.lock"
+        made_root = not self.root.exists()
+        fd = self._acquire(path)
+        try:
+            holder = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": now()}
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(holder) + "\n").encode())
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # while still locked, so no other process holds this file
+            os.close(fd)
+            if made_root:
+                with contextlib.suppress(OSError):
+                    self.root.rmdir()  # fails when the directory is not empty
+
+    def _acquire(self, path: Path) -> int:
+        while True:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except FileNotFoundError:  # the directory was removed by a releasing holder: make it again
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.read(fd, 4096).decode(errors="replace")
+                os.close(fd)
+                raise UserError(self._in_use(text)) from None
+            # The holder before us may have removed the file between our open and flock: lock the current one.
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.fstat(fd), os.stat(path)):
+                    return fd
+            os.close(fd)
+
+    def _in_use(self, text: str) -> str:
+        try:
+            h = json.loads(text)
+            who = f"pid {h['pid']} on host {h['host']} since {h['since']} ({h['command']})"
+        except (ValueError, KeyError, TypeError):
+            who = "another cpep-bench run"
+        return f"results directory {self.root} is in use by {who}; wait for it or use another --results-dir"
 
     # stages
     def stage_dir(self, stage: Stage) -> Path:

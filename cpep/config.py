@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 import tomllib
 
@@ -112,18 +113,42 @@ def merge(base: dict, extra: dict, origin: str) -> dict:
     return out
 
 
+# The range of every numeric key: checked before the combinations below, some of which divide by these values.
+BOUNDS = {
+    "data.window": "> 0", "data.stride": "> 0", "data.pose_decimation": "> 0", "data.in_memory_gb": ">= 0",
+    "encoder.width": "> 0", "encoder.depth": "> 0", "encoder.heads": "> 0", "encoder.mlp_ratio": "> 0",
+    "emg.patch": "> 0", "emg.bin": "> 0", "emg.rotation_augment": ">= 0", "pose.patch": "> 0",
+    "mae.epochs": "> 0", "mae.batch_size": ">= 2", "mae.lr": "> 0", "mae.weight_decay": ">= 0",
+    "mae.warmup_epochs": ">= 0", "mae.mask_ratio": "> 0", "mae.decoder_width": "> 0", "mae.decoder_depth": "> 0",
+    "mae.decoder_heads": "> 0",
+    "supervised.epochs": "> 0", "supervised.batch_size": ">= 2", "supervised.lr": "> 0",
+    "supervised.weight_decay": ">= 0", "supervised.warmup_epochs": ">= 0",
+    "eval.k": "> 0", "eval.lp_weight_decay": ">= 0", "eval.lp_max_iter": "> 0",
+    "train.workers": ">= 0", "train.checkpoint_every": "> 0",
+}
+
+
+def check_bounds(cfg: dict, bounds: dict[str, str]) -> None:
+    """Raise ConfigError for the first key outside its bound: "> 0", ">= 0", ">= 2"..."""
+    for key, bound in bounds.items():
+        value, (op, limit) = get(cfg, key), bound.split()
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, not {value}")
+        if not (value > float(limit) if op == ">" else value >= float(limit)):
+            raise ConfigError(f"{key} must be {bound}, not {value}")
+
+
 def validate(cfg: dict) -> None:
-    """The combinations every method shares; plug-ins check their own (bench.plugins)."""
+    """Ranges and the combinations every method shares; plug-ins check their own (bench.plugins)."""
+    check_bounds(cfg, BOUNDS)
     d = cfg["data"]
     for section, patch in (("emg", cfg["emg"]["patch"]), ("pose", cfg["pose"]["patch"])):
-        if patch <= 0 or d["window"] % patch:
+        if d["window"] % patch:
             raise ConfigError(f"{section}.patch ({patch}) must divide data.window ({d['window']})")
-    if cfg["emg"]["bin"] < 1 or cfg["emg"]["patch"] % cfg["emg"]["bin"]:
+    if cfg["emg"]["patch"] % cfg["emg"]["bin"]:
         raise ConfigError(f"emg.bin ({cfg['emg']['bin']}) must divide emg.patch ({cfg['emg']['patch']})")
-    if d["pose_decimation"] < 1 or cfg["pose"]["patch"] % d["pose_decimation"]:
+    if cfg["pose"]["patch"] % d["pose_decimation"]:
         raise ConfigError(f"pose.patch ({cfg['pose']['patch']}) must be a multiple of data.pose_decimation")
-    if d["stride"] <= 0:
-        raise ConfigError("data.stride must be positive")
     device = cfg["train"]["device"]
     if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {device!r}")
@@ -146,9 +171,6 @@ def validate(cfg: dict) -> None:
         if max(1, round(patches * (1.0 - m["mask_ratio"]))) >= patches:
             raise ConfigError(f"mae.mask_ratio {m['mask_ratio']} masks none of a window's {patches} "
                               f"{section} patches: use more patches (a smaller {section}.patch) or a higher ratio")
-    for section in ("mae", "supervised"):
-        if cfg[section]["epochs"] < 1 or cfg[section]["batch_size"] < 2:
-            raise ConfigError(f"{section}.epochs must be >= 1 and {section}.batch_size >= 2")
 
 
 def get(cfg: dict, key: str):

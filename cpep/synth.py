@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -276,12 +277,29 @@ def _split(user_index: int, cfg: SynthConfig, held_out_stage: bool) -> tuple[str
     return split, ("user_stage" if held_out_stage else "user"), True
 
 
+def _remove_stale_temporaries(out: Path, host: str) -> None:
+    """Remove the temporary directories of `out` left by writers on this host that have died (killed while
+    writing). Those of live writers, and of other hosts (a shared file system), are left alone."""
+    for tmp in out.parent.glob(f".{out.name}.{host}.*"):
+        pid = tmp.name[len(f".{out.name}.{host}."):].split(".")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 def generate(cfg: SynthConfig, out: Path, progress=None) -> Path:
     """Write the dataset to the new directory `out`, atomically: a partial dataset is never left behind."""
     cfg.validate()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    host = socket.gethostname()
+    _remove_stale_temporaries(out, host)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{host}.{os.getpid()}.", dir=out.parent))
     try:
         rows_meta = []
         root_rng = np.random.default_rng(cfg.seed)

@@ -9,10 +9,12 @@ import sys
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from conftest import tiny_args
+from cpep import config
 
 CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
 
@@ -126,7 +128,41 @@ def assert_one_line_error(result, text):
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, args, text):
     result = cli(*args, "--results-dir", tmp_path / "results", check=False)
     assert_one_line_error(result, text)
-    assert not (tmp_path / "results" / "runs").exists()
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("suite, assignment, text", [
+    ("smoke", "encoder.heads=0", "encoder.heads must be > 0, not 0"),
+    ("smoke", "encoder.depth=0", "encoder.depth must be > 0, not 0"),
+    ("smoke", "encoder.mlp_ratio=0", "encoder.mlp_ratio must be > 0, not 0.0"),
+    ("smoke", "data.pose_decimation=0", "data.pose_decimation must be > 0, not 0"),
+    ("smoke", "data.window=0", "data.window must be > 0, not 0"),
+    ("smoke", "data.stride=-5", "data.stride must be > 0, not -5"),
+    ("smoke", "data.in_memory_gb=-1", "data.in_memory_gb must be >= 0, not -1.0"),
+    ("smoke", "emg.rotation_augment=-1", "emg.rotation_augment must be >= 0, not -1"),
+    ("smoke", "mae.batch_size=1", "mae.batch_size must be >= 2, not 1"),
+    ("smoke", "mae.lr=nan", "mae.lr must be a finite number, not nan"),
+    ("smoke", "mae.weight_decay=-0.1", "mae.weight_decay must be >= 0, not -0.1"),
+    ("smoke", "supervised.warmup_epochs=-1", "supervised.warmup_epochs must be >= 0, not -1.0"),
+    ("smoke", "train.checkpoint_every=0", "train.checkpoint_every must be > 0, not 0"),
+    ("smoke", "train.workers=-1", "train.workers must be >= 0, not -1"),
+    ("smoke", "eval.k=0", "eval.k must be > 0, not 0"),
+    ("smoke", "eval.lp_max_iter=0", "eval.lp_max_iter must be > 0, not 0"),
+    ("smoke", "align.lr=-1", "align.lr must be > 0, not -1.0"),
+    ("smoke", "align.weight_decay=-1", "align.weight_decay must be >= 0, not -1.0"),
+    ("smoke", "align.warmup_epochs=-1", "align.warmup_epochs must be >= 0, not -1.0"),
+    ("paper", "tds.decoder_hidden=0", "tds.decoder_hidden must be > 0, not 0"),
+])
+def test_values_out_of_range_are_refused_before_anything_is_written(tmp_path, suite, assignment, text):
+    result = cli("run", "--suite", suite, "--results-dir", tmp_path / "results", "--set", assignment, check=False)
+    assert_one_line_error(result, text)
+    assert not (tmp_path / "results").exists()
+
+
+def test_every_numeric_key_has_a_range():
+    numeric = {f"{section}.{key}" for section, values in config.DEFAULTS.items() for key, value in values.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    assert numeric == set(config.BOUNDS)
 
 
 def test_a_data_root_that_is_not_emg2pose_is_refused(tmp_path):
@@ -150,15 +186,30 @@ def test_a_broken_recording_is_refused_before_anything_is_written(tmp_path, tiny
     result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", root, "--set", "data.vocab=synthetic-v1",
                  "--results-dir", tmp_path / "results", *tiny_args(), check=False)
     assert_one_line_error(result, text)
-    assert not (tmp_path / "results" / "runs").exists()
-    assert not (tmp_path / "results" / "stages").exists()
+    assert not (tmp_path / "results").exists()  # not even the normalisation statistics of the other recordings
+
+
+def test_a_refused_run_writes_no_result_and_no_statistics(tmp_path, tiny_data):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    meta = pd.read_csv(root / "metadata.csv")
+    # A test user's recording: read by the probes, never for the normalisation statistics.
+    victim = root / (meta[meta["held_out_user"] & (meta["stage"] == "Fist")]["filename"].iloc[0] + ".hdf5")
+    victim.write_bytes(b"not an HDF5 file")
+    result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", root, "--set", "data.vocab=synthetic-v1",
+                 "--results-dir", tmp_path / "results", *tiny_args(), check=False)
+    assert_one_line_error(result, "not a readable HDF5 file")
+    # Only the scan verdicts of the files it read may stay (cache/windows-*), so that fixing one file of a large
+    # dataset does not make the next run read every other file again.
+    written = {p.relative_to(tmp_path / "results").parts[0] for p in (tmp_path / "results").rglob("*") if p.is_file()}
+    assert written <= {"cache"} and not list((tmp_path / "results").glob("cache/stats-*"))
 
 
 def test_data_synth_and_check(tmp_path):
     out = tmp_path / "synthetic"
-    cli("data", "synth", "--out", out, "--users", 3, "--test-users", 1, "--stage-seconds", 2)
+    cli("data", "synth", "--out", out, "--users", 3, "--test-users", 1, "--stage-seconds", 4)
     assert (out / "metadata.csv").is_file() and len(list(out.glob("*.hdf5"))) == 3 * 15
-    check = cli("data", "check", out)
+    check = cli("data", "check", out, "--results-dir", tmp_path / "results")
     assert "ok (synthetic-v1)" in check.stdout and "pre-training" in check.stdout
     again = cli("data", "synth", "--out", out, check=False)
     assert_one_line_error(again, "exists and is not an empty directory")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,23 @@ def test_a_broken_stage_leaves_its_traceback_on_disk_and_exit_1(make_results, tm
               check=False)
     assert out.returncode == 1 and "1 without a record" in out.stdout
     assert set(records(fast)) == {"broken/seed-0"}
+
+
+def test_embeddings_or_scores_that_are_not_finite_fail_the_evaluation(make_results, tmp_path):
+    results = make_results(tmp_path / "results")
+    out = cli("run", "--suite", PLUGINS / "nan.toml", "--results-dir", results, *tiny_args(), check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    recs = records(results)
+    embedding, metric = recs["nan_embedding/seed-0"], recs["nan_metric/seed-0"]
+    found = re.fullmatch(r"eval: ValueError: lp embeddings of id_train are not finite \((\d+) of (\d+) values\)",
+                         embedding["error"])
+    assert found and int(found[2]) == 16 * int(found[1]) > 0, embedding["error"]  # one of 16 channels per window
+    assert metric["error"] == "eval: ValueError: metric nan_score gave nan_score_id = nan"
+    for rec in (embedding, metric):
+        assert rec["status"] == "failed" and rec["metrics"] is None
+        log = Path(rec["error_log"])
+        assert log.parent.name == f"eval-{stage_key(rec, 'eval')}" and log.read_text().startswith("Traceback")
+        assert not (log.parent / "meta.json").exists()
 
 
 def test_a_code_change_recomputes_the_stage_and_reuse_stale_marks_what_it_reuses(make_results, tmp_path):

@@ -4,7 +4,7 @@ the head's output against pose embeddings of labelled references."""
 
 from bench.methods import emg_mae, pose_mae
 from bench.plugins import Embeddings, Method as Base, Step
-from cpep.config import MIN_TEMPERATURE
+from cpep.config import MIN_TEMPERATURE, check_bounds
 from cpep.errors import ConfigError
 
 
@@ -18,6 +18,9 @@ ALIGN = Step("align", sections=("encoder", "embedding", "emg", "pose", "align"),
              inputs=("pose_mae", "emg_mae"), epochs="align", uses=(("objective", "align.objective"),))
 RANDOM_INIT_ALIGN = Step("align", sections=ALIGN.sections, train=train, inputs=("pose_mae",), epochs="align",
                          uses=ALIGN.uses)
+
+BOUNDS = {"align.epochs": "> 0", "align.batch_size": ">= 2", "align.lr": "> 0", "align.weight_decay": ">= 0",
+          "align.warmup_epochs": ">= 0"}
 
 
 class Method(Base):
@@ -40,8 +43,7 @@ class Method(Base):
         a = cfg["align"]
         if a["emg_init"] not in ("mae", "random"):
             raise ConfigError("align.emg_init must be 'mae' or 'random'")
-        if a["epochs"] < 1 or a["batch_size"] < 2:
-            raise ConfigError("align.epochs must be >= 1 and align.batch_size >= 2")
+        check_bounds(cfg, BOUNDS)
         if not MIN_TEMPERATURE <= a["temperature"] <= 1.0:
             raise ConfigError(f"align.temperature must be in [{MIN_TEMPERATURE:g}, 1], where training keeps it")
         plugins.path("objective", a["objective"])

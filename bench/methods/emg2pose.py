@@ -2,6 +2,7 @@
 supervised model); LP reads the mean of its frames."""
 
 from bench.plugins import Embeddings, Method as Base, Step
+from cpep.config import check_bounds
 from cpep.errors import ConfigError
 
 LEFT_CONTEXT = 1790  # samples the TDS featurizer consumes before its first frame (baselines.tds)
@@ -32,10 +33,9 @@ class Method(Base):
 
     def validate(self, cfg):
         t, window = cfg["tds"], cfg["data"]["window"]
+        check_bounds(cfg, {"tds.features": "> 0", "tds.decoder_hidden": "> 0"})
         if t["width"] < GROUPS or t["width"] % GROUPS:
             raise ConfigError(f"tds.width ({t['width']}) must be a positive multiple of {GROUPS}")
-        if t["features"] < 1 or t["decoder_hidden"] < 1:
-            raise ConfigError("tds.features and tds.decoder_hidden must be positive")
         if window <= LEFT_CONTEXT:
             raise ConfigError(f"data.window ({window}) must be longer than the TDS featurizer's receptive field "
                               f"({LEFT_CONTEXT} samples) for the emg2pose method")
