@@ -12,9 +12,9 @@ import socket
 import traceback
 from typing import Callable
 
-from bench import stages
-from bench.planner import Run, Stage, unique_stages
-from bench.store import Store
+from bench import provenance, stages
+from bench.planner import Run, Stage, epochs, unique_stages
+from bench.store import Store, atomic_write_json
 
 
 class StageFailed(Exception):
@@ -45,6 +45,18 @@ def _failed(kind: str, key: str, store: Store) -> StageFailed | None:
     return StageFailed(failure, str(log) if log.is_file() else None)
 
 
+def _writing_progress(stage: Stage, store: Store, on_epoch: Callable | None) -> Callable[[int, dict], None]:
+    """on_epoch, and after every epoch the stage's progress.json (for `status`; removed when the stage ends)."""
+    path, total = store.stage_dir(stage) / "progress.json", epochs(stage)
+
+    def each_epoch(epoch: int, log: dict) -> None:
+        atomic_write_json(path, {"epoch": epoch, "epochs": total, "loss": log.get("loss"), "updated": provenance.now()})
+        if on_epoch:
+            on_epoch(epoch, log)
+
+    return each_epoch
+
+
 def ensure_stage(stage: Stage, store: Store, on_epoch: Callable | None = None) -> None:
     """Compute the stage unless it is done; a failure is written beside it and raised as StageFailed."""
     if store.stage_done(stage):
@@ -54,7 +66,7 @@ def ensure_stage(stage: Stage, store: Store, on_epoch: Callable | None = None) -
         if failed:
             raise failed
     try:
-        stages.execute(stage, store, on_epoch)
+        stages.execute(stage, store, _writing_progress(stage, store, on_epoch))
     except Exception as e:
         reason = f"{stage.kind}: {one_line(e)}"
         store.mark_failed(stage, reason, traceback.format_exc())

@@ -50,11 +50,26 @@ def _local_worker_alive(worker: dict) -> bool | None:
     return True
 
 
-def _job_label(job: Job) -> str:
-    return "evaluation and record" if job.what == "run" else job.what.split("-")[0]
+def stage_progress(store: Store, kind: str, key: str) -> str:
+    """The stage's kind and, once it has trained an epoch, how far it is: "align epoch 12/40"."""
+    progress = read_json(store.root / "stages" / f"{kind}-{key}" / "progress.json")
+    return f"{kind} epoch {progress['epoch']}/{progress['epochs']}" if progress else kind
 
 
-def _record_status(rec: dict, states: dict[str, JobState] | None, info: dict | None) -> tuple[str, str]:
+def _job_label(job: Job, store: Store) -> str:
+    return "evaluation and record" if job.what == "run" else stage_progress(store, *job.what.rsplit("-", 1))
+
+
+def _current_stage(rec: dict, store: Store) -> str | None:
+    """The record's first stage that is not finished now (the record lists them as they were at its start)."""
+    for stage in rec.get("stages", []):
+        if not (store.root / "stages" / f"{stage['kind']}-{stage['key']}" / "meta.json").is_file():
+            return stage_progress(store, stage["kind"], stage["key"])
+    return None
+
+
+def _record_status(rec: dict, states: dict[str, JobState] | None, info: dict | None,
+                   store: Store) -> tuple[str, str]:
     """(status, detail) from a record of the latest attempt; a `running` one is checked against its worker."""
     if rec["status"] == "done":
         return "done", summary(rec)
@@ -64,7 +79,9 @@ def _record_status(rec: dict, states: dict[str, JobState] | None, info: dict | N
     job = worker.get("slurm_job_id")
     alive = (None if states is None else is_active(job, states)) if job else _local_worker_alive(worker)
     if alive is not False:
-        return "running", f"on {worker.get('host', '?')}"
+        where = f"on {worker.get('host', '?')}"
+        stage = _current_stage(rec, store)
+        return "running", f"{stage} {where}" if stage else where
     gone = f"SLURM job {job} is gone" if job else f"process {worker.get('pid')} on {worker.get('host')} is gone"
     if job and info and info.get("cancelled"):
         return "cancelled", f"by cpep-bench cancel ({gone})"
@@ -72,7 +89,7 @@ def _record_status(rec: dict, states: dict[str, JobState] | None, info: dict | N
 
 
 def _run_status(ident: str, dataset: str, rec: dict | None, jobs: list[Job], states: dict[str, JobState] | None,
-                info: dict | None) -> RunStatus:
+                info: dict | None, store: Store) -> RunStatus:
     """`states` is None when squeue could not be asked: then no job counts as gone."""
     known = states or {}
     mine = sorted((j for j in jobs if ident in j.runs), key=lambda j: j.level)
@@ -84,9 +101,10 @@ def _run_status(ident: str, dataset: str, rec: dict | None, jobs: list[Job], sta
     stale = rec is not None and bool(mine) and rec.get("updated", "") < (info or {}).get("submitted", "")
     final = rec is not None and not stale and rec["status"] in ("done", "failed")
     if active and not final:
-        status, detail = ("running", _job_label(shown)) if running else ("queued", f"next: {_job_label(shown)}")
+        label = _job_label(shown, store)
+        status, detail = ("running", label) if running else ("queued", f"next: {label}")
     elif rec is not None and not stale:
-        status, detail = _record_status(rec, states, info)
+        status, detail = _record_status(rec, states, info, store)
     elif states is None:
         status, detail = "unknown", "SLURM could not be asked"
     elif info and info.get("cancelled"):
@@ -115,7 +133,7 @@ def suite_status(store: Store, suite: str) -> tuple[list[RunStatus], str | None]
         except SlurmUnavailable as e:
             states, warning = None, f"SLURM could not be asked: {e}"
         idents = sorted(set(records) | {i for j in jobs for i in j.runs})
-        rows += [_run_status(i, dataset, records.get(i), jobs, states, info) for i in idents]
+        rows += [_run_status(i, dataset, records.get(i), jobs, states, info, store) for i in idents]
     return rows, warning
 
 

@@ -148,6 +148,7 @@ class Store:
         atomic_write_json(d / "meta.json", meta)
         self.clear_failure(stage)
         (d / "checkpoint.pt").unlink(missing_ok=True)
+        (d / "progress.json").unlink(missing_ok=True)
 
     def mark_failed(self, stage: Stage, error: str, traceback: str | None = None) -> None:
         """A failure beside the stage: its one-line reason, and the full traceback in error.log."""
@@ -155,6 +156,7 @@ class Store:
             write_text_atomically(self.error_log(stage), traceback)
         atomic_write_json(self.stage_dir(stage) / "failed.json",
                           {"error": error, "log": str(self.error_log(stage)) if traceback is not None else None})
+        (self.stage_dir(stage) / "progress.json").unlink(missing_ok=True)
 
     def clear_failure(self, stage: Stage) -> None:
         (self.stage_dir(stage) / "failed.json").unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -14,6 +15,8 @@ from bench.status import suite_status
 from bench.store import Store
 from conftest import tiny_args
 from test_cli import CLI, cli, records
+
+START_S = 600  # bound on a run getting through its first epoch on a loaded machine
 
 # pose_mae alone, long enough (about 2 s of training) to be killed in the middle.
 LONG_POSE_MAE = ["--suite", "smoke", "--variants", "pose_mae", *tiny_args(),
@@ -47,7 +50,7 @@ def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(make_result
     proc = subprocess.Popen([*CLI, "run", *LONG_POSE_MAE, "--results-dir", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        checkpoint = wait_for(lambda: checkpoint_of(killed, "pose_mae"), 120, "the first checkpoint")
+        checkpoint = wait_for(lambda: checkpoint_of(killed, "pose_mae"), START_S, "the first checkpoint")
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
@@ -73,7 +76,26 @@ def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(make_result
     a = torch.load(checkpoint.parent / "model.pt")
     b = torch.load(next(reference.glob("stages/pose_mae-*/model.pt")))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not checkpoint.exists()
+    assert not checkpoint.exists() and not (checkpoint.parent / "progress.json").exists()
+
+
+def test_status_shows_the_epoch_of_a_running_stage(make_results, tmp_path):
+    results = make_results(tmp_path / "results")
+    args = ["--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--set", "mae.epochs=1000"]
+    proc = subprocess.Popen([*CLI, "run", *args, "--results-dir", str(results)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        path = wait_for(lambda: next(results.glob("stages/pose_mae-*/progress.json"), None), START_S,
+                        "progress.json of pose_mae")
+        progress = json.loads(path.read_text())
+        assert progress["epochs"] == 1000 and 1 <= progress["epoch"] < 1000 and progress["loss"] > 0
+        (row,), _ = suite_status(Store(results), "smoke")
+        assert row.status == "running" and re.fullmatch(r"pose_mae epoch \d+/1000 on \S+", row.detail), row
+        shown = cli("status", "--suite", "smoke", "--results-dir", results).stdout
+        assert "running" in shown and "epoch" in shown, shown
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_diverging_stage_fails_its_run_and_the_sweep_goes_on(make_results, tmp_path):
@@ -93,3 +115,4 @@ def test_diverging_stage_fails_its_run_and_the_sweep_goes_on(make_results, tmp_p
     assert (rows["cpep/seed-0"].status, rows["cpep/seed-0"].detail) == ("failed", cpep["error"])
     assert rows["pose_mae/seed-0"].status == "done"
     assert not list(results.glob("stages/align-*/model.pt"))
+    assert not list(results.glob("stages/*/progress.json"))  # removed as each stage finished or failed

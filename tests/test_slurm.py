@@ -20,11 +20,12 @@ from bench.status import suite_status
 from bench.store import Store
 from conftest import tiny_args
 from cpep.errors import UserError
-from test_cli import assert_one_line_error, cli, records
+from test_cli import CLI, assert_one_line_error, cli, records
 from test_resume import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = ["--executor", "slurm", "--profile", "local"]
+JOB_S = 600  # bound on a job starting, or ending, on a loaded machine
 
 # Three runs sharing stages: one Pose-MAE for all, one EMG-MAE for both CPEP runs; `diverges` fails in align.
 SWEEP = """
@@ -43,10 +44,10 @@ set = { "align.lr" = 1e6 }
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster_up():
     """The local cluster, up: skip without it, except in CI (CPEP_REQUIRE_SLURM=1), where that is a failure."""
     try:
-        up = subprocess.run([REPO / "slurm" / "cluster.sh", "status"], capture_output=True, text=True, timeout=60)
+        up = subprocess.run([REPO / "slurm" / "cluster.sh", "status"], capture_output=True, text=True, timeout=120)
         why = up.stdout.strip() or up.stderr.strip()
         ok = up.returncode == 0
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -56,6 +57,27 @@ def cluster():
         if os.environ.get("CPEP_REQUIRE_SLURM") == "1":
             pytest.fail(f"CPEP_REQUIRE_SLURM=1 but {message}")
         pytest.skip(message)
+
+
+def jobs_under(folder: Path) -> list[str]:
+    """Queued and running jobs whose batch script lies under `folder`: submitit writes it into the job log folder,
+    inside the results directory the jobs were submitted from."""
+    out = subprocess.run(["squeue", "--noheader", "--format=%A|%o"], capture_output=True, text=True, check=True,
+                         timeout=120)
+    lines = (line.split("|", 1) for line in out.stdout.splitlines())
+    return [job for job, script in lines if script.startswith(f"{folder}/")]
+
+
+@pytest.fixture
+def cluster(cluster_up, tmp_path):
+    """The local cluster; after the test, passed or failed, every job it submitted (from a results directory in
+    its tmp_path) is cancelled and gone, so that none holds the node while later tests wait for it."""
+    yield
+    folder = tmp_path.resolve()
+    left = jobs_under(folder)
+    if left:
+        subprocess.run(["scancel", *left], check=True, timeout=120)
+        wait_for(lambda: not jobs_under(folder), JOB_S, f"the test's leftover jobs {' '.join(left)} to end", every=1)
 
 
 def jobs_of(results: Path, suite: str) -> list[dict]:
@@ -79,7 +101,10 @@ def test_sweep_on_slurm_equals_local_and_computes_each_shared_stage_once(cluster
     args = ["run", "--suite", suite, *tiny_args()]
     on_slurm, here = make_results(tmp_path / "slurm"), make_results(tmp_path / "local")
     assert cli(*args, "--results-dir", here, check=False).returncode == 1  # one run diverges
-    out = cli(*args, *SLURM, "--wait", "--wait-timeout", 5, "--results-dir", on_slurm, check=False)
+    wait_min = 30
+    out = subprocess.run([*CLI, *map(str, args), *SLURM, "--wait", "--wait-timeout", str(wait_min),
+                          "--results-dir", str(on_slurm)], capture_output=True, text=True, timeout=wait_min * 60 + 600)
+    assert "timed out" not in out.stdout, f"the sweep's jobs did not end within {wait_min} min:\n{out.stdout}"
     assert out.returncode == 1, out.stdout + out.stderr
 
     ours, theirs = records(on_slurm), records(here)
@@ -113,8 +138,7 @@ def test_sweep_on_slurm_equals_local_and_computes_each_shared_stage_once(cluster
     # Again: the failed run is retried, alone, from its failed stage; finished runs and stages are not resubmitted.
     again = cli(*args, *SLURM, "--no-wait", "--results-dir", on_slurm)
     assert "3 runs, 2 already done, 1 to do" in again.stdout
-    retried = jobs_of(on_slurm, "sweep")
-    subprocess.run(["scancel", *(j["job_id"] for j in retried)], check=True, timeout=30)
+    retried = jobs_of(on_slurm, "sweep")  # the `cluster` fixture cancels them
     assert [(j["what"].split("-")[0], j["level"], j["runs"]) for j in retried] == [
         ("align", 0, ["diverges/seed-0"]), ("run", 1, ["diverges/seed-0"])]
 
@@ -128,15 +152,16 @@ def test_requeued_job_resumes_from_its_checkpoint_to_identical_metrics(cluster, 
             "--set", f"mae.epochs={EPOCHS}", "--set", "mae.batch_size=8"]
     on_slurm, here = make_results(tmp_path / "slurm"), make_results(tmp_path / "local")
     cli(*args, *SLURM, "--no-wait", "--results-dir", on_slurm)
-    wait_for(lambda: next(on_slurm.glob("stages/pose_mae-*/checkpoint.pt"), None), 120, "the first checkpoint")
+    wait_for(lambda: next(on_slurm.glob("stages/pose_mae-*/checkpoint.pt"), None), JOB_S, "the first checkpoint")
     (job,) = [j["job_id"] for j in jobs_of(on_slurm, "smoke") if j["what"].startswith("pose_mae")]
     # Requeued and held, so that the uninterrupted run below has the cores to itself; released, it starts again.
-    subprocess.run(["scontrol", "requeuehold", job], check=True, timeout=30)
-    wait_for(lambda: watch.queue([job])[job].state not in watch.RUNNING, 30, "the job to be stopped", every=0.2)
+    subprocess.run(["scontrol", "requeuehold", job], check=True, timeout=120)
+    wait_for(lambda: watch.queue([job])[job].state not in watch.RUNNING, JOB_S, "the requeued job to stop",
+             every=0.2)
     assert not list(on_slurm.glob("stages/pose_mae-*/meta.json")), "stopped after training ended: raise EPOCHS"
     cli(*args, "--results-dir", here)
-    subprocess.run(["scontrol", "release", job], check=True, timeout=30)
-    wait_for(lambda: all_finished(on_slurm, "smoke"), 180, "the requeued job and the run", every=0.5)
+    subprocess.run(["scontrol", "release", job], check=True, timeout=120)
+    wait_for(lambda: all_finished(on_slurm, "smoke"), 2 * JOB_S, "the requeued job and the run job to end", every=0.5)
 
     log = job_log(on_slurm, "smoke", job)
     assert log.count("Starting with JobEnvironment") == 2
@@ -160,17 +185,18 @@ def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, 
     def statuses():
         return {r.ident: r for r in suite_status(Store(results), "smoke")[0]}
 
-    def once_running():
+    def once_training():
         rows = statuses()
-        return rows if rows["cpep/seed-0"].status == "running" else None
+        return rows if rows["cpep/seed-0"].status == "running" and "epoch" in rows["cpep/seed-0"].detail else None
 
-    rows = wait_for(once_running, 60, "a running job", every=0.5)
-    assert rows["cpep/seed-0"].detail in ("pose_mae", "emg_mae") and "RUNNING" in rows["cpep/seed-0"].slurm
+    rows = wait_for(once_training, JOB_S, "cpep/seed-0 to be running an epoch of its first stage", every=0.5)
+    assert re.fullmatch(r"(pose|emg)_mae epoch \d+/1000", rows["cpep/seed-0"].detail), rows["cpep/seed-0"].detail
+    assert "RUNNING" in rows["cpep/seed-0"].slurm
     assert rows["pose_mae/seed-0"].status in ("running", "queued")
 
     cancelled = cli("cancel", "--suite", "smoke", "--results-dir", results).stdout
     assert re.fullmatch(r"suite smoke: cancelled 5 SLURM jobs of 2 runs; .*\n", cancelled)
-    wait_for(lambda: all_finished(results, "smoke"), 30, "the cancelled jobs to end", every=0.5)
+    wait_for(lambda: all_finished(results, "smoke"), JOB_S, "the cancelled jobs to end", every=0.5)
     assert {r.status for r in statuses().values()} == {"cancelled"}
     assert records(results) == {}  # no run job ran: no record, partial or otherwise
     assert watch.cancel(Store(results), "smoke", Console(file=io.StringIO())) == 0  # nothing left to cancel
@@ -182,9 +208,9 @@ def test_stage_job_killed_without_a_word_fails_its_run_instead_of_blocking_it(cl
     cli("run", "--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--set", "mae.epochs=1000", *SLURM,
         "--results-dir", results)
     (stage_job,) = [j["job_id"] for j in jobs_of(results, "smoke") if j["what"] != "run"]
-    wait_for(lambda: next(results.glob("stages/pose_mae-*/checkpoint.pt"), None), 60, "training to start")
-    subprocess.run(["scancel", stage_job], check=True, timeout=30)  # as the OOM killer or an admin would
-    wait_for(lambda: all_finished(results, "smoke"), 60, "the run job", every=0.5)
+    wait_for(lambda: next(results.glob("stages/pose_mae-*/checkpoint.pt"), None), JOB_S, "training to start")
+    subprocess.run(["scancel", stage_job], check=True, timeout=120)  # as the OOM killer or an admin would
+    wait_for(lambda: all_finished(results, "smoke"), JOB_S, "the run job to end", every=0.5)
     rec = records(results)["pose_mae/seed-0"]
     assert rec["status"] == "failed"
     assert rec["error"].startswith("pose_mae: its SLURM job ended without a result")
@@ -192,14 +218,18 @@ def test_stage_job_killed_without_a_word_fails_its_run_instead_of_blocking_it(cl
 
 
 @pytest.mark.slurm
-def test_jobs_sbatch_refuses_are_a_one_line_error(cluster, make_results, tmp_path):
+@pytest.mark.parametrize("profile_text, complaint", [
+    ('partition = "no-such-partition"\n', "Batch job submission failed: Invalid partition"),
+    ("[sbatch]\nno-such-option = 3\n", "sbatch: unrecognized option '--no-such-option=3'"),  # not its usage hint
+])
+def test_jobs_sbatch_refuses_are_a_one_line_error(cluster, make_results, tmp_path, profile_text, complaint):
     profile = tmp_path / "wrong.toml"
-    profile.write_text('partition = "no-such-partition"\n')
+    profile.write_text(profile_text)
     results = make_results(tmp_path / "results")
     result = cli("run", "--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--executor", "slurm",
                  "--profile", profile, "--results-dir", results, check=False)
-    assert_one_line_error(result, "sbatch refused the jobs of profile wrong: sbatch: error: Batch job submission "
-                                  "failed: Invalid partition")
+    assert_one_line_error(result, "sbatch refused the jobs of profile wrong: sbatch: ")
+    assert complaint in result.stderr
     assert not list(results.glob("runs/**/slurm.json"))
 
 

@@ -166,10 +166,17 @@ def submit(runs: list[Run], store: Store, profile: Profile) -> list[Job]:
         if arrays:
             subprocess.run(["scancel", *arrays], capture_output=True, timeout=60)
         if isinstance(e, FailedJobError):
-            raise UserError(f"sbatch refused the jobs of profile {profile.name}: "
-                            f"{str(e).strip().splitlines()[-1]}") from None
+            raise UserError(f"sbatch refused the jobs of profile {profile.name}: {sbatch_complaint(str(e))}") from None
         raise
     return jobs
+
+
+def sbatch_complaint(message: str) -> str:
+    """sbatch's own lines ("sbatch: error: ...", "sbatch: unrecognized option ...") in submitit's message, joined
+    on one line; else its last line. sbatch follows an unknown option with a usage hint, and the specific reason
+    for refusing a job with a generic "Batch job submission failed: ..." line."""
+    lines = [line.strip() for line in message.strip().splitlines()] or [""]
+    return "; ".join(line for line in lines if line.startswith("sbatch: ")) or lines[-1]
 
 
 def write_jobs(store: Store, runs: list[Run], jobs: list[Job], profile: Profile) -> None:

@@ -117,7 +117,7 @@ def _newly_finished(pending: dict[str, Run], before: dict, store: Store) -> list
 def watch(runs: list[Run], store: Store, jobs: list[Job], before: dict, console: Console,
           timeout_min: float | None) -> list[dict]:
     """Poll the records and squeue until every job is finished; one line per run as its record appears."""
-    from bench.status import summary  # bench.status imports this module
+    from bench.status import stage_progress, summary  # bench.status imports this module
 
     deadline = time.monotonic() + timeout_min * 60 if timeout_min is not None else None
     pending = {r.ident: r for r in runs}
@@ -132,8 +132,11 @@ def watch(runs: list[Run], store: Store, jobs: list[Job], before: dict, console:
                 progress.console.print(f"{rec['variant']}/seed-{rec['seed']}: {summary(rec)}")
                 progress.advance(bar)
                 records.append(rec)
-            running = sum(states[j.job_id].state in RUNNING for j in active)
-            progress.update(bar, description=f"runs (jobs: {running} running, {len(active) - running} queued)")
+            running = [j for j in active if states[j.job_id].state in RUNNING]
+            training = [stage_progress(store, *j.what.rsplit("-", 1)) for j in running if j.what != "run"]
+            now = f": {', '.join(training)}" if training else ""
+            progress.update(bar, description=f"runs (jobs: {len(running)} running{now}, "
+                                             f"{len(active) - len(running)} queued)")
             if not active or (deadline is not None and time.monotonic() > deadline):
                 break
             time.sleep(POLL_S)
