@@ -1,7 +1,7 @@
 """The results directory: stage outputs (keyed by hash), run records, the synthetic data cache.
 
-    <results>/stages/<kind>-<key>/      model.pt, meta.json, checkpoint.pt while training; failed.json and
-                                        error.log (the traceback) after a failure
+    <results>/stages/<kind>-<key>/      model.pt, meta.json; checkpoint.pt and progress.json while training;
+                                        failed.json and error.log (the traceback) after a failure
     <results>/runs/<suite>/<dataset>/<variant>/seed-<n>.json    one record per run
     <results>/data/synthetic-<hash>/    generated once, reused by every run with the same synth settings
     <results>/cache/                    window indices and normalisation statistics of each dataset
@@ -164,8 +164,8 @@ class Store:
 
     def clear_stage(self, stage: Stage) -> None:
         """Forget a stage's output and checkpoint so it is computed from scratch (--force)."""
-        (self.stage_dir(stage) / "meta.json").unlink(missing_ok=True)
-        (self.stage_dir(stage) / "checkpoint.pt").unlink(missing_ok=True)
+        for name in ("meta.json", "checkpoint.pt", "progress.json"):
+            (self.stage_dir(stage) / name).unlink(missing_ok=True)
 
     # run records
     def record_path(self, suite: str, dataset: str, variant: str, seed: int) -> Path:

@@ -20,7 +20,7 @@ CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
 
 
 def cli(*args, check=True):
-    result = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=1800)
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
