@@ -65,6 +65,7 @@ def ensure_stage(stage: Stage, store: Store, on_epoch: Callable | None = None) -
         failed = _failed(kind, key, store)
         if failed:
             raise failed
+    store.remove_temporaries(store.stage_dir(stage))
     try:
         stages.execute(stage, store, _writing_progress(stage, store, on_epoch))
     except Exception as e:
@@ -74,6 +75,7 @@ def ensure_stage(stage: Stage, store: Store, on_epoch: Callable | None = None) -
 
 
 def mark_running(run: Run, store: Store) -> None:
+    store.remove_temporaries(store.run_record_path(run).parent)
     rec = stages.record(run, "running", store)
     rec["worker"] = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
     store.write_record(run, rec)

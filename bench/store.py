@@ -158,6 +158,12 @@ class Store:
                           {"error": error, "log": str(self.error_log(stage)) if traceback is not None else None})
         (self.stage_dir(stage) / "progress.json").unlink(missing_ok=True)
 
+    def remove_temporaries(self, directory: Path) -> None:
+        """Temporary files a killed writer left in `directory` (see cpep.files). Only for a directory that no other
+        process writes now: a stage's, or a run record's, before its one worker writes there."""
+        for tmp in directory.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
     def clear_failure(self, stage: Stage) -> None:
         (self.stage_dir(stage) / "failed.json").unlink(missing_ok=True)
         self.error_log(stage).unlink(missing_ok=True)

@@ -186,7 +186,14 @@ def test_a_broken_recording_is_refused_before_anything_is_written(tmp_path, tiny
     result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", root, "--set", "data.vocab=synthetic-v1",
                  "--results-dir", tmp_path / "results", *tiny_args(), check=False)
     assert_one_line_error(result, text)
-    assert not (tmp_path / "results").exists()  # not even the normalisation statistics of the other recordings
+    assert_nothing_but_scan_verdicts(tmp_path / "results")
+
+
+def assert_nothing_but_scan_verdicts(results):
+    """A refused run leaves only the scan verdicts of the files it read (cache/windows-*), so that fixing one file
+    of a large dataset does not make the next run read every other file again: no record, stage or statistics."""
+    written = [p.relative_to(results) for p in results.rglob("*") if p.is_file()]
+    assert all(p.parts[0] == "cache" and p.name.startswith("windows-") for p in written), written
 
 
 def test_a_refused_run_writes_no_result_and_no_statistics(tmp_path, tiny_data):
@@ -199,10 +206,7 @@ def test_a_refused_run_writes_no_result_and_no_statistics(tmp_path, tiny_data):
     result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", root, "--set", "data.vocab=synthetic-v1",
                  "--results-dir", tmp_path / "results", *tiny_args(), check=False)
     assert_one_line_error(result, "not a readable HDF5 file")
-    # Only the scan verdicts of the files it read may stay (cache/windows-*), so that fixing one file of a large
-    # dataset does not make the next run read every other file again.
-    written = {p.relative_to(tmp_path / "results").parts[0] for p in (tmp_path / "results").rglob("*") if p.is_file()}
-    assert written <= {"cache"} and not list((tmp_path / "results").glob("cache/stats-*"))
+    assert_nothing_but_scan_verdicts(tmp_path / "results")
 
 
 def test_data_synth_and_check(tmp_path):

@@ -19,7 +19,7 @@ from test_resume import wait_for
 ENDLESS_POSE_MAE = ["--suite", "smoke", "--variants", "pose_mae", *tiny_args(),
                     "--set", "mae.epochs=5000", "--set", "mae.batch_size=8"]
 QUICK_POSE_MAE = ["--suite", "smoke", "--variants", "pose_mae", *tiny_args()]
-SMALL_DATA = ["--set", "data.synth.users=2", "--set", "data.synth.stage_seconds=2"]
+SMALL_DATA = ["--set", "data.synth.users=3", "--set", "data.synth.stage_seconds=4"]
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_results_directory(make_results, tmp_path):
@@ -28,7 +28,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_results_directory(mak
     first = subprocess.Popen([*CLI, "run", *ENDLESS_POSE_MAE, "--results-dir", str(results)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        holder = wait_for(lambda: (read_json(lock) or {}).get("pid") == first.pid and read_json(lock), 120,
+        holder = wait_for(lambda: (read_json(lock) or {}).get("pid") == first.pid and read_json(lock), 600,
                           "the first run to name itself in run.lock")
         second = cli("run", *QUICK_POSE_MAE, "--results-dir", results, check=False)
         assert first.poll() is None, "the first run ended before the second started: make it longer"
@@ -52,7 +52,7 @@ def test_a_run_killed_while_generating_data_leaves_nothing_behind_after_the_next
     first = subprocess.Popen([*CLI, "run", *QUICK_POSE_MAE, *SMALL_DATA, "--results-dir", str(results)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        partial = wait_for(lambda: next((results / "data").glob(".synthetic-*"), None), 120,
+        partial = wait_for(lambda: next((results / "data").glob(".synthetic-*"), None), 600,
                            "the first run to start generating its data")
         first.send_signal(signal.SIGKILL)
         first.wait()

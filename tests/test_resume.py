@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from bench.status import suite_status
@@ -116,3 +117,44 @@ def test_diverging_stage_fails_its_run_and_the_sweep_goes_on(make_results, tmp_p
     assert rows["pose_mae/seed-0"].status == "done"
     assert not list(results.glob("stages/align-*/model.pt"))
     assert not list(results.glob("stages/*/progress.json"))  # removed as each stage finished or failed
+
+
+# CPEP's three training stages, each long enough (seconds) to be killed in the middle.
+LONG_CPEP = ["--suite", "smoke", "--variants", "cpep", *tiny_args(), "--set", "mae.epochs=20", "--set",
+             "align.epochs=20", "--set", "mae.batch_size=8", "--set", "align.batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_cpep(tmp_path_factory, make_results):
+    results = make_results(tmp_path_factory.mktemp("uninterrupted"))
+    cli("run", *LONG_CPEP, "--results-dir", results)
+    return records(results)["cpep/seed-0"]
+
+
+def stray_files(results: Path) -> list[Path]:
+    """Temporary files (cpep.files) and progress files left in stage and record folders."""
+    return [p for pattern in ("stages/*/.*.tmp", "runs/**/.*.tmp", "stages/*/progress.json", "stages/*/checkpoint.pt")
+            for p in results.glob(pattern)]
+
+
+@pytest.mark.parametrize("stage", ["pose_mae", "emg_mae", "align"])
+def test_a_run_killed_in_any_stage_ends_as_if_never_killed(stage, uninterrupted_cpep, make_results, tmp_path):
+    results = make_results(tmp_path / "results")
+    proc = subprocess.Popen([*CLI, "run", *LONG_CPEP, "--results-dir", str(results)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: next(results.glob(f"stages/{stage}-*/progress.json"), None), START_S,
+                 f"the first epoch of {stage}")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not list(results.glob(f"stages/{stage}-*/meta.json")), f"killed after {stage} ended: make it longer"
+    assert_records_whole(results)
+    cli("run", *LONG_CPEP, "--results-dir", results)
+    recs = records(results)
+    assert list(recs) == ["cpep/seed-0"]  # one record, not a second one beside it
+    assert recs["cpep/seed-0"]["status"] == "done"
+    assert recs["cpep/seed-0"]["metrics"] == uninterrupted_cpep["metrics"]
+    assert [s["key"] for s in recs["cpep/seed-0"]["stages"]] == [s["key"] for s in uninterrupted_cpep["stages"]]
+    assert not stray_files(results) and not (results / "run.lock").exists()
