@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cpep import schema
-from cpep.data import Emg2PoseData, WindowSpec, random_channel_roll, valid_window_starts, validate_recording
+from cpep.data import Emg2PoseData, WindowSpec, random_channel_roll
+from cpep.recordings import valid_window_starts, validate_recording
 from cpep.gestures import load_vocab
 from cpep.errors import DataError
 from cpep.pipeline import make_encoder, open_data

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_args
-from cpep import data as data_module, schema, synth
-from cpep.data import Emg2PoseData, WindowSpec, scan_recording, valid_window_starts
+from cpep import recordings as recordings_module, schema, synth
+from cpep.data import Emg2PoseData, WindowSpec
+from cpep.recordings import scan_recording, valid_window_starts
 from cpep.errors import DataError
 from cpep.gestures import load_vocab
 from cpep.synth_config import SynthConfig
@@ -157,7 +158,7 @@ def test_the_simulator_never_writes_what_the_scan_refuses(tmp_path):
 
 
 def test_the_scan_reads_in_chunks_and_finds_problems_across_their_boundaries(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_module, "SCAN_ROWS", 16)
+    monkeypatch.setattr(recordings_module, "SCAN_ROWS", 16)
     rows = np.zeros(100, dtype=schema.TIMESERIES_DTYPE)
     rows["time"] = np.arange(100) / 2000.0
     rows["joint_angles"] = 0.5

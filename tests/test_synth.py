@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cpep import schema, synth
-from cpep.data import validate_recording
+from cpep.recordings import validate_recording
 
 
 def _read(path):
