@@ -273,6 +273,10 @@ def test_tds_featurizer_matches_emg2pose_geometry():
     assert reg(torch.randn(2, 16, 2000)).shape == (2, 20, 3)
     assert reg.target(torch.randn(2, 20, 200)).shape == (2, 20, 3)
     assert reg.target_index.tolist() == [179, 187, 195]
+    # the emg2pose method checks configurations without importing torch, from its own copy of the geometry
+    from bench.methods import emg2pose
+    from baselines.tds import TDS_GROUPS
+    assert (emg2pose.LEFT_CONTEXT, emg2pose.GROUPS) == (TdsFeaturizer.left_context, TDS_GROUPS)
 
 
 def test_weight_decay_spares_biases_norms_tokens_and_the_temperature():
