@@ -240,8 +240,22 @@ def test_show_writes_every_file_and_prints(results, fixture_suite, tmp_path):
     tex = (out / "table.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"$\sim$0.55" in tex
     printed = console.export_text()
-    assert "0.730 ± " in printed and "paper 0.782" in printed and "out of memory" in printed
+    assert "0.730" in printed and "paper 0.782" in printed and "out of memory" in printed
     assert "2 of 4" in printed and "NOT comparable" in printed
+
+
+def test_terminal_tables_stay_whole_at_80_columns(results, fixture_suite):
+    from rich.console import Console
+    console = Console(record=True, width=80)
+    tables.print_report(build(results, fixture_suite), console)
+    printed = console.export_text()
+    assert "…" not in printed  # rich truncates what does not fit
+    for first, count in (("method", "n"), ("method", "pairs")):
+        header = next(line for line in printed.splitlines() if line.split()[:2] == [first, count])
+        assert header.split()[2:] == ["LP", "in-dist", "LP", "unseen", "ZS", "in-dist", "ZS", "unseen"]
+    assert "2 of 4" in printed and "paper 0.481" in printed
+    cpep = printed.split("CPEP", 1)[1].splitlines()
+    assert cpep[0].split()[1] == "0.730" and cpep[1].split()[0] == "±"  # the mean above its interval
 
 
 def test_no_records_and_bad_options_are_user_errors(tmp_path, fixture_suite, results):
@@ -318,7 +332,7 @@ def test_a_new_metric_is_a_column_in_every_table_and_figure(fixture_suite, tmp_p
     console = Console(record=True, width=300)
     tables.print_report(rep, console)
     printed = console.export_text()
-    assert "knn_id" in printed and "a_metric" in printed and "0.650 ± 0.205" in printed
+    assert "knn_id" in printed and "a_metric" in printed and "0.650" in printed and "± 0.205" in printed
 
     written = figures.write_all(rep, tmp_path / "fig")
     assert {p.stem for p in written} == {"bars", "patch_length", "training_curves"}
