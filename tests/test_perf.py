@@ -132,3 +132,9 @@ def test_an_unknown_suite_to_project_is_a_one_line_error(tmp_path):
     result = cli("perf", "--quick", "--project", "nope", "--results-dir", tmp_path, check=False)
     assert_one_line_error(result, "unknown suite 'nope'")
     assert not (tmp_path / "perf").exists()
+
+
+def test_a_model_setting_the_steps_cannot_run_is_a_one_line_error(tmp_path):
+    result = cli("perf", "--quick", "--set", "tds.width=40", "--results-dir", tmp_path, check=False)
+    assert_one_line_error(result, "tds.width (40) must be a positive multiple of 16")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "perf").exists()

@@ -47,10 +47,11 @@ def show(overrides: dict, store: Store, out: Path, repeats: int, quick: bool, pr
          console: Console) -> dict:
     cfg = plugins.resolve(overrides)
     device = pick_device(cfg["train"]["device"])
-    scopes = projection.suite_work(project) if project else None  # a bad suite name stops here, before measuring
+    models = steps.models(cfg, overrides, quick)  # bad settings or suite names stop here, before any data is made
+    scopes = projection.suite_work(project) if project else None
     data = plugins.get("dataset", cfg["data"]["name"]).open(cfg, store)
     with console.status("measuring"):
-        document = measure.run(cfg, overrides, data, device, repeats, quick)
+        document = measure.run(cfg, models, data, device, repeats, quick)
     rows = document["rows"]
     document["notes"] = notes(device.type, document["slowdown_beside_busy_process"], document["torch_threads"])
     title = (f"perf on {device} ({document['device_name']}, {document['precision']}, torch threads "
@@ -59,8 +60,8 @@ def show(overrides: dict, store: Store, out: Path, repeats: int, quick: bool, pr
     for note in document["notes"]:
         console.print(f"  {note}", highlight=False)
     if scopes is not None:
-        models = [m.role for m in steps.models(cfg, overrides, quick) if m.role != "default"]
-        document["projection"] = projection.projections(rows, project, scopes, cfg["data"]["window"], models)
+        paper = [m.role for m in models if m.role != "default"]
+        document["projection"] = projection.projections(rows, project, scopes, cfg["data"]["window"], paper)
         show_projection(document["projection"], console)
     document["config"] = cfg
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -20,8 +20,8 @@ QUICK_PLAN = timing.Plan(repeats=1, repeat_s=0.0, row_s=0.0)
 QUICK_ROOFLINE_N, QUICK_BATCH, QUICK_ZERO_SHOT = 256, 16, (256, 64)
 
 
-def run(cfg: dict, overrides: dict, data, device: torch.device, repeats: int, quick: bool) -> dict:
-    """Rows of every measurement, and what they were measured on."""
+def run(cfg: dict, models: list[steps.Model], data, device: torch.device, repeats: int, quick: bool) -> dict:
+    """Rows of every measurement (the steps at each of `models`), and what they were measured on."""
     plan = QUICK_PLAN if quick else dataclasses.replace(PLANS[device.type], repeats=repeats)
     rows = [roofline.measure(QUICK_ROOFLINE_N if quick else ROOFLINE_N[device.type], device, plan)]
     peak = rows[0]["rate"] * 1e12
@@ -30,7 +30,7 @@ def run(cfg: dict, overrides: dict, data, device: torch.device, repeats: int, qu
     size = min(QUICK_BATCH if quick else cfg["align"]["batch_size"], len(windows))
     windows = windows.head(size)
     batch = next(Batches(windows, size, device, seed=0, in_memory_bytes=float("inf")).epoch(0))
-    for model in steps.models(cfg, overrides, quick):
+    for model in models:
         for step in steps.STEPS:
             if model.role in step.roles:
                 rows.append(steps.measure(step, model, data, batch, device, plan, peak))
