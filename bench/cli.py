@@ -274,7 +274,7 @@ def perf(
     repeats: int = typer.Option(5, min=1, help="Timed repeats per row at most (fewer where a row would take over "
                                                "a few seconds); the median is reported."),
     quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat of one step per row: checks that "
-                                                     "everything runs, in seconds; the numbers mean little."),
+                                                     "everything runs; the numbers mean little."),
     project: Optional[str] = typer.Option(None, "--project", metavar="SUITE",
                                           help="Also project the hours of a suite's training stages (e.g. paper) "
                                                "on emg2pose's training split from the measured paper-size step "
