@@ -268,34 +268,31 @@ def data_check(
 
 @app.command()
 def perf(
-    set_: list[str] = typer.Option([], "--set", help="Override a configuration key (model size, batch size...)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a configuration key of the default model, the batch "
+                                                     "or the data, e.g. --set align.batch_size=128."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: auto)."),
-    repeats: int = typer.Option(5, min=1, help="Timed repeats per measurement; the median is reported."),
-    out: Optional[Path] = typer.Option(None, help="Also write the measurements to this JSON file."),
+    repeats: int = typer.Option(5, min=1, help="Timed repeats per row at most (fewer where a row would take over "
+                                               "a few seconds); the median is reported."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat of one step per row: checks that "
+                                                     "everything runs; the numbers mean little."),
+    project: Optional[str] = typer.Option(None, "--project", metavar="SUITE",
+                                          help="Also project the hours of a suite's training stages (e.g. paper) "
+                                               "on emg2pose's training split from the measured paper-size step "
+                                               "rates, beside the paper's GPU-hours."),
+    out: Optional[Path] = typer.Option(None, help="Directory for the CSV and JSON files (default: "
+                                                  "<results-dir>/perf)."),
     results_dir: Optional[Path] = ResultsDir,
 ):
-    """Throughput of training steps and data paths, side by side, as ratios (on the synthetic data)."""
-    from bench import perf as perf_module
-    from bench.store import atomic_write_json
-    from cpep.train import pick_device
-
+    """The device's GEMM roofline, training steps at the default and paper model sizes (windows/s, FLOP/s and
+    their fraction of the roofline, peak memory), data paths beside a plain memory copy, zero-shot queries/s and
+    the step rate beside a CPU-bound process, measured side by side in one process on the synthetic data (or
+    --set data.name=emg2pose --set data.root=DIR). Prints one table and writes it as CSV and JSON."""
+    from bench.perf.command import show
     overrides = dict(config.parse_assignment(s) for s in set_)
     if device is not None:
         overrides["train.device"] = device
-    cfg = plugins.resolve(overrides)
     store = results_store(results_dir)
-    data = plugins.get("dataset", cfg["data"]["name"]).open(cfg, store)
-    with console.status("measuring"):
-        results = perf_module.measure(cfg, data, repeats)
-    dev = pick_device(cfg["train"]["device"])
-    table = Table("what", "windows/s (median)", "ratio to align step",
-                  title=f"throughput on {dev} (batch {cfg['align']['batch_size']}, "
-                        f"encoder {cfg['encoder']['width']}x{cfg['encoder']['depth']}, {repeats} repeats)")
-    for r in results:
-        table.add_row(r["what"], f"{r['windows_per_s']:,.0f}", f"{r['ratio_to_align_step']:.2f}")
-    console.print(table)
-    if out is not None:
-        atomic_write_json(out, {"device": str(dev), "config": cfg, "results": results})
+    show(overrides, store, out or store.root / "perf", repeats, quick, project, console)
 
 
 def main() -> None:

@@ -1,0 +1,136 @@
+"""Training steps as the stages run them (autocast, backward, gradient clipping, AdamW), at the default model
+size and at paper sizes, on one batch of real windows: windows/s, FLOPs per step, peak memory."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from bench import plugins
+from bench.perf import table, timing
+from cpep.data import random_channel_roll
+from cpep.train import autocast, parameter_groups
+
+# Encoder sizes of the paper's scale (a ViT-small-like base and a ViT-base-like large), and emg2pose's own TDS
+# featurizer for the supervised baseline (it has one size: it does not grow with the Transformer's).
+PAPER = {
+    "paper-base": {"encoder.width": 256, "encoder.depth": 6, "encoder.heads": 4,
+                   "tds.width": 256, "tds.decoder_hidden": 512},
+    "paper-large": {"encoder.width": 768, "encoder.depth": 12, "encoder.heads": 12},
+}
+# --quick: stand-ins with the same rows, small enough for tests.
+QUICK = {
+    "paper-base": {"encoder.width": 32, "encoder.depth": 2, "encoder.heads": 2, "tds.width": 32},
+    "paper-large": {"encoder.width": 64, "encoder.depth": 2, "encoder.heads": 4},
+}
+
+
+METHODS = ("emg_mae", "cpep", "emg2pose")  # whose steps are measured: their configuration rules apply
+
+
+@dataclass(frozen=True)
+class Model:
+    role: str   # default, paper-base, paper-large
+    cfg: dict
+
+
+def models(cfg: dict, overrides: dict, quick: bool) -> list[Model]:
+    """The default model (the configuration as given) and the paper sizes, smallest first (so that on a CPU
+    each row's peak resident memory shows as an increase over the rows before it)."""
+    sizes = QUICK if quick else PAPER
+    chosen = [Model("default", cfg)] + [Model(role, plugins.resolve(overrides, size)) for role, size in sizes.items()]
+    for model in chosen:
+        for method in METHODS:
+            plugins.get("method", method).validate(model.cfg)
+    return chosen
+
+
+def encoder_size(cfg: dict) -> str:
+    e = cfg["encoder"]
+    return f"{e['width']}x{e['depth']} h{e['heads']}"
+
+
+def _mae(cfg, data, device):
+    from cpep.pipeline import make_mae
+    mae = make_mae("emg", cfg, data).to(device)
+    shift = cfg["emg"]["rotation_augment"]
+    return mae, lambda b: mae(random_channel_roll(b["emg"], shift))[0], None
+
+
+def _align(cfg, data, device):
+    from cpep.pipeline import Aligned
+    model = Aligned(cfg, data, plugins.get("objective", cfg["align"]["objective"])).to(device)
+    model.pose.requires_grad_(False)
+    model.pose.eval()
+    shift = cfg["emg"]["rotation_augment"]
+    return model, lambda b: model.loss(random_channel_roll(b["emg"], shift), b["pose"]), model.temperature.clamp_
+
+
+def _supervised(cfg, data, device):
+    from bench.methods.emg2pose import build
+    model = build(cfg, data).to(device)
+    shift = cfg["emg"]["rotation_augment"]
+    return model, lambda b: F.l1_loss(model(random_channel_roll(b["emg"], shift)).float(),
+                                      model.target(b["pose"])), None
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str    # what the projection calls it: mae, align, supervised
+    what: str
+    build: Callable
+    roles: tuple[str, ...]  # the model sizes it is measured at
+
+    def size(self, cfg: dict) -> str:
+        if self.kind == "supervised":
+            return f"TDS {cfg['tds']['width']}"
+        return encoder_size(cfg)
+
+
+STEPS = (
+    Step("mae", "EMG-MAE step", _mae, ("default", "paper-base", "paper-large")),
+    Step("align", "align step ({objective}, pose frozen)", _align, ("default", "paper-base", "paper-large")),
+    Step("supervised", "supervised step (emg2pose)", _supervised, ("default", "paper-base")),
+)
+
+
+def trainer(model: torch.nn.Module, loss_fn: Callable, after_step: Callable | None, batch: dict,
+            device: torch.device) -> Callable[[], None]:
+    """One training step as cpep.train.fit takes it, on the same batch each time."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1e-4)
+    model.train()
+
+    def step():
+        with autocast(device):
+            loss = loss_fn(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if after_step:
+            after_step()
+    return step
+
+
+def align_step(cfg: dict, data, batch: dict, device: torch.device) -> Callable[[], None]:
+    """The default alignment step, for measurements beside other load."""
+    return trainer(*_align(cfg, data, device), batch, device)
+
+
+def measure(step: Step, model: Model, data, batch: dict, device: torch.device, plan: timing.Plan,
+            roofline_flop_s: float) -> dict:
+    with timing.PeakMemory(device) as memory:
+        train = trainer(*step.build(model.cfg, data, device), batch, device)
+        flops, first_s = timing.counted(train, device)  # the first step: counted, and not timed
+        t = timing.median_rate(train, len(batch["emg"]), device, plan, first_s)
+    del train
+    gc.collect()
+    r = table.row("step", step.what.format(objective=model.cfg["align"]["objective"]), t.rate, "windows/s",
+                  kind=step.kind, model=model.role, size=step.size(model.cfg), batch=len(batch["emg"]),
+                  units_per_repeat=t.units, repeats=t.repeats, peak_memory_mb=memory.bytes / 2**20)
+    return table.with_flops(r, flops, roofline_flop_s)

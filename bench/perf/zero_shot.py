@@ -1,0 +1,23 @@
+"""Zero-shot classification (cpep.evaluate.zero_shot: k nearest pose references by cosine) on random
+embeddings of a realistic size: queries per second."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.perf import table, timing
+from cpep.evaluate import zero_shot
+
+SIZE = (4096, 1024)  # (references, queries): the pose references of a probe's training side, a test side
+CLASSES = 4
+
+
+def measure(dim: int, k: int, device: torch.device, plan: timing.Plan, references: int, queries: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    refs, qs = torch.randn(references, dim, generator=g), torch.randn(queries, dim, generator=g)
+    ref_labels = torch.randint(0, CLASSES, (references,), generator=g)
+    query_labels = torch.randint(0, CLASSES, (queries,), generator=g)
+    refs, qs, ref_labels, query_labels = (t.to(device) for t in (refs, qs, ref_labels, query_labels))
+    t = timing.median_rate(lambda: zero_shot(qs, refs, ref_labels, query_labels, CLASSES, k), queries, device, plan)
+    return table.row("zero-shot", f"zero-shot, k={k}", t.rate, "queries/s",
+                     size=f"{references} x dim {dim}", batch=queries, units_per_repeat=t.units, repeats=t.repeats)

@@ -1,0 +1,140 @@
+"""`cpep-bench perf`: end to end on tiny settings, the FLOP counting, the projection's arithmetic and its stage
+counts from the planner. No timing is asserted: only that rates are measured, finite and where they belong."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils import flop_counter
+
+from bench.perf import projection, roofline, table, timing
+from conftest import tiny_args
+from test_cli import assert_one_line_error, cli
+
+STEP_ROWS = {("mae", "default"), ("align", "default"), ("supervised", "default"),
+             ("mae", "paper-base"), ("align", "paper-base"), ("supervised", "paper-base"),
+             ("mae", "paper-large"), ("align", "paper-large")}
+
+
+@pytest.fixture(scope="module")
+def quick(make_results, tmp_path_factory):
+    results = make_results(tmp_path_factory.mktemp("perf"))
+    out = cli("perf", "--quick", "--project", "paper", "--results-dir", results, *tiny_args())
+    written = sorted((results / "perf").iterdir())
+    return out, written
+
+
+def test_quick_perf_writes_the_table_as_csv_and_json(quick):
+    out, written = quick
+    assert [p.suffix for p in written] == [".csv", ".json"] and written[0].stem == written[1].stem
+    for path in written:
+        assert f"wrote {path}" in out.stdout
+    document = json.loads(written[1].read_text())
+    rows = document["rows"]
+    with written[0].open() as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == tuple(c for c, _ in table.COLUMNS)
+        assert [r["what"] for r in reader] == [r["what"] for r in rows]
+    sections = [r["section"] for r in rows]
+    assert sections == ["roofline"] + ["step"] * 8 + ["data"] * 3 + ["zero-shot"] + ["contention"] * 2
+    assert {(r["kind"], r["model"]) for r in rows if r["section"] == "step"} == STEP_ROWS
+    for r in rows:
+        assert math.isfinite(r["rate"]) and r["rate"] > 0, r
+        assert r["units_per_repeat"] >= 1 and r["repeats"] >= 1
+    gemm = rows[0]
+    assert gemm["unit"] == "TFLOP/s" and gemm["of_roofline"] == 1.0 and gemm["gflop"] == 2 * 256 ** 3 / 1e9
+    assert gemm["tflop_per_s"] == gemm["rate"]
+    for r in rows[1:9]:
+        assert r["gflop"] > 0 and r["peak_memory_mb"] >= 0 and r["batch"] == 16
+        assert r["tflop_per_s"] == pytest.approx(r["gflop"] * 1e9 * r["rate"] / r["batch"] / 1e12)
+        assert r["of_roofline"] == pytest.approx(r["tflop_per_s"] / gemm["tflop_per_s"])
+    copy, *paths = rows[9:12]
+    assert copy["vs_reference"] == 1.0
+    assert all(p["vs_reference"] == pytest.approx(p["rate"] / copy["rate"]) for p in paths)
+    idle, busy = rows[-2:]
+    assert document["slowdown_beside_busy_process"] == pytest.approx(idle["rate"] / busy["rate"])
+    assert document["torch_threads"] >= 1
+    assert document["precision"] == ("bf16" if torch.cuda.is_available() else "float32")
+    assert f"torch threads {document['torch_threads']}" in out.stdout
+
+
+def test_quick_perf_projects_the_paper_suite_from_its_own_rates(quick):
+    out, written = quick
+    p = json.loads(written[1].read_text())["projection"]
+    rows = json.loads(written[1].read_text())["rows"]
+    assert "projection from measured step rates" in out.stdout
+    assert [(r["scope"], r["model"]) for r in p["rows"]] == [
+        ("one CPEP model", "paper-base"), ("one CPEP model", "paper-large"),
+        ("whole paper suite", "paper-base"), ("whole paper suite", "paper-large")]
+    one = p["rows"][1]
+    rate = {r["kind"]: r["rate"] for r in rows if r["model"] == "paper-large"}
+    expected = 100 * p["windows_per_epoch"] * (2 / rate["mae"] + 1 / rate["align"]) / 3600
+    assert one["hours"] == pytest.approx(expected) and "18 V100-hours" in one["paper"]
+    assert all(r["not_projected"] == [] for r in p["rows"])
+
+
+def test_the_flops_of_a_matmul_are_counted_once():
+    n = 64
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    flops, seconds = timing.counted(lambda: a @ b, torch.device("cpu"))
+    assert flops == 2 * n ** 3 and seconds >= 0
+    row = roofline.measure(n, torch.device("cpu"), timing.Plan(repeats=2, repeat_s=0.0, row_s=0.0))
+    assert row["gflop"] == 2 * n ** 3 / 1e9 and row["rate"] > 0 and row["size"] == "64^3 float32"
+
+
+def test_attention_on_the_cpu_is_counted():
+    """torch's counter misses the CPU attention kernel by itself: forward and backward are counted by torch's
+    formulas for the CUDA kernels."""
+    shape = (2, 3, 11, 8)  # batch, heads, tokens, head width
+    q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
+    forward, _ = timing.counted(lambda: F.scaled_dot_product_attention(q, k, v), torch.device("cpu"))
+    assert forward == 2 * (2 * 2 * 3 * 11 * 11 * 8)  # Q K^T, then the weights times V
+    both, _ = timing.counted(lambda: F.scaled_dot_product_attention(q, k, v).sum().backward(), torch.device("cpu"))
+    assert both == forward + flop_counter.sdpa_backward_flop_count(shape, shape, shape, shape) > 2 * forward
+
+
+def test_projection_arithmetic():
+    assert projection.windows_per_epoch(2000, 2000.0) == 903_240  # 250.9 h of 1-s windows
+    kinds = {"pose_mae": (1, 100), "emg_mae": (1, 100), "align": (1, 100), "custom": (2, 20)}
+    p = projection.project(kinds, {"mae": 20_000.0, "align": 10_000.0}, 900_000)
+    assert p["hours_by_kind"] == pytest.approx({"pose_mae": 1.25, "emg_mae": 1.25, "align": 2.5})
+    assert p["hours"] == pytest.approx(5.0) and p["window_steps"] == 270_000_000
+    assert p["not_projected"] == ["custom"]
+
+
+def test_projection_takes_each_kind_at_its_model_size():
+    rows = [table.row("step", "x", rate, "windows/s", kind=kind, model=model) for kind, model, rate in (
+        ("mae", "paper-base", 1.0), ("align", "paper-base", 2.0), ("supervised", "paper-base", 3.0),
+        ("mae", "paper-large", 4.0), ("align", "paper-large", 5.0), ("supervised", "default", 6.0))]
+    assert projection.rates_of(rows, "paper-large") == {"mae": 4.0, "align": 5.0, "supervised": 3.0}
+
+
+def test_the_paper_suites_stages_are_counted_by_the_planner():
+    scopes = projection.suite_work("paper")
+    assert scopes["one CPEP model"] == {"pose_mae": (1, 100), "emg_mae": (1, 100), "align": (1, 100)}
+    assert scopes["whole paper suite"] == {kind: (5, 500) for kind in
+                                           ("emg2pose", "emg_mae", "poset", "pose_mae", "align")}
+
+
+def test_perf_help_describes_every_option():
+    out = cli("perf", "--help").stdout
+    for option in ("--set", "--device", "--repeats", "--quick", "--project", "--out", "--results-dir"):
+        assert option in out
+    assert "roofline" in out and "GPU-hours" in out
+
+
+def test_an_unknown_suite_to_project_is_a_one_line_error(tmp_path):
+    result = cli("perf", "--quick", "--project", "nope", "--results-dir", tmp_path, check=False)
+    assert_one_line_error(result, "unknown suite 'nope'")
+    assert not (tmp_path / "perf").exists()
+
+
+def test_a_model_setting_the_steps_cannot_run_is_a_one_line_error(tmp_path):
+    result = cli("perf", "--quick", "--set", "tds.width=40", "--results-dir", tmp_path, check=False)
+    assert_one_line_error(result, "tds.width (40) must be a positive multiple of 16")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "perf").exists()
