@@ -22,5 +22,5 @@ def train(build, ctx):
         return F.l1_loss(model(random_channel_roll(batch["emg"], shift)).float(), model.target(batch["pose"]))
 
     history = fit(model, loss, train_batches, schedule(s), ctx.checkpoint, cfg["train"]["checkpoint_every"],
-                  on_epoch=ctx.on_epoch)
+                  on_epoch=ctx.on_epoch, compile=cfg["train"]["compile"])
     return model.cpu().state_dict(), history

@@ -43,12 +43,16 @@ def precision(device) -> str:
 
 
 def describe_device(device) -> dict:
+    """The device, its precision, and the torch threads in use (cpep.threads) beside the CPUs allotted."""
     import torch
+
+    from cpep.threads import available_cpus
+    threads = {"threads": torch.get_num_threads(), "cpus_allotted": available_cpus()}
     if device.type == "cuda":
         return {"device": str(device), "name": torch.cuda.get_device_name(device), "precision": precision(device),
-                "cuda": torch.version.cuda}
+                "cuda": torch.version.cuda, **threads}
     return {"device": "cpu", "name": platform.processor() or platform.machine(), "precision": precision(device),
-            "threads": torch.get_num_threads()}
+            **threads}
 
 
 def collect(device) -> dict:

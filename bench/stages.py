@@ -12,6 +12,7 @@ from typing import Callable
 from bench import plugins, provenance
 from bench.planner import EVAL, Run, Stage, step_of
 from bench.store import Store
+from cpep.threads import use_threads
 
 
 def execute(stage: Stage, store: Store, on_epoch: Callable[[int, dict], None] | None = None) -> dict:
@@ -20,6 +21,7 @@ def execute(stage: Stage, store: Store, on_epoch: Callable[[int, dict], None] | 
     from cpep.train import pick_device
 
     cfg = stage.config
+    use_threads(cfg["train"]["threads"])  # recorded with the device: CPU numbers depend on it
     device = pick_device(cfg["train"]["device"])
     precision = provenance.precision(device)
     if precision != stage.precision:

@@ -39,7 +39,9 @@ DEFAULTS: dict = {
             "mask_ratio": 0.5, "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 4},
     "supervised": {"epochs": 40, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2.0},
     "eval": {"k": 10, "lp_weight_decay": 1e-3, "lp_max_iter": 200, "metrics": ["linear_probe", "zero_shot"]},
-    "train": {"device": "auto", "workers": 0, "checkpoint_every": 1},
+    "train": {"device": "auto", "workers": 0, "checkpoint_every": 1,
+              "threads": 0,          # torch threads; 0 = one per CPU this process is allotted (cpep.threads)
+              "compile": False},     # torch.compile the model trained (CUDA graphs on a GPU when shapes are static)
 }
 
 
@@ -124,7 +126,7 @@ BOUNDS = {
     "supervised.epochs": "> 0", "supervised.batch_size": ">= 2", "supervised.lr": "> 0",
     "supervised.weight_decay": ">= 0", "supervised.warmup_epochs": ">= 0",
     "eval.k": "> 0", "eval.lp_weight_decay": ">= 0", "eval.lp_max_iter": "> 0",
-    "train.workers": ">= 0", "train.checkpoint_every": "> 0",
+    "train.workers": ">= 0", "train.checkpoint_every": "> 0", "train.threads": ">= 0",
 }
 
 

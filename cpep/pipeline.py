@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from cpep.data import Emg2PoseData, WindowSpec, random_channel_roll
+from cpep.evaluate import embed
 from cpep.gestures import load_vocab
 from cpep.models import Encoder, MaskedAutoencoder, ProjectionHead
 from cpep.objectives import Temperature
-from cpep.train import Batches, Schedule, fit, seed_everything
+from cpep.train import Batches, Schedule, WithIndex, fit, seed_everything
 
 
 def open_data(cfg: dict, root: Path, cache_dir: Path | None = None) -> Emg2PoseData:
@@ -61,7 +62,7 @@ def pretrain_mae(modality: str, ctx):
     inputs = (lambda b: random_channel_roll(b["emg"], shift)) if modality == "emg" else (lambda b: b["pose"])
     train = batches(cfg, ctx.data.selection("pretrain"), m["batch_size"], ctx.device, ctx.seed)
     history = fit(mae, lambda batch: mae(inputs(batch))[0], train, schedule(m), ctx.checkpoint,
-                  cfg["train"]["checkpoint_every"], on_epoch=ctx.on_epoch)
+                  cfg["train"]["checkpoint_every"], on_epoch=ctx.on_epoch, compile=cfg["train"]["compile"])
     return mae.encoder.cpu().state_dict(), history
 
 
@@ -83,14 +84,56 @@ class Aligned(torch.nn.Module):
     def emg_query(self, emg: torch.Tensor) -> torch.Tensor:
         return self.head(self.emg(emg))
 
-    def loss(self, emg: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    def forward(self, emg: torch.Tensor, pose: torch.Tensor | None = None,
+                pose_embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """The objective's loss of EMG windows against their pose windows, or against the pose encoder's
+        embeddings of those windows when they are given (computed once by a frozen encoder)."""
+        if pose_embedding is None:
+            pose_embedding = self.pose(pose)
         u = F.normalize(self.emg_query(emg).float(), dim=-1)
-        v = F.normalize(self.pose(pose).float(), dim=-1)
+        v = F.normalize(pose_embedding.float(), dim=-1)
         return self.objective(u, v, self.temperature.scale(), self.logit_bias)
 
+    def loss(self, emg: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """The loss of EMG windows against their pose windows."""
+        return self(emg, pose)
 
-def align(ctx, objective):
-    """Contrastive alignment of the EMG encoder (+ head) to the pose encoder; returns (Aligned state, history)."""
+
+def frozen_pose_embeddings(model: Aligned, dataset, batch_size: int, device, in_memory_bytes: float = 4e9,
+                           workers: int = 0) -> torch.Tensor:
+    """The pose encoder's embedding of every window of `dataset`, in its order, on `device` (N, D) float32.
+
+    For a frozen pose encoder in inference mode, whose input is not augmented: each window's embedding is the
+    same in every epoch. Computed under the training autocast; bf16 widens to float32 exactly, and the loss
+    reads it in float32.
+    """
+    model.pose.eval()
+    x, _ = embed(lambda batch: model.pose(batch["pose"]), dataset, device, batch_size, in_memory_bytes, workers)
+    return x.to(device)
+
+
+def alignment_loss(model: Aligned, shift: int, pose_cache: torch.Tensor | None = None):
+    """The loss of one alignment batch, EMG rolled by up to `shift` channels. With `pose_cache`
+    (frozen_pose_embeddings of the dataset the batches come from, wrapped in WithIndex), each batch looks its
+    pose embeddings up by its windows' "index" and the pose encoder does not run."""
+    frozen = not any(p.requires_grad for p in model.pose.parameters())
+
+    def loss(batch: dict) -> torch.Tensor:
+        emg = random_channel_roll(batch["emg"], shift)
+        if pose_cache is not None:
+            return model(emg, pose_embedding=pose_cache[batch["index"]])
+        if frozen:
+            model.pose.eval()  # also keep any dropout/normalisation in inference mode (fit sets train mode)
+        return model(emg, batch["pose"])
+    return loss
+
+
+def align(ctx, objective, cache_pose: bool = True):
+    """Contrastive alignment of the EMG encoder (+ head) to the pose encoder; returns (Aligned state, history).
+
+    With the pose encoder frozen (align.train_pose false) its embedding of every window is computed once, before
+    the first epoch, unless `cache_pose` is false: the same losses and weights, without running it every step.
+    """
     seed_everything(ctx.seed)
     cfg = ctx.cfg
     a, shift = cfg["align"], cfg["emg"]["rotation_augment"]
@@ -101,16 +144,13 @@ def align(ctx, objective):
     model.pose.requires_grad_(a["train_pose"])
     model.emg.requires_grad_(a["train_emg"])
     model.to(ctx.device)
-    if not a["train_pose"]:
-        model.pose.eval()  # frozen: also keep any dropout/normalisation in inference mode
-    train = batches(cfg, ctx.data.selection("pretrain"), a["batch_size"], ctx.device, ctx.seed, drop_last=True)
-
-    def loss(batch):
-        if not a["train_pose"]:
-            model.pose.eval()
-        return model.loss(random_channel_roll(batch["emg"], shift), batch["pose"])
-
-    history = fit(model, loss, train, schedule(a, drop_last=True), ctx.checkpoint, cfg["train"]["checkpoint_every"],
-                  extra_logs=lambda: {"temperature": model.temperature().item()}, on_epoch=ctx.on_epoch,
-                  after_step=model.temperature.clamp_)
+    windows, pose_cache = ctx.data.selection("pretrain"), None
+    if not a["train_pose"] and cache_pose:
+        pose_cache = frozen_pose_embeddings(model, windows, a["batch_size"], ctx.device,
+                                            cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"])
+        windows = WithIndex(windows)
+    train = batches(cfg, windows, a["batch_size"], ctx.device, ctx.seed, drop_last=True)
+    history = fit(model, alignment_loss(model, shift, pose_cache), train, schedule(a, drop_last=True), ctx.checkpoint,
+                  cfg["train"]["checkpoint_every"], extra_logs=lambda: {"temperature": model.temperature().item()},
+                  on_epoch=ctx.on_epoch, after_step=model.temperature.clamp_, compile=cfg["train"]["compile"])
     return model.cpu().state_dict(), history

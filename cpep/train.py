@@ -1,4 +1,5 @@
-"""The training loop shared by every stage: AdamW, warmup + cosine, checkpoint/resume, bf16 autocast on CUDA.
+"""The training loop shared by every stage: AdamW (fused on CUDA), warmup + cosine, checkpoint/resume, bf16
+autocast on CUDA, and optionally torch.compile.
 
 Batches follow a permutation drawn from (seed, epoch), and the global RNG state is checkpointed, so a run resumed
 from a checkpoint ends with exactly the weights of an uninterrupted one. The loop reads the loss back from the
@@ -49,6 +50,15 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compile_forward(model: nn.Module, device: torch.device, static_shapes: bool) -> bool:
+    """torch.compile `model`'s forward in place (its state dict keeps the plain keys). On CUDA with every batch
+    of one shape, in "reduce-overhead" mode: CUDA graphs replay a step's kernels in one launch, which is where
+    small batches of short windows spend their time. Returns whether CUDA graphs are used."""
+    graphs = device.type == "cuda" and static_shapes
+    model.compile(mode="reduce-overhead" if graphs else "default")
+    return graphs
 
 
 def seed_everything(seed: int) -> None:
@@ -103,6 +113,24 @@ class Batches:
             yield {k: t.to(self.device, non_blocking=True) for k, t in batch.items()}
 
 
+class WithIndex(torch.utils.data.Dataset):
+    """A window dataset whose windows also carry their position in it, as "index": a batch drawn from it says
+    which windows it holds, so that per-window values computed once (embeddings by a frozen encoder) can be
+    looked up instead of computed again."""
+
+    def __init__(self, dataset: WindowDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.dataset[i], "index": torch.tensor(i)}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {**self.dataset.tensors(), "index": torch.arange(len(self.dataset))}
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices only: not on biases, norms, tokens, position embeddings or the
     temperature, which decay would pull towards values that mean something (tau -> 1). Frozen parameters are
@@ -118,15 +146,19 @@ def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batc
         checkpoint: Path | None = None, checkpoint_every: int = 1,
         extra_logs: Callable[[], dict] | None = None,
         on_epoch: Callable[[int, dict], None] | None = None,
-        after_step: Callable[[], None] | None = None) -> list[dict]:
+        after_step: Callable[[], None] | None = None, compile: bool = False) -> list[dict]:
     """Train `model` on `loss_fn(batch)`; returns one dict per epoch (loss, lr, seconds, and `extra_logs()`).
 
-    `after_step()` runs after every optimizer step (e.g. to clamp a parameter back into its range).
+    `after_step()` runs after every optimizer step (e.g. to clamp a parameter back into its range). With
+    `compile`, the model's forward is compiled in place (compile_forward), so its state dict keeps its keys.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
-    optimizer = torch.optim.AdamW(parameter_groups(model, schedule.weight_decay), lr=schedule.lr)
+    device = batches.device
+    graphs = compile and compile_forward(model, device, static_shapes=schedule.drop_last)
+    optimizer = torch.optim.AdamW(parameter_groups(model, schedule.weight_decay), lr=schedule.lr,
+                                  fused=True if all(p.is_cuda for p in params) else None)
     steps = max(1, len(batches)) * schedule.epochs
     warmup = max(1, int(schedule.warmup_epochs * len(batches)))
 
@@ -148,13 +180,14 @@ def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batc
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         history, start_epoch = state["history"], state["epoch"]
 
-    device = batches.device
     for epoch in range(start_epoch, schedule.epochs):
         began = time.perf_counter()
         model.train()
         total = torch.zeros((), device=device)
         count = 0
         for batch in batches.epoch(epoch):
+            if graphs:  # a new step: the graphs' outputs of the last one may be overwritten now
+                torch.compiler.cudagraph_mark_step_begin()
             with autocast(device):
                 loss = loss_fn(batch)
             optimizer.zero_grad(set_to_none=True)

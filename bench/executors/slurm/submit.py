@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -42,19 +41,10 @@ def _log_epochs(stage: Stage):
     return lambda epoch, log: print(f"{stage.kind} epoch {epoch}/{total} loss {log.get('loss', '-')}", flush=True)
 
 
-def _use_allocated_cpus() -> None:
-    """As many torch threads as the job has CPUs. Without CPU binding on the node, torch would start one per core,
-    and jobs sharing a node would oversubscribe it (several times slower on 2 cores shared by 2 jobs)."""
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus:
-        torch.set_num_threads(int(cpus))
-
-
 class StageJob(submitit.helpers.Checkpointable):
     """Computes one stage; requeued, it resumes from the stage's checkpoint."""
 
     def __call__(self, stage: Stage, root: str) -> str:
-        _use_allocated_cpus()
         store = Store(root)
         checkpoint = store.checkpoint_path(stage)
         if checkpoint.exists() and not store.stage_done(stage):
@@ -72,7 +62,6 @@ class RunJob(submitit.helpers.Checkpointable):
     """Evaluates one run (computing what was not given to stage jobs) and writes its record."""
 
     def __call__(self, run: Run, root: str, delegated: tuple[str, ...]) -> str:
-        _use_allocated_cpus()
         store = Store(root)
         _blame_vanished_stages(run, store, set(delegated))
         rec = runner.complete(run, store)
