@@ -304,3 +304,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted: finished stages and runs are kept; run again to resume", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -63,12 +63,18 @@ def project(kinds: dict[str, tuple[int, int]], rates: dict[str, float], windows:
             "window_steps": steps, "hours": sum(hours.values()), "hours_by_kind": hours, "not_projected": missing}
 
 
-def rates_of(rows: list[dict], model: str) -> dict[str, float]:
-    """{step kind: windows/s} of one model size's step rows (the supervised step at its own size)."""
+COMPILED = "_compiled"
+
+
+def rates_of(rows: list[dict], model: str, compiled: bool = False) -> dict[str, float]:
+    """{step kind: windows/s} of one model size's step rows (the supervised step at its own size); with
+    `compiled`, the compiled steps' rates where they were measured."""
     rates = {}
     for r in rows:
         if r["section"] == "step" and r["model"] == (SUPERVISED_MODEL if r["kind"] == "supervised" else model):
             rates[r["kind"]] = r["rate"]
+    if compiled:
+        rates.update({kind.removesuffix(COMPILED): rate for kind, rate in rates.items() if kind.endswith(COMPILED)})
     return rates
 
 
@@ -76,11 +82,14 @@ def projections(rows: list[dict], suite: str, scopes: dict, window: int, models:
     """Each scope of `suite_work` at each paper model size's measured rates."""
     windows = windows_per_epoch(window, plugins.get("dataset", "emg2pose").sample_rate)
     out = []
+    compiled = [False] + [True] * any(r["kind"].endswith(COMPILED) for r in rows if r["kind"])
     for scope, kinds in scopes.items():
         for model in models:
-            size = next(r["size"] for r in rows if r["model"] == model and r["kind"] == "align")
-            p = project(kinds, rates_of(rows, model), windows)
-            paper = f"{PAPER_V100_HOURS:g} V100-hours (4.5 h on 4 x V100)" if scope == "one CPEP model" else ""
-            out.append({"scope": scope, "model": model, "size": size, **p, "paper": paper})
+            for c in compiled:
+                size = next(r["size"] for r in rows if r["model"] == model and r["kind"] == "align")
+                p = project(kinds, rates_of(rows, model, c), windows)
+                paper = f"{PAPER_V100_HOURS:g} V100-hours (4.5 h on 4 x V100)" if scope == "one CPEP model" else ""
+                out.append({"scope": scope, "model": model, "size": size + (", compiled" if c else ""), **p,
+                            "paper": paper})
     return {"suite": suite, "note": NOTE, "train_hours": TRAIN_HOURS, "windows_per_epoch": windows,
             "paper_v100_hours_per_model": PAPER_V100_HOURS, "rows": out}

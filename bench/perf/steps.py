@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from bench import plugins
 from bench.perf import table, timing
 from cpep.data import random_channel_roll
-from cpep.train import autocast, parameter_groups
+from cpep.train import autocast, compile_forward, parameter_groups
 
 # Encoder sizes of the paper's scale (a ViT-small-like base and a ViT-base-like large), and emg2pose's own TDS
 # featurizer for the supervised baseline (it has one size: it does not grow with the Transformer's).
@@ -54,23 +54,40 @@ def encoder_size(cfg: dict) -> str:
     return f"{e['width']}x{e['depth']} h{e['heads']}"
 
 
-def _mae(cfg, data, device):
+def _mae(cfg, data, device, batch):
     from cpep.pipeline import make_mae
     mae = make_mae("emg", cfg, data).to(device)
     shift = cfg["emg"]["rotation_augment"]
     return mae, lambda b: mae(random_channel_roll(b["emg"], shift))[0], None
 
 
-def _align(cfg, data, device):
+def _aligned(cfg, data, device):
     from cpep.pipeline import Aligned
     model = Aligned(cfg, data, plugins.get("objective", cfg["align"]["objective"])).to(device)
     model.pose.requires_grad_(False)
+    return model
+
+
+def _align(cfg, data, device, batch):
+    """The alignment step as the stage takes it: the frozen pose encoder's embeddings computed once and looked up
+    by the batch's window indices."""
+    from cpep.pipeline import alignment_loss
+    model = _aligned(cfg, data, device)
     model.pose.eval()
-    shift = cfg["emg"]["rotation_augment"]
-    return model, lambda b: model.loss(random_channel_roll(b["emg"], shift), b["pose"]), model.temperature.clamp_
+    with torch.no_grad(), autocast(device):
+        cache = torch.zeros(int(batch["index"].max()) + 1, model.pose.width, device=device)
+        cache[batch["index"]] = model.pose(batch["pose"]).float()
+    return model, alignment_loss(model, cfg["emg"]["rotation_augment"], cache), model.temperature.clamp_
 
 
-def _supervised(cfg, data, device):
+def _align_uncached(cfg, data, device, batch):
+    """The same step running the frozen pose encoder on every batch (the loss and gradients are the same)."""
+    from cpep.pipeline import alignment_loss
+    model = _aligned(cfg, data, device)
+    return model, alignment_loss(model, cfg["emg"]["rotation_augment"]), model.temperature.clamp_
+
+
+def _supervised(cfg, data, device, batch):
     from bench.methods.emg2pose import build
     model = build(cfg, data).to(device)
     shift = cfg["emg"]["rotation_augment"]
@@ -80,10 +97,11 @@ def _supervised(cfg, data, device):
 
 @dataclass(frozen=True)
 class Step:
-    kind: str    # what the projection calls it: mae, align, supervised
+    kind: str    # what the projection calls it: mae, align, supervised (others are shown, not projected)
     what: str
     build: Callable
     roles: tuple[str, ...]  # the model sizes it is measured at
+    compiled: bool = False  # torch.compile (CUDA graphs), as train.compile=true trains
 
     def size(self, cfg: dict) -> str:
         if self.kind == "supervised":
@@ -91,21 +109,38 @@ class Step:
         return encoder_size(cfg)
 
 
+ALL = ("default", "paper-base", "paper-large")
+PAPER_SIZES = ("paper-base", "paper-large")
 STEPS = (
-    Step("mae", "EMG-MAE step", _mae, ("default", "paper-base", "paper-large")),
-    Step("align", "align step ({objective}, pose frozen)", _align, ("default", "paper-base", "paper-large")),
+    Step("mae", "EMG-MAE step", _mae, ALL),
+    Step("align", "align step ({objective}, pose embeddings cached)", _align, ALL),
+    Step("align_uncached", "align step ({objective}, pose encoder run each step)", _align_uncached, ALL),
     Step("supervised", "supervised step (emg2pose)", _supervised, ("default", "paper-base")),
+)
+# On CUDA only: compiling takes minutes on a CPU, and CUDA graphs are what it is for.
+COMPILED = (
+    Step("mae_compiled", "EMG-MAE step, compiled", _mae, PAPER_SIZES, compiled=True),
+    Step("align_compiled", "align step ({objective}, pose embeddings cached), compiled + CUDA graphs", _align,
+         PAPER_SIZES, compiled=True),
 )
 
 
+def steps_for(device: torch.device) -> tuple[Step, ...]:
+    return STEPS + (COMPILED if device.type == "cuda" else ())
+
+
 def trainer(model: torch.nn.Module, loss_fn: Callable, after_step: Callable | None, batch: dict,
-            device: torch.device) -> Callable[[], None]:
-    """One training step as cpep.train.fit takes it, on the same batch each time."""
+            device: torch.device, compiled: bool = False) -> Callable[[], None]:
+    """One training step as cpep.train.fit takes it (fused AdamW on CUDA), on the same batch each time."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1e-4)
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1e-4,
+                                  fused=True if device.type == "cuda" else None)
     model.train()
+    graphs = compiled and compile_forward(model, device, static_shapes=True)
 
     def step():
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(device):
             loss = loss_fn(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -119,13 +154,13 @@ def trainer(model: torch.nn.Module, loss_fn: Callable, after_step: Callable | No
 
 def align_step(cfg: dict, data, batch: dict, device: torch.device) -> Callable[[], None]:
     """The default alignment step, for measurements beside other load."""
-    return trainer(*_align(cfg, data, device), batch, device)
+    return trainer(*_align(cfg, data, device, batch), batch, device)
 
 
 def measure(step: Step, model: Model, data, batch: dict, device: torch.device, plan: timing.Plan,
             roofline_flop_s: float) -> dict:
     with timing.PeakMemory(device) as memory:
-        train = trainer(*step.build(model.cfg, data, device), batch, device)
+        train = trainer(*step.build(model.cfg, data, device, batch), batch, device, step.compiled)
         flops, first_s = timing.counted(train, device)  # the first step: counted, and not timed
         t = timing.median_rate(train, len(batch["emg"]), device, plan, first_s)
     del train
