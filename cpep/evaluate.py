@@ -92,7 +92,7 @@ def zero_shot_predictions(queries: torch.Tensor, references: torch.Tensor, refer
 def nearest(queries: torch.Tensor, references: torch.Tensor, k: int, device: torch.device | str = "cpu",
             reference_chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest references of each query, of unit vectors (on any device): (similarities as int64 multiples of
-    2**(-2 * GRID_BITS), reference indices), ordered by similarity, then by lower index.
+    2**(-2 * GRID_BITS), reference indices), most similar first, equal similarities by lower index.
 
     References go to `device` reference_chunk at a time; a running top k per query is merged with each chunk.
     """
