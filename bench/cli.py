@@ -220,13 +220,15 @@ def data_synth(
     val_users: int = typer.Option(0, help="Held-out validation users (before the test users)."),
     stage_seconds: float = typer.Option(8.0, help="Seconds per gesture stage (free-form lasts 3x)."),
     difficulty: float = typer.Option(0.5, help="0 = clean, identical users; 1 = noisy, very different users."),
+    one_handed: float = typer.Option(0.0, help="Chance that a user performs a stage with one hand (else both); "
+                                               "the other hand's recording is at rest."),
 ):
     """Write a synthetic dataset in the emg2pose format (HDF5 files + metadata.csv)."""
     from rich.progress import Progress
 
     from cpep.synth import generate
     from cpep.synth_config import SynthConfig
-    cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty)
+    cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty, one_handed=one_handed)
     try:
         cfg.validate()
     except ValueError as e:
@@ -263,6 +265,10 @@ def data_check(
         per_class = ", ".join(f"{cls} {n}" for cls, n in c["classes"].items())
         table.add_row(labels[selection_name], str(c["recordings"]), str(c["windows"]), per_class)
     console.print(table)
+    still = data.still_hand_recordings()
+    console.print(f"{len(still)} recordings of a hand not prompted to move (moving_hand names the other hand): "
+                  f"not in the probes; pre-training reads {int((still['split'] == 'train').sum())} of them",
+                  highlight=False)
     console.print(f"{root}: ok ({data.vocab.ident})")
 
 

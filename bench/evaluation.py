@@ -1,7 +1,7 @@
 """The evaluation stage: a trained method's embeddings of each class set, scored by the metric plug-ins.
 
-Each (embedding, selection) pair is computed once and shared by the metrics that read it. Embeddings or scores
-that are not finite fail the stage: a number computed from NaN is never recorded.
+Each (embedding function, selection) pair is computed once and shared by the metrics that read it. Embeddings or
+scores that are not finite fail the stage: a number computed from NaN is never recorded.
 """
 
 from __future__ import annotations
@@ -21,20 +21,22 @@ def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, 
     in_mem, workers = cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"]
     metrics = [plugins.get("metric", name) for name in cfg["eval"]["metrics"]]
     values, not_applicable = {}, {}
+    done = {}
+
+    def embedded(field: str, selection: str):
+        """The embedding of a selection's windows by the function in `emb.<field>`, computed once per stage: fields
+        that hold the same function share it."""
+        fn = getattr(emb, field)
+        if (fn, selection) not in done:
+            x, labels = embed(fn, data.selection(selection), device, in_memory_bytes=in_mem, workers=workers)
+            bad = int((~x.isfinite()).sum())
+            if bad:
+                raise ValueError(f"{field} embeddings of {selection} are not finite ({bad} of {x.numel()} values)")
+            done[fn, selection] = x, labels
+        return done[fn, selection]
+
     for kind in CLASS_SETS:
-        done = {}
-
-        def embedded(fn_name: str, side: str):
-            if (fn_name, side) not in done:
-                x, labels = embed(getattr(emb, fn_name), data.selection(f"{kind}_{side}"), device,
-                                  in_memory_bytes=in_mem, workers=workers)
-                bad = int((~x.isfinite()).sum())
-                if bad:
-                    raise ValueError(f"{fn_name} embeddings of {kind}_{side} are not finite "
-                                     f"({bad} of {x.numel()} values)")
-                done[fn_name, side] = x, labels
-            return done[fn_name, side]
-
+        done.clear()  # a selection belongs to one class set: keep only that set's embeddings in memory
         n = len(data.vocab.classes(kind))
         for metric in metrics:
             names = [f"{key}_{kind}" for key in metric.keys]
@@ -42,9 +44,9 @@ def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, 
                 values.update(dict.fromkeys(names))
                 not_applicable.update(dict.fromkeys(names, method.no_zero_shot or "no zero-shot embedding"))
                 continue
-            train, test = ((embedded("lp", "train"), embedded("lp", "test")) if metric.needs == "lp" else
-                           (embedded("zs_reference", "train"), embedded("zs_query", "test")))
-            scores = metric.compute(train, test, n, cfg)
+            train_field, test_field = ("lp", "lp") if metric.needs == "lp" else ("zs_reference", "zs_query")
+            train, test = embedded(train_field, f"{kind}_train"), embedded(test_field, f"{kind}_test")
+            scores = metric.compute(train, test, n, cfg, device)
             if set(scores) != set(metric.keys):
                 raise ValueError(f"metric {metric.name} returned {sorted(scores)}, declared {list(metric.keys)}")
             for key, value in scores.items():

@@ -129,8 +129,9 @@ class Metric:
     needs = "lp"
     keys: tuple[str, ...] = ()
 
-    def compute(self, train: tuple, test: tuple, num_classes: int, cfg: dict) -> dict[str, float]:
-        """train and test are (embeddings, labels) tensors."""
+    def compute(self, train: tuple, test: tuple, num_classes: int, cfg: dict,
+                device: "torch.device") -> dict[str, float]:
+        """train and test are (embeddings, labels) tensors on the CPU; `device` is where the stage computes."""
         raise NotImplementedError
 
 

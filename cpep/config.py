@@ -18,6 +18,8 @@ import tomllib
 from cpep.errors import ConfigError
 
 MIN_TEMPERATURE = 0.01  # a contrastive temperature is kept in [0.01, 1], as in CLIP
+# Zero-shot votes sum k exact similarities (multiples of 2**-48 below 2**1) in an int64 (cpep.evaluate).
+MAX_ZERO_SHOT_K = 1 << 14
 
 DEFAULTS: dict = {
     "data": {
@@ -151,6 +153,8 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"emg.bin ({cfg['emg']['bin']}) must divide emg.patch ({cfg['emg']['patch']})")
     if cfg["pose"]["patch"] % d["pose_decimation"]:
         raise ConfigError(f"pose.patch ({cfg['pose']['patch']}) must be a multiple of data.pose_decimation")
+    if cfg["eval"]["k"] > MAX_ZERO_SHOT_K:
+        raise ConfigError(f"eval.k must be at most {MAX_ZERO_SHOT_K}, not {cfg['eval']['k']}")
     device = cfg["train"]["device"]
     if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {device!r}")

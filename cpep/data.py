@@ -42,15 +42,27 @@ def read_metadata(root: Path) -> pd.DataFrame:
     missing = [c for c in schema.METADATA_COLUMNS if c not in meta.columns]
     if missing:
         raise DataError(f"{csv}: missing emg2pose columns: {', '.join(missing)}")
+    truth = {"true": True, "1": True, "false": False, "0": False}
     for col in ("held_out_user", "held_out_stage"):
-        text = meta[col].astype(str).str.strip().str.lower()
-        unknown = ~text.isin(("true", "false", "1", "0"))
-        if unknown.any():
-            row = int(np.flatnonzero(unknown)[0])
-            raise DataError(f"{csv}: {col} must be true or false, not {meta[col].iloc[row]!r} (line {row + 2})")
-        meta[col] = text.isin(("true", "1"))
+        meta[col] = _categorical(meta, csv, col, truth, "true or false")
+    meta["side"] = _categorical(meta, csv, "side", {"left": "left", "right": "right"}, "left or right")
+    meta["moving_hand"] = _categorical(meta, csv, "moving_hand", {v: v for v in ("both", "left", "right")},
+                                       "both, left or right")
+    # A stage is performed with both hands or with one (moving_hand); the other hand's recording does not show
+    # the stage's gesture.
+    meta["hand_moves"] = (meta["moving_hand"] == "both") | (meta["moving_hand"] == meta["side"])
     meta["path"] = [str(root / f"{name}.hdf5") for name in meta["filename"]]
     return meta
+
+
+def _categorical(meta: pd.DataFrame, csv: Path, col: str, values: dict, allowed: str) -> pd.Series:
+    """A column's values (compared stripped and in lower case) mapped through `values`; DataError for another."""
+    text = meta[col].astype(str).str.strip().str.lower()
+    unknown = ~text.isin(list(values))
+    if unknown.any():
+        row = int(np.flatnonzero(unknown)[0])
+        raise DataError(f"{csv}: {col} must be {allowed}, not {meta[col].iloc[row]!r} (line {row + 2})")
+    return text.map(values)
 
 
 @dataclass(frozen=True)
@@ -172,15 +184,21 @@ class Emg2PoseData:
         return self._recordings(self.meta["split"] == "train")
 
     def probe_recordings(self, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(train, test) recordings of a class set: train on training users, test on held-out test users."""
+        """(train, test) recordings of a class set: train on training users, test on held-out test users. A
+        recording of the hand that was not prompted to move is left out: it does not show its stage's gesture."""
         stages = list(self.vocab.stage_labels(kind))
-        in_classes = self.meta["stage"].isin(stages)
+        in_classes = self.meta["stage"].isin(stages) & self.meta["hand_moves"]
         train = self._recordings(in_classes & ~self.meta["held_out_user"])
         test = self._recordings(in_classes & self.meta["held_out_user"] & (self.meta["split"] == "test"))
         for name, rows in (("train", train), ("test", test)):
             if rows.empty:
                 raise DataError(f"{self.root}: no {name} recordings for the {kind} classes of {self.vocab.ident}")
         return train, test
+
+    def still_hand_recordings(self) -> pd.DataFrame:
+        """Recordings of a hand not prompted to move (moving_hand names the other hand). Pre-training reads those of
+        split 'train' (the hand is tracked: pose and EMG still pair up); they carry no gesture label."""
+        return self.meta[~self.meta["hand_moves"]]
 
     def _selection_recordings(self, name: str) -> tuple[pd.DataFrame, str | None]:
         """A named selection's recordings and the class set that labels them (None: no labels)."""

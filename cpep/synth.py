@@ -5,6 +5,8 @@ tremor, oscillations, sequences), repeated with per-repetition variability, plus
 EMG: joint angles and speeds -> muscle activations through a signed loading map shared by all users, leading the
 motion by ~70 ms -> per-muscle amplitude-modulated band-limited noise -> 16 electrodes on a ring with von Mises
 gains -> per-user ring rotation, channel gains, loading perturbation, noise, mains hum and drift -> high-pass.
+A user performs each stage with both hands, or (with chance `one_handed`) with one: the other hand's recording
+is then of that hand at rest, its EMG following its resting pose, and metadata.csv's moving_hand says which.
 Everything is drawn from one seed, so the same arguments write byte-identical data.
 """
 
@@ -29,6 +31,7 @@ from cpep.synth_config import SynthConfig
 
 FS = int(schema.SAMPLE_RATE)
 CONTROL_RATE = 100  # Hz; pose is generated here and interpolated to 2 kHz
+HANDS_STREAM = 1 << 16  # seeds moving_hand's draws apart from those of the recordings (entries 0/1: the side)
 
 # Hand shapes: flexion of (thumb, index, middle, ring, pinky) in [0, 1], finger spread, thumb opposition, claw
 # (metacarpophalangeal joints extended while the finger's other joints flex).
@@ -182,6 +185,25 @@ def gesture_trajectory(name: str, seconds: float, rng: np.random.Generator, styl
     return np.clip(q + style + tremor, lo, hi)
 
 
+def rest_trajectory(seconds: float, rng: np.random.Generator, style: np.ndarray) -> np.ndarray:
+    """Joint angles at CONTROL_RATE of a hand not prompted to move: the relaxed shape, held with tremor."""
+    n = int(round(seconds * CONTROL_RATE))
+    tremor = 0.01 * _lowpass_noise(rng, n, schema.NUM_JOINTS, 8.0, CONTROL_RATE)
+    lo, hi = schema.JOINT_LIMITS[:, 0], schema.JOINT_LIMITS[:, 1]
+    return np.clip(shape_to_angles(*REST)[None] + style + tremor, lo, hi)
+
+
+def moving_hand(cfg: SynthConfig, user_index: int, stage_index: int) -> str:
+    """emg2pose's moving_hand of one user's stage: "both", or with chance cfg.one_handed "left" or "right".
+
+    Drawn from a stream of its own, so that the recordings of two-handed stages do not depend on cfg.one_handed.
+    """
+    rng = np.random.default_rng([cfg.seed, user_index, stage_index, HANDS_STREAM])
+    one_handed = rng.random() < cfg.one_handed
+    hand = ("left", "right")[rng.integers(2)]
+    return hand if one_handed else "both"
+
+
 def _muscle_tables(rng: np.random.Generator, variability: float):
     """Loading matrix (muscles x joints) and ring positions; the shared map perturbed by one user's anatomy."""
     loadings = np.zeros((len(MUSCLES), schema.NUM_JOINTS))
@@ -312,11 +334,15 @@ def generate(cfg: SynthConfig, out: Path, progress=None) -> Path:
             epoch = 1_700_000_000 + 86_400 * u
             session = f"2024-01-01-{epoch}-{hashlib.sha1(user.encode()).hexdigest()[:5]}-cv-emg-pose-train@2"
             clock = float(epoch)
+            hands = [moving_hand(cfg, u, s) for s in range(len(GESTURES))]
             for side in cfg.sides:
                 for s, stage in enumerate(GESTURES):
                     rng = np.random.default_rng([cfg.seed, u, s, cfg.sides.index(side)])
                     seconds = cfg.stage_seconds * (FREEFORM_LENGTH if stage == FREEFORM else 1)
-                    control = gesture_trajectory(stage, seconds, rng, anatomy[side].style)
+                    if hands[s] in ("both", side):
+                        control = gesture_trajectory(stage, seconds, rng, anatomy[side].style)
+                    else:  # the hand not prompted to move rests; its EMG follows its own resting pose
+                        control = rest_trajectory(seconds, rng, anatomy[side].style)
                     n = int(round(seconds * FS))
                     grid = np.arange(n) / FS
                     control_t = np.arange(len(control)) / CONTROL_RATE
@@ -339,7 +365,7 @@ def generate(cfg: SynthConfig, out: Path, progress=None) -> Path:
                     split, generalization, held_out_user = _split(u, cfg, held_out_stage)
                     rows_meta.append({
                         "filename": filename, "user": user, "session": session, "stage": stage, "side": side,
-                        "moving_hand": side, "held_out_user": held_out_user, "held_out_stage": held_out_stage,
+                        "moving_hand": hands[s], "held_out_user": held_out_user, "held_out_stage": held_out_stage,
                         "split": split, "generalization": generalization,
                     })
                     if progress:

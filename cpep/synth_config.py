@@ -15,6 +15,7 @@ class SynthConfig:
     stage_seconds: float = 8.0
     difficulty: float = 0.5  # 0: clean, identical users; 1: low SNR, strongly different users
     sides: tuple[str, ...] = ("right",)
+    one_handed: float = 0.0  # the chance that a user performs a stage with one hand (else with both)
 
     def key(self) -> str:
         blob = repr(sorted(asdict(self).items())).encode()
@@ -29,5 +30,7 @@ class SynthConfig:
             raise ValueError("stage_seconds must be at least 2")
         if not 0.0 <= self.difficulty <= 1.0:
             raise ValueError("difficulty must be within [0, 1]")
+        if not 0.0 <= self.one_handed <= 1.0:
+            raise ValueError("one_handed must be within [0, 1]")
         if not self.sides or set(self.sides) - {"left", "right"}:
             raise ValueError("sides must be a non-empty subset of {left, right}")

@@ -105,6 +105,8 @@ BAD_INPUTS = {
                                      "1 recording of unseen-class stages of synthetic-v1 in split 'train'"),
     "not a boolean": (lambda root: edit_metadata(root, "Fist", False, held_out_user="yes"),
                       "held_out_user must be true or false, not 'yes'"),
+    "not a hand": (lambda root: edit_metadata(root, "Fist", False, moving_hand="one"),
+                   "moving_hand must be both, left or right, not 'one'"),
     "test recordings too short": (
         lambda root: [rewrite(p, too_short) for s in VOCAB.unseen for p in recordings(root, s, True)],
         "selection unseen_test has no usable window"),

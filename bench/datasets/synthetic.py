@@ -7,7 +7,7 @@ from cpep.errors import ConfigError
 
 class Dataset(Base):
     defaults = {"data": {"synth": {"seed": 0, "users": 8, "test_users": 2, "val_users": 0, "stage_seconds": 8.0,
-                                   "difficulty": 0.5}}}
+                                   "difficulty": 0.5, "one_handed": 0.0}}}
     vocab = "synthetic-v1"
 
     def identity(self, cfg):

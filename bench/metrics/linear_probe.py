@@ -8,7 +8,7 @@ class Metric(Base):
     needs = "lp"
     keys = ("lp",)
 
-    def compute(self, train, test, num_classes, cfg):
+    def compute(self, train, test, num_classes, cfg, device):
         from cpep.evaluate import linear_probe
         e = cfg["eval"]
         return {"lp": linear_probe(*train, *test, num_classes, e["lp_weight_decay"], e["lp_max_iter"])}

@@ -8,7 +8,7 @@ class Metric(Base):
     needs = "lp"
     keys = ("centroid",)
 
-    def compute(self, train, test, num_classes, cfg):
+    def compute(self, train, test, num_classes, cfg, device):
         import torch
         import torch.nn.functional as F
         from cpep.evaluate import balanced_accuracy
