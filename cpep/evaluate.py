@@ -62,7 +62,7 @@ def zero_shot(queries: torch.Tensor, references: torch.Tensor, reference_labels:
     """Balanced accuracy of zero_shot_predictions."""
     pred = zero_shot_predictions(queries, references, reference_labels, num_classes, k, device, query_chunk,
                                  reference_chunk)
-    return balanced_accuracy(pred, query_labels, num_classes)
+    return balanced_accuracy(pred, query_labels.cpu(), num_classes)
 
 
 def zero_shot_predictions(queries: torch.Tensor, references: torch.Tensor, reference_labels: torch.Tensor,

@@ -50,8 +50,11 @@ def show(overrides: dict, store: Store, out: Path, repeats: int, quick: bool, pr
     models = steps.models(cfg, overrides, quick)  # bad settings or suite names stop here, before any data is made
     scopes = projection.suite_work(project) if project else None
     data = plugins.get("dataset", cfg["data"]["name"]).open(cfg, store)
+    def progress(r: dict) -> None:
+        console.print(f"  measured {r['what']} ({r['size']}): {r['rate']:,.0f} {r['unit']}", highlight=False)
+
     with console.status("measuring"):
-        document = measure.run(cfg, models, data, device, repeats, quick)
+        document = measure.run(cfg, models, data, device, repeats, quick, progress)
     rows = document["rows"]
     document["notes"] = notes(device.type, document["slowdown_beside_busy_process"], document["torch_threads"])
     title = (f"perf on {device} ({document['device_name']}, {document['precision']}, torch threads "

@@ -20,8 +20,10 @@ QUICK_PLAN = timing.Plan(repeats=1, repeat_s=0.0, row_s=0.0)
 QUICK_ROOFLINE_N, QUICK_BATCH, QUICK_ZERO_SHOT = 256, 16, (256, 64)
 
 
-def run(cfg: dict, models: list[steps.Model], data, device: torch.device, repeats: int, quick: bool) -> dict:
-    """Rows of every measurement (the steps at each of `models`), and what they were measured on."""
+def run(cfg: dict, models: list[steps.Model], data, device: torch.device, repeats: int, quick: bool,
+        progress=lambda row: None) -> dict:
+    """Rows of every measurement (the steps at each of `models`), and what they were measured on; `progress(row)`
+    is called as each step row is measured."""
     plan = QUICK_PLAN if quick else dataclasses.replace(PLANS[device.type], repeats=repeats)
     rows = [roofline.measure(QUICK_ROOFLINE_N if quick else ROOFLINE_N[device.type], device, plan)]
     peak = rows[0]["rate"] * 1e12
@@ -34,6 +36,7 @@ def run(cfg: dict, models: list[steps.Model], data, device: torch.device, repeat
         for step in steps.steps_for(device):
             if model.role in step.roles:
                 rows.append(steps.measure(step, model, data, batch, device, plan, peak))
+                progress(rows[-1])
 
     rows += data_paths.measure(windows, device, plan)
     rows.append(zero_shot.measure(cfg["encoder"]["width"], cfg["eval"]["k"], device, plan,
