@@ -22,7 +22,8 @@ from cpep.config import digest
 from cpep.errors import DataError
 from cpep.gestures import Vocab
 from cpep.files import write_text_atomically
-from cpep.recordings import INDEX_FORMAT, WindowIndex, file_key, ik_failures, scan_recording
+from cpep.recordings import INDEX_FORMAT, OpenFiles, WindowIndex, file_key, ik_failures, scan_recording
+from cpep.window_cache import PackedWindows, pack
 
 STATS_FILES = 32  # recordings sampled (evenly) to estimate normalisation statistics
 SELECTIONS = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
@@ -73,60 +74,59 @@ class WindowSpec:
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    """Windows of EMG (16, W) and pose (20, W / decimation), normalised, with integer labels (-1: none)."""
+    """Windows of EMG (16, W) and pose (20, W / decimation), normalised, with integer labels (-1: none).
 
-    def __init__(self, paths, recording, starts, labels, spec: WindowSpec, stats: dict):
+    `dataset[i]` reads one window from its HDF5 file (at most recordings.OPEN_FILES files are open at once);
+    training reads `packed()`, every window written once into the window cache in `cache_dir`.
+    """
+
+    def __init__(self, paths, recording, starts, labels, spec: WindowSpec, stats: dict,
+                 cache_dir: Path | None = None):
         self.paths = list(paths)
         self.recording = np.asarray(recording, dtype=np.int64)
         self.starts = np.asarray(starts, dtype=np.int64)
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
-        self.spec, self.stats = spec, stats
+        self.spec, self.stats, self.cache_dir = spec, stats, cache_dir
         self.emg_scale = np.asarray(stats["emg_std"], dtype=np.float32)[:, None]
         self.pose_mean = np.asarray(stats["pose_mean"], dtype=np.float32)[:, None]
         self.pose_std = np.asarray(stats["pose_std"], dtype=np.float32)[:, None]
-        self._handles: dict[int, h5py.Dataset] = {}
-        self._pid = os.getpid()
+        self._files = OpenFiles()
+        self._packed: PackedWindows | None = None
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getstate__(self):
-        return {**self.__dict__, "_handles": {}}
-
-    def _timeseries(self, rec: int) -> h5py.Dataset:
-        if self._pid != os.getpid():  # forked into a loader worker: never reuse the parent's handles
-            self._handles, self._pid = {}, os.getpid()
-        if rec not in self._handles:
-            self._handles[rec] = h5py.File(self.paths[rec], "r")[schema.GROUP][schema.TIMESERIES]
-        return self._handles[rec]
+    def normalise(self, emg: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows of rows, emg (B, W, 16) and joint_angles (B, W, 20), as the model sees them: EMG (B, 16, W)
+        over its per-channel RMS, pose (B, 20, W / decimation) averaged in blocks then standardised; float32."""
+        emg = emg.transpose(0, 2, 1) / self.emg_scale
+        angles = angles.transpose(0, 2, 1)
+        pose = angles.reshape(*angles.shape[:2], -1, self.spec.pose_decimation).mean(-1)
+        pose = (pose - self.pose_mean) / self.pose_std
+        return np.ascontiguousarray(emg, dtype=np.float32), pose.astype(np.float32)
 
     def __getitem__(self, i: int):
         start = int(self.starts[i])
-        rows = self._timeseries(int(self.recording[i]))[start:start + self.spec.window]
-        emg = rows["emg"].T / self.emg_scale
-        angles = rows["joint_angles"].T
-        pose = angles.reshape(angles.shape[0], -1, self.spec.pose_decimation).mean(-1)
-        pose = (pose - self.pose_mean) / self.pose_std
-        return {"emg": torch.from_numpy(np.ascontiguousarray(emg, dtype=np.float32)),
-                "pose": torch.from_numpy(pose.astype(np.float32)), "label": self.labels[i]}
+        rows = self._files.timeseries(self.paths[int(self.recording[i])])[start:start + self.spec.window]
+        emg, pose = self.normalise(rows["emg"][None], rows["joint_angles"][None])
+        return {"emg": torch.from_numpy(emg[0]), "pose": torch.from_numpy(pose[0]), "label": self.labels[i]}
 
     def head(self, n: int) -> "WindowDataset":
         """The first n windows."""
         return WindowDataset(self.paths, self.recording[:n], self.starts[:n], self.labels[:n].numpy(), self.spec,
-                             self.stats)
+                             self.stats, self.cache_dir)
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Every window stacked, as one batch. For datasets that fit in memory."""
-        if len(self) == 0:
-            raise DataError("no usable windows in this selection")
-        items = [self[i] for i in range(len(self))]
-        return {name: torch.stack([item[name] for item in items]) for name in items[0]}
+    def packed(self) -> PackedWindows:
+        """Every window from the window cache (cpep.window_cache), written there by the first process to ask."""
+        if self._packed is None:
+            self._packed = pack(self, self.cache_dir)
+        return self._packed
 
 
 class Emg2PoseData:
     """An emg2pose-format dataset on disk, with the selections the CPEP protocol uses.
 
-    With a `cache_dir`, window indices and normalisation statistics are kept there and reused.
+    With a `cache_dir`, window indices, normalisation statistics and packed windows are kept there and reused.
     """
 
     channels = schema.NUM_CHANNELS
@@ -274,7 +274,7 @@ class Emg2PoseData:
 
     def windows(self, recordings: pd.DataFrame, kind: str | None = None) -> WindowDataset:
         """All IK-failure-free windows of these recordings, labelled with `kind`'s classes (or -1)."""
-        return WindowDataset(*self._gather(recordings, kind), self.spec, self.stats)
+        return WindowDataset(*self._gather(recordings, kind), self.spec, self.stats, self.cache_dir)
 
     @functools.cached_property
     def stats(self) -> dict:

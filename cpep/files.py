@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -31,3 +34,34 @@ def current_umask() -> int:
 
 def write_text_atomically(path: Path, text: str) -> None:
     replace_atomically(path, lambda tmp: Path(tmp).write_text(text))
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive flock on `path` (made if missing) while the block runs; other processes wait for it.
+
+    The kernel releases it when the process ends, however it ends, so a killed holder leaves no stale lock.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def create_dir_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """write(temporary directory) beside `path`, then rename it to `path`: the whole directory or none.
+
+    Call it holding a lock for `path` (see `locked`): the temporaries a killed writer left are removed first.
+    """
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; results are shared like any file
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

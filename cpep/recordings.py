@@ -1,10 +1,11 @@
-"""One emg2pose recording: its layout, the integrity scan that also finds its IK-failure-free windows, and the
-cache of each recording's scan verdict (WindowIndex).
+"""One emg2pose recording: its layout, the integrity scan that also finds its IK-failure-free windows, the
+cache of each recording's scan verdict (WindowIndex), and a bounded set of open recordings (OpenFiles).
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import h5py
@@ -30,6 +31,42 @@ def open_recording(path: Path) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as e:
         raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
+
+
+OPEN_FILES = 32  # HDF5 files one reader keeps open at most: the real training split is thousands of files
+
+
+class OpenFiles:
+    """Recordings opened on demand, at most `limit` at a time: opening one more closes the least recently used.
+
+    h5py handles cannot cross process boundaries: a copy made by pickling starts empty, and after a fork (a loader
+    worker) the parent's handles are dropped, never used.
+    """
+
+    def __init__(self, limit: int = OPEN_FILES):
+        self.limit = limit
+        self._files: OrderedDict[str, h5py.File] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __getstate__(self):
+        return {"limit": self.limit}
+
+    def __setstate__(self, state):
+        self.__init__(state["limit"])
+
+    def timeseries(self, path: str) -> h5py.Dataset:
+        if self._pid != os.getpid():
+            self.__init__(self.limit)
+        f = self._files.pop(path, None)
+        if f is None:
+            while len(self._files) >= self.limit:
+                self._files.popitem(last=False)[1].close()
+            f = open_recording(Path(path))
+        self._files[path] = f  # now the most recently used
+        return f[schema.GROUP][schema.TIMESERIES]
+
+    def __len__(self) -> int:
+        return len(self._files)
 
 
 def layout_problem(path: Path, f: h5py.File) -> str | None:

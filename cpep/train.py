@@ -70,8 +70,10 @@ def seed_everything(seed: int) -> None:
 class Batches:
     """Mini-batches {"emg", "pose", "label"} on `device`, in a permutation fixed by (seed, epoch).
 
-    Selections that fit in `in_memory_bytes` are read from disk once and sliced from memory; larger ones are
-    streamed from the HDF5 files by `workers` loader processes.
+    Batches come from the selection's packed windows (cpep.window_cache, written on first use). A selection that
+    fits in `in_memory_bytes` is copied to the device once and indexed there; a larger one is gathered from the
+    memory-mapped cache batch by batch, by `workers` loader processes if any. EMG is stored as float16 and cast to
+    float32 on the device, so both ways give the same batches.
     """
 
     def __init__(self, dataset: WindowDataset, batch_size: int, device: torch.device, seed: int,
@@ -81,11 +83,13 @@ class Batches:
         if len(dataset) == 0:
             raise DataError("no usable windows in this selection (recordings shorter than a window, or all IK failures)")
         self.drop_last = drop_last and len(dataset) > batch_size
-        first = dataset[0]
-        per_window = (first["emg"].numel() + first["pose"].numel()) * 4
-        # Kept on the training device, so a step indexes device memory instead of copying from the host.
-        fits = per_window * len(dataset) <= in_memory_bytes
-        self.tensors = {k: t.to(device) for k, t in dataset.tensors().items()} if fits else None
+        self.packed = dataset.packed()
+        # Kept on the training device, so a step indexes device memory instead of copying from the host. A GPU
+        # keeps EMG as float16 (half the memory) and casts each batch; on the CPU that cast costs as much as the
+        # slicing, so EMG is cast once.
+        emg_dtype = torch.float16 if device.type == "cuda" else torch.float32
+        fits = self.packed.nbytes(emg_dtype) <= in_memory_bytes
+        self.tensors = self.packed.to(device, emg_dtype) if fits else None
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -102,15 +106,16 @@ class Batches:
     def _batches(self, order: torch.Tensor, g: torch.Generator):
         if self.tensors is not None:
             for idx in order.to(self.device).split(self.batch_size)[:len(self)]:
-                yield {k: t[idx] for k, t in self.tensors.items()}
+                batch = {k: t[idx] for k, t in self.tensors.items()}
+                yield {**batch, "emg": batch["emg"].float()}
             return
-        chunks = [c.tolist() for c in order.split(self.batch_size)[:len(self)]]
         # Its own generator: a DataLoader otherwise draws from the global RNG, and the masks and augmentations
         # that follow would differ from the in-memory path's.
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=chunks, generator=g,
-                                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        loader = self.packed.loader(list(order.split(self.batch_size)[:len(self)]), self.workers, g,
+                                    pin_memory=self.device.type == "cuda")
         for batch in loader:
-            yield {k: t.to(self.device, non_blocking=True) for k, t in batch.items()}
+            batch = {k: t.to(self.device, non_blocking=True) for k, t in batch.items()}
+            yield {**batch, "emg": batch["emg"].float()}
 
 
 class WithIndex(torch.utils.data.Dataset):

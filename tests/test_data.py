@@ -36,8 +36,8 @@ def test_a_window_of_a_real_recording_is_ik_clean_and_normalised(tiny_data):
         with h5py.File(path, "r") as f:
             angles = f["emg2pose/timeseries"][start:start + SPEC.window]["joint_angles"]
         assert not np.all(np.isclose(angles, 0.0), axis=1).any()
-    batch = windows.tensors()
-    emg, pose, labels = batch["emg"], batch["pose"], batch["label"]
+    batch = windows.packed().gather(np.arange(len(windows)))
+    emg, pose, labels = batch["emg"].float(), batch["pose"], batch["label"]
     assert emg.shape[1:] == (16, 2000) and pose.shape[1:] == (20, 200)
     assert 0.5 < emg.std() < 2.0 and abs(float(pose.mean())) < 0.5
     assert (labels == -1).all()  # pre-training windows carry no class
