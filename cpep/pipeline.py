@@ -16,7 +16,7 @@ from cpep.evaluate import embed
 from cpep.gestures import load_vocab
 from cpep.models import Encoder, MaskedAutoencoder, ProjectionHead
 from cpep.objectives import Temperature
-from cpep.train import Batches, Schedule, WithIndex, fit, seed_everything
+from cpep.train import Batches, Schedule, fit, seed_everything
 
 
 def open_data(cfg: dict, root: Path, cache_dir: Path | None = None) -> Emg2PoseData:
@@ -114,7 +114,7 @@ def frozen_pose_embeddings(model: Aligned, dataset, batch_size: int, device, in_
 
 def alignment_loss(model: Aligned, shift: int, pose_cache: torch.Tensor | None = None):
     """The loss of one alignment batch, EMG rolled by up to `shift` channels. With `pose_cache`
-    (frozen_pose_embeddings of the dataset the batches come from, wrapped in WithIndex), each batch looks its
+    (frozen_pose_embeddings of the dataset the batches come from), each batch looks its
     pose embeddings up by its windows' "index" and the pose encoder does not run."""
     frozen = not any(p.requires_grad for p in model.pose.parameters())
 
@@ -148,7 +148,6 @@ def align(ctx, objective, cache_pose: bool = True):
     if not a["train_pose"] and cache_pose:
         pose_cache = frozen_pose_embeddings(model, windows, a["batch_size"], ctx.device,
                                             cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"])
-        windows = WithIndex(windows)
     train = batches(cfg, windows, a["batch_size"], ctx.device, ctx.seed, drop_last=True)
     history = fit(model, alignment_loss(model, shift, pose_cache), train, schedule(a, drop_last=True), ctx.checkpoint,
                   cfg["train"]["checkpoint_every"], extra_logs=lambda: {"temperature": model.temperature().item()},

@@ -68,7 +68,8 @@ def seed_everything(seed: int) -> None:
 
 
 class Batches:
-    """Mini-batches {"emg", "pose", "label"} on `device`, in a permutation fixed by (seed, epoch).
+    """Mini-batches {"emg", "pose", "label", "index"} on `device`, in a permutation fixed by (seed, epoch); "index"
+    is each window's position in the dataset, for per-window values computed once (a frozen encoder's embeddings).
 
     Batches come from the selection's packed windows (cpep.window_cache, written on first use). A selection that
     fits in `in_memory_bytes` is copied to the device once and indexed there; a larger one is gathered from the
@@ -107,33 +108,15 @@ class Batches:
         if self.tensors is not None:
             for idx in order.to(self.device).split(self.batch_size)[:len(self)]:
                 batch = {k: t[idx] for k, t in self.tensors.items()}
-                yield {**batch, "emg": batch["emg"].float()}
+                yield {**batch, "emg": batch["emg"].float(), "index": idx}
             return
         # Its own generator: a DataLoader otherwise draws from the global RNG, and the masks and augmentations
         # that follow would differ from the in-memory path's.
-        loader = self.packed.loader(list(order.split(self.batch_size)[:len(self)]), self.workers, g,
-                                    pin_memory=self.device.type == "cuda")
-        for batch in loader:
+        chunks = list(order.split(self.batch_size)[:len(self)])
+        loader = self.packed.loader(chunks, self.workers, g, pin_memory=self.device.type == "cuda")
+        for idx, batch in zip(chunks, loader):
             batch = {k: t.to(self.device, non_blocking=True) for k, t in batch.items()}
-            yield {**batch, "emg": batch["emg"].float()}
-
-
-class WithIndex(torch.utils.data.Dataset):
-    """A window dataset whose windows also carry their position in it, as "index": a batch drawn from it says
-    which windows it holds, so that per-window values computed once (embeddings by a frozen encoder) can be
-    looked up instead of computed again."""
-
-    def __init__(self, dataset: WindowDataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict:
-        return {**self.dataset[i], "index": torch.tensor(i)}
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {**self.dataset.tensors(), "index": torch.arange(len(self.dataset))}
+            yield {**batch, "emg": batch["emg"].float(), "index": idx.to(self.device)}
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -122,11 +122,11 @@ def test_alignment_with_cached_pose_embeddings_resumes_to_the_same_weights(align
     assert all(torch.equal(resumed[0][k], uninterrupted[0][k]) for k in uninterrupted[0])
 
 
-def test_batches_of_indexed_windows_say_which_windows_they_hold(aligned_inputs):
+def test_batches_say_which_windows_they_hold(aligned_inputs):
     data, _ = aligned_inputs
     windows = data.selection("pretrain").head(40)
     for in_memory in (1e9, 0.0):  # sliced from memory, then streamed from the files
-        batches = train.Batches(train.WithIndex(windows), 16, CPU, seed=3, in_memory_bytes=in_memory)
+        batches = train.Batches(windows, 16, CPU, seed=3, in_memory_bytes=in_memory)
         seen = []
         for batch in batches.epoch(0):
             for i, pose in zip(batch["index"].tolist(), batch["pose"]):

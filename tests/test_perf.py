@@ -41,7 +41,7 @@ def test_quick_perf_writes_the_table_as_csv_and_json(quick):
         assert [r["what"] for r in reader] == [r["what"] for r in rows]
     sections = [r["section"] for r in rows]
     n = len(STEP_ROWS)
-    assert sections == ["roofline"] + ["step"] * n + ["data"] * 3 + ["zero-shot"] + ["contention"] * 2
+    assert sections == ["roofline"] + ["step"] * n + ["data"] * 4 + ["zero-shot"] + ["contention"] * 2
     assert {(r["kind"], r["model"]) for r in rows if r["section"] == "step"} == STEP_ROWS
     assert {"align", "align_uncached"} <= {r["kind"] for r in rows}  # the pose-embedding cache's gain is shown
     for r in rows:
@@ -54,7 +54,8 @@ def test_quick_perf_writes_the_table_as_csv_and_json(quick):
         assert r["gflop"] > 0 and r["peak_memory_mb"] >= 0 and r["batch"] == 16
         assert r["tflop_per_s"] == pytest.approx(r["gflop"] * 1e9 * r["rate"] / r["batch"] / 1e12)
         assert r["of_roofline"] == pytest.approx(r["tflop_per_s"] / gemm["tflop_per_s"])
-    copy, *paths = rows[n + 1:n + 4]
+    copy, *paths = rows[n + 1:n + 5]
+    assert [p["what"] for p in paths][1] == "window cache (memory-mapped) gather"
     assert copy["vs_reference"] == 1.0
     assert all(p["vs_reference"] == pytest.approx(p["rate"] / copy["rate"]) for p in paths)
     idle, busy = rows[-2:]

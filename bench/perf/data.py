@@ -22,6 +22,14 @@ def _hdf5(windows: WindowDataset, device: torch.device) -> Callable[[], object]:
     return read
 
 
+def _packed(windows: WindowDataset, device: torch.device) -> Callable[[], object]:
+    """A shuffled batch gathered from the memory-mapped window cache (how a selection too large to hold in memory
+    is served), moved to the training device; after the first pass, from the page cache."""
+    packed = windows.packed()
+    order = np.random.default_rng(0).permutation(len(windows))
+    return lambda: {k: t.to(device) for k, t in packed.gather(order).items()}
+
+
 def _memory(windows: WindowDataset, device: torch.device) -> Callable[[], object]:
     """A shuffled batch gathered from the selection held on the training device, as Batches serves it."""
     held = Batches(windows, len(windows), device, seed=0, in_memory_bytes=float("inf"))
@@ -32,13 +40,14 @@ def _memory(windows: WindowDataset, device: torch.device) -> Callable[[], object
 # its row lands beside these, as a fraction of the same memory copy.
 PATHS = (
     ("HDF5 read, one process", _hdf5),
+    ("window cache (memory-mapped) gather", _packed),
     ("slice from memory", _memory),
 )
 
 
 def window_bytes(windows: WindowDataset) -> int:
     first = windows[0]
-    return (first["emg"].numel() + first["pose"].numel()) * 4  # float32
+    return (first["emg"].numel() + first["pose"].numel()) * 4  # float32, as a training step reads them
 
 
 def measure(windows: WindowDataset, device: torch.device, plan: timing.Plan) -> list[dict]:

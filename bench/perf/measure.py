@@ -10,7 +10,7 @@ import torch
 
 from bench.perf import contention, data as data_paths, roofline, steps, timing, zero_shot
 from bench.provenance import precision
-from cpep.train import Batches, WithIndex
+from cpep.train import Batches
 
 # Per device: the roofline's matrix size and how long to time each row.
 ROOFLINE_N = {"cpu": 2048, "cuda": 8192}
@@ -31,7 +31,7 @@ def run(cfg: dict, models: list[steps.Model], data, device: torch.device, repeat
     windows = data.selection("pretrain")
     size = min(QUICK_BATCH if quick else cfg["align"]["batch_size"], len(windows))
     windows = windows.head(size)
-    batch = next(Batches(WithIndex(windows), size, device, seed=0, in_memory_bytes=float("inf")).epoch(0))
+    batch = next(Batches(windows, size, device, seed=0, in_memory_bytes=float("inf")).epoch(0))
     for model in models:
         for step in steps.steps_for(device):
             if model.role in step.roles:
