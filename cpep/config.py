@@ -29,7 +29,7 @@ DEFAULTS: dict = {
         "window": 2000,            # samples at 2 kHz (1 s)
         "stride": 1000,
         "pose_decimation": 10,     # pose is averaged to 200 Hz; tokens still span the same time as EMG tokens
-        "in_memory_gb": 4.0,       # selections smaller than this are read once and kept in memory
+        "in_memory_gb": 4.0,       # selections smaller than this are copied to the training device once
     },
     "encoder": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0},
     "embedding": {"pooling": "cls"},  # the window embedding: [CLS] output or mean of the patch outputs

@@ -203,3 +203,16 @@ def test_reading_never_holds_more_than_a_bounded_number_of_files_open(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "unbounded reader failed"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("in_memory_bytes", [4e9, 0.0])
+def test_on_cuda_batches_equal_the_cpus(copy, in_memory_bytes):
+    root, cache = copy
+    windows = Emg2PoseData(root, VOCAB, SPEC, cache).selection("id_train")
+    on_cpu = list(Batches(windows, 16, CPU, seed=1, in_memory_bytes=in_memory_bytes).epoch(0))
+    on_gpu = list(Batches(windows, 16, torch.device("cuda"), seed=1, in_memory_bytes=in_memory_bytes).epoch(0))
+    assert len(on_cpu) == len(on_gpu) > 1
+    for a, b in zip(on_cpu, on_gpu):
+        assert b["emg"].is_cuda and b["emg"].dtype == torch.float32 and set(a) == set(b)
+        assert all(torch.equal(a[name], b[name].cpu()) for name in a)

@@ -32,10 +32,13 @@ def run(cfg: dict, models: list[steps.Model], data, device: torch.device, repeat
     size = min(QUICK_BATCH if quick else cfg["align"]["batch_size"], len(windows))
     windows = windows.head(size)
     batch = next(Batches(windows, size, device, seed=0, in_memory_bytes=float("inf")).epoch(0))
+    flops = {}  # (step kind, model): FLOPs of one step, which a compiled step shares with its eager twin
     for model in models:
         for step in steps.steps_for(device):
             if model.role in step.roles:
-                rows.append(steps.measure(step, model, data, batch, device, plan, peak))
+                eager = flops.get((step.kind.removesuffix("_compiled"), model.role))
+                rows.append(steps.measure(step, model, data, batch, device, plan, peak, eager))
+                flops[step.kind, model.role] = rows[-1]["gflop"] * 1e9
                 progress(rows[-1])
 
     rows += data_paths.measure(windows, device, plan)

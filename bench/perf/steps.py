@@ -101,7 +101,8 @@ class Step:
     what: str
     build: Callable
     roles: tuple[str, ...]  # the model sizes it is measured at
-    compiled: bool = False  # torch.compile (CUDA graphs), as train.compile=true trains
+    compiled: bool = False  # torch.compile, as train.compile=true trains
+    static_shapes: bool = True  # every batch of one shape (drop_last): CUDA graphs when compiled on CUDA
 
     def size(self, cfg: dict) -> str:
         if self.kind == "supervised":
@@ -119,7 +120,8 @@ STEPS = (
 )
 # On CUDA only: compiling takes minutes on a CPU, and CUDA graphs are what it is for.
 COMPILED = (
-    Step("mae_compiled", "EMG-MAE step, compiled", _mae, PAPER_SIZES, compiled=True),
+    # MAE stages keep their last, smaller batch: compiled without CUDA graphs, as they train
+    Step("mae_compiled", "EMG-MAE step, compiled", _mae, PAPER_SIZES, compiled=True, static_shapes=False),
     Step("align_compiled", "align step ({objective}, pose embeddings cached), compiled + CUDA graphs", _align,
          PAPER_SIZES, compiled=True),
 )
@@ -130,13 +132,13 @@ def steps_for(device: torch.device) -> tuple[Step, ...]:
 
 
 def trainer(model: torch.nn.Module, loss_fn: Callable, after_step: Callable | None, batch: dict,
-            device: torch.device, compiled: bool = False) -> Callable[[], None]:
+            device: torch.device, compiled: bool = False, static_shapes: bool = True) -> Callable[[], None]:
     """One training step as cpep.train.fit takes it (fused AdamW on CUDA), on the same batch each time."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1e-4,
                                   fused=True if device.type == "cuda" else None)
     model.train()
-    graphs = compiled and compile_forward(model, device, static_shapes=True)
+    graphs = compiled and compile_forward(model, device, static_shapes)
 
     def step():
         if graphs:
@@ -157,11 +159,23 @@ def align_step(cfg: dict, data, batch: dict, device: torch.device) -> Callable[[
     return trainer(*_align(cfg, data, device, batch), batch, device)
 
 
+# A compiled step's first calls compile it, record its CUDA graphs, then replay them: none of them is timed.
+COMPILED_WARMUP = 5
+
+
 def measure(step: Step, model: Model, data, batch: dict, device: torch.device, plan: timing.Plan,
-            roofline_flop_s: float) -> dict:
+            roofline_flop_s: float, eager_flops: int | None = None) -> dict:
+    """A step's row. A compiled step does the FLOPs of its eager twin (`eager_flops`), which the counter cannot
+    see inside compiled code."""
     with timing.PeakMemory(device) as memory:
-        train = trainer(*step.build(model.cfg, data, device, batch), batch, device, step.compiled)
-        flops, first_s = timing.counted(train, device)  # the first step: counted, and not timed
+        train = trainer(*step.build(model.cfg, data, device, batch), batch, device, step.compiled,
+                        step.static_shapes)
+        if step.compiled:
+            for _ in range(COMPILED_WARMUP):
+                train()
+            flops, first_s = eager_flops, None
+        else:
+            flops, first_s = timing.counted(train, device)  # the first step: counted, and not timed
         t = timing.median_rate(train, len(batch["emg"]), device, plan, first_s)
     del train
     gc.collect()
