@@ -55,6 +55,8 @@ def bars(report: Report, out: Path) -> list[Path]:
             ax.scatter(part["paper"], [order.index(shown[v]) for v in part["variant"]], marker="D",
                        facecolors=face, edgecolors="black", zorder=5,
                        label="paper (hollow: read off a figure)" if not approximate else None)
+        if metric in report.chance:
+            ax.axvline(report.chance[metric], color="gray", linestyle="--", linewidth=1, zorder=4, label="chance")
         missing = report.summary[(report.summary["metric"] == metric) & (report.summary["not_applicable"] != "")]
         for variant in missing["variant"]:
             ax.text(0.01, order.index(shown[variant]), "not applicable", va="center", fontsize=7,
@@ -64,7 +66,8 @@ def bars(report: Report, out: Path) -> list[Path]:
     grid.set_titles("{col_name}")
     handles, labels = grid.axes.flat[0].get_legend_handles_labels()
     if handles:
-        grid.figure.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.02), frameon=False)
+        grid.figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+                           frameon=False)
     grid.figure.suptitle(_subtitle(report), fontsize=8, y=1.02)
     return save(grid.figure, out, "bars")
 
@@ -82,7 +85,9 @@ def patch_length(report: Report, out: Path) -> list[Path]:
                        err_style="bars", err_kws={"capsize": 3}, marker="o", height=3, aspect=1.0)
     patches = sorted(df["patch"].unique())
     default = df.loc[df["variant"] == REFERENCE_VARIANT, "patch"]
-    for ax in grid.axes.flat:
+    for metric, ax in zip(report.metrics, grid.axes.flat):
+        if metric in report.chance:
+            ax.axhline(report.chance[metric], color="gray", linestyle="--", linewidth=1)
         ax.set_xscale("log", base=2)
         ax.set_xticks(patches, [str(p) for p in patches])
         ax.minorticks_off()
@@ -91,7 +96,8 @@ def patch_length(report: Report, out: Path) -> list[Path]:
             ax.axvline(default.iloc[0], color="gray", linestyle=":", linewidth=1)
     grid.set_titles("{col_name}")
     grid.set_axis_labels("EMG patch (samples)", "balanced accuracy")
-    grid.figure.suptitle(f"EMG patch length (the paper: longer patches are worse; dotted: CPEP's patch)\n"
+    grid.figure.suptitle(f"EMG patch length (the paper: longer patches are worse; dotted: CPEP's patch; dashed: "
+                         f"chance)\n"
                          f"{_subtitle(report)}", fontsize=8, y=1.08)
     return save(grid.figure, out, "patch_length")
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from scipy import stats as scipy_stats
 
 from bench import reference, stats, tables
-from bench.results import (PATCH_GROUP, REFERENCE_VARIANT, Report, curves_frame, metric_name, metric_order,
+from bench.results import (PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame, metric_name, metric_order,
                            not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
 from cpep.files import write_text_atomically
@@ -219,7 +219,7 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
                   metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
                   differences=paired_differences(values, variants, metrics, na, stale, method, level),
                   ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
-                  curves=curves_frame(records, labels), notes=notes)
+                  curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics))
 
 
 # output

@@ -43,6 +43,7 @@ class Report:
     incomplete: pd.DataFrame  # variant, seeds, status, reason
     curves: pd.DataFrame  # training history: kind, used_by, seed, epoch, loss, temperature
     notes: list[str] = field(default_factory=list)  # seeds not run, patch-length trend, configuration differences
+    chance: dict[str, float] = field(default_factory=dict)  # per metric of a class set: balanced accuracy of guessing
 
     @property
     def synthetic(self) -> bool:
@@ -58,6 +59,26 @@ def metric_order(records: list[dict]) -> list[str]:
     if not recorded:
         return list(METRICS)
     return [m for m in METRICS if m in recorded] + sorted(recorded - set(METRICS))
+
+
+CLASS_SETS = {"id": "in-distribution", "unseen": "unseen"}  # metric name suffix -> class set
+
+
+def chance_levels(records: list[dict], metrics: list[str]) -> dict[str, float]:
+    """The balanced accuracy of guessing (1 / classes) of each metric named for a class set (`..._id`,
+    `..._unseen`), from the records' gesture vocabulary; none when the records disagree on it or it cannot be read
+    here (a vocabulary file left on another machine)."""
+    from cpep.errors import UserError
+    from cpep.gestures import load_vocab
+
+    names = {r["config"]["data"]["vocab"] for r in records if r.get("config")}
+    if len(names) != 1:
+        return {}
+    try:
+        vocab = load_vocab(names.pop())
+    except UserError:
+        return {}
+    return {m: 1 / len(vocab.classes(m.rsplit("_", 1)[-1])) for m in metrics if m.rsplit("_", 1)[-1] in CLASS_SETS}
 
 
 def is_stale(record: dict) -> bool:

@@ -10,7 +10,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from bench import stats
-from bench.results import STALE, Report, metric_name
+from bench.results import CLASS_SETS, STALE, Report, metric_name
 
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 SYNTHETIC_NOTE = ("These runs use the built-in synthetic data: their levels are NOT comparable with the paper's "
@@ -130,6 +130,13 @@ def main_notes(report: Report) -> list[str]:
         notes.append("± 0.000: the same value for every seed.")
     notes += [f"-{str(i).translate(SUPERSCRIPT)} not applicable: {reason}." for reason, i in na_marks(report).items()]
     notes += stale_note(report)
+    levels = {}  # class set -> chance, in the order of the metrics
+    for m, level in report.chance.items():
+        levels.setdefault(CLASS_SETS[m.rsplit("_", 1)[-1]], level)
+    if levels:
+        notes.append("chance (balanced accuracy of guessing): "
+                     + ", ".join(f"{level:.3f} {name} ({round(1 / level)} classes)" for name, level in levels.items())
+                     + ".")
     compared = summary[summary["paper"].notna() & summary["ci_low"].notna()]
     if not report.synthetic and len(compared):
         notes.append(f"the paper's number lies inside our interval for {int(compared['paper_in_ci'].sum())} of "

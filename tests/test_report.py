@@ -428,3 +428,24 @@ def test_importing_the_report_does_not_load_torch():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()) == repo / "bench" / "report.py"
+
+
+def test_chance_is_drawn_and_explained_from_the_records_vocabulary(results, fixture_suite, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from bench import figures
+    rep = build(results, fixture_suite)
+    assert rep.chance == {m: 0.25 for m in METRICS}  # synthetic-v1: 4 + 4 classes
+    note = "chance (balanced accuracy of guessing): 0.250 in-distribution (4 classes), 0.250 unseen (4 classes)."
+    assert note in tables.markdown(rep) and tables._tex(note) in tables.latex(rep)
+    drawn = []
+    real = plt.Axes.axvline
+    monkeypatch.setattr(plt.Axes, "axvline", lambda ax, x, **k: drawn.append((x, k.get("label"))) or real(ax, x, **k))
+    figures.bars(rep, tmp_path)
+    assert drawn.count((0.25, "chance")) == len(METRICS)
+    records = Store(results).records(fixture_suite.name)
+    records[0]["config"]["data"]["vocab"] = str(tmp_path / "gone.toml")
+    assert report.build(fixture_suite, records, "synthetic").chance == {}  # the records disagree
+    for r in records:
+        r["config"]["data"]["vocab"] = str(tmp_path / "gone.toml")
+    assert report.build(fixture_suite, records, "synthetic").chance == {}  # their vocabulary is not here
