@@ -116,6 +116,11 @@ def difference_rows(report: Report) -> list[dict]:
     return rows
 
 
+def na_notes(report: Report) -> list[str]:
+    """What each not-applicable mark (-¹, -²...) stands for."""
+    return [f"-{str(i).translate(SUPERSCRIPT)} not applicable: {reason}." for reason, i in na_marks(report).items()]
+
+
 def main_notes(report: Report) -> list[str]:
     notes = [stats.describe(report.method, report.level) + ".",
              f"n: seeds with a result; 'k of {len(report.seeds)}': fewer than the seeds asked "
@@ -128,7 +133,7 @@ def main_notes(report: Report) -> list[str]:
         notes.append(f"paper (x): the number in {'; '.join(others)}, where it differs from the CPEP paper's.")
     if ((summary["n"] > 1) & (summary["ci_low"] == summary["ci_high"])).any():
         notes.append("± 0.000: the same value for every seed.")
-    notes += [f"-{str(i).translate(SUPERSCRIPT)} not applicable: {reason}." for reason, i in na_marks(report).items()]
+    notes += na_notes(report)
     notes += stale_note(report)
     levels = {}  # class set -> chance, in the order of the metrics
     for m, level in report.chance.items():
@@ -190,7 +195,7 @@ def markdown(report: Report) -> str:
                             [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]),
                   "", f"- variant minus CPEP on the seeds both have; {SIGNIFICANT}: the interval excludes zero.",
                   f"- {stats.describe(report.method, report.level)}, of the per-seed differences."]
-        parts += [f"- {n}" for n in difference_stale_note(report)]
+        parts += [f"- {n}" for n in na_notes(report) + difference_stale_note(report)]
     else:
         parts.append("None: the suite has no CPEP variant, or no other variant.")
     parts += ["", "## Ordering against the paper", ""]
@@ -244,7 +249,7 @@ def latex_differences(report: Report) -> str:
     rows = [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in difference_rows(report)]
     caption = (f"Paired differences against CPEP (variant minus CPEP on shared seeds); {SIGNIFICANT}: the "
                f"interval excludes zero. {_tex(stats.describe(report.method, report.level))}.")
-    caption = " ".join([caption] + [_tex(n) for n in difference_stale_note(report)])
+    caption = " ".join([caption] + [_tex(n) for n in na_notes(report) + difference_stale_note(report)])
     header = ["Method", "pairs"] + [_tex(metric_name(m)) for m in report.metrics]
     return _tex_table("lr" + "r" * len(report.metrics), header,
                       rows, caption, f"tab:{report.suite}-differences")
@@ -294,7 +299,8 @@ def print_report(report: Report, console: Console) -> None:
             table.add_row(r["label"], r["pairs"], *(Text(_stacked(text), style="bold" if sig else "")
                                                     for text, sig in (r["cells"][m] for m in report.metrics)))
         console.print(table)
-        console.print(_notes([f"{SIGNIFICANT}: the interval excludes zero."] + difference_stale_note(report)))
+        console.print(_notes([f"{SIGNIFICANT}: the interval excludes zero."] + na_notes(report)
+                             + difference_stale_note(report)))
     lines = ordering_lines(report)
     if lines:
         console.print(Group(Text("ordering against the paper", style="bold"), _notes(lines, "")))
