@@ -115,6 +115,9 @@ def test_projection_takes_each_kind_at_its_model_size():
         ("mae", "paper-base", 1.0), ("align", "paper-base", 2.0), ("supervised", "paper-base", 3.0),
         ("mae", "paper-large", 4.0), ("align", "paper-large", 5.0), ("supervised", "default", 6.0))]
     assert projection.rates_of(rows, "paper-large") == {"mae": 4.0, "align": 5.0, "supervised": 3.0}
+    rows.append(table.row("step", "x", 9.0, "windows/s", kind="align_compiled", model="paper-large"))
+    compiled = projection.rates_of(rows, "paper-large", compiled=True)
+    assert (compiled["mae"], compiled["align"], compiled["supervised"]) == (4.0, 9.0, 3.0)  # compiled where measured
 
 
 def test_the_paper_suites_stages_are_counted_by_the_planner():
