@@ -21,8 +21,8 @@ from rich.console import Console
 from scipy import stats as scipy_stats
 
 from bench import reference, stats, tables
-from bench.results import (PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame, metric_name, metric_order,
-                           not_applicable, stale_seeds, values_frame)
+from bench.results import (PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame, metric_name,
+                           metric_order, not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
 from cpep.files import write_text_atomically
 

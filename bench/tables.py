@@ -284,7 +284,8 @@ def _table(first: str, count: str, title: str, metrics: list[str]) -> Table:
 def print_report(report: Report, console: Console) -> None:
     table = _table("method", "n", f"{report.suite}: balanced accuracy on {report.dataset} data", report.metrics)
     for r in main_rows(report):
-        cells = [Text(_stacked(ours)) + (Text(_stacked(f"\npaper {paper}"), style="dim") if paper not in ("", "-") else Text(""))
+        cells = [Text(_stacked(ours)) + Text(_stacked(f"\npaper {paper}") if paper not in ("", "-") else "",
+                                             style="dim")
                  for ours, paper in (r["cells"][m] for m in report.metrics)]
         table.add_row(r["label"], Text(r["seeds"], style="bold red" if r["fewer"] else ""), *cells)
     console.print(table)
