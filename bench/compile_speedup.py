@@ -8,12 +8,11 @@ recorded and replayed.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from bench import plugins
-from bench.perf import steps
+from bench.perf import steps, timing
 from bench.store import Store
 from cpep.train import Batches
 
@@ -37,14 +36,7 @@ def main() -> None:
             step = steps.trainer(*build(cfg, data, device, batch), batch, device, compiled)
             for _ in range(WARMUP):
                 step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            began = time.perf_counter()
-            for _ in range(a.steps):
-                step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            rates.append(a.steps * len(windows) / (time.perf_counter() - began))
+            rates.append(a.steps * len(windows) / timing.seconds(lambda: [step() for _ in range(a.steps)], device))
             print(f"{name} {'compiled + CUDA graphs' if compiled else 'eager'} ({a.size}, batch {len(windows)}, "
                   f"{device}): {len(windows) / rates[-1] * 1e3:.2f} ms/step, {rates[-1]:,.0f} windows/s", flush=True)
         print(f"{name}: compiled / eager = {rates[1] / rates[0]:.2f}x")

@@ -130,6 +130,30 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return param_groups_weight_decay(model, weight_decay, no_weight_decay_list=exempt)
 
 
+def make_optimizer(model: nn.Module, params: list[nn.Parameter], weight_decay: float, lr: float):
+    """AdamW over the model's parameter groups, fused when every trained parameter is on CUDA."""
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr,
+                             fused=True if all(p.is_cuda for p in params) else None)
+
+
+def train_step(loss_fn: Callable[[dict], torch.Tensor], batch: dict, params: list[nn.Parameter], optimizer,
+               device: torch.device, grad_clip: float, graphs: bool = False,
+               after_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """One optimizer step on `batch` (the learning-rate schedule is the caller's); returns the loss."""
+    if graphs:  # a new step: the graphs' outputs of the last one may be overwritten now
+        torch.compiler.cudagraph_mark_step_begin()
+    with autocast(device):
+        loss = loss_fn(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    if after_step:
+        after_step()
+    return loss
+
+
 def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batches, schedule: Schedule,
         checkpoint: Path | None = None, checkpoint_every: int = 1,
         extra_logs: Callable[[], dict] | None = None,
@@ -145,8 +169,7 @@ def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batc
         raise ValueError("nothing to train: every parameter is frozen")
     device = batches.device
     graphs = compile and compile_forward(model, device, static_shapes=schedule.drop_last)
-    optimizer = torch.optim.AdamW(parameter_groups(model, schedule.weight_decay), lr=schedule.lr,
-                                  fused=True if all(p.is_cuda for p in params) else None)
+    optimizer = make_optimizer(model, params, schedule.weight_decay, schedule.lr)
     steps = max(1, len(batches)) * schedule.epochs
     warmup = max(1, int(schedule.warmup_epochs * len(batches)))
 
@@ -174,17 +197,7 @@ def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batc
         total = torch.zeros((), device=device)
         count = 0
         for batch in batches.epoch(epoch):
-            if graphs:  # a new step: the graphs' outputs of the last one may be overwritten now
-                torch.compiler.cudagraph_mark_step_begin()
-            with autocast(device):
-                loss = loss_fn(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if schedule.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, schedule.grad_clip)
-            optimizer.step()
-            if after_step:
-                after_step()
+            loss = train_step(loss_fn, batch, params, optimizer, device, schedule.grad_clip, graphs, after_step)
             scheduler.step()
             total += loss.detach().float()
             count += 1

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from bench import plugins
 from bench.perf import table, timing
 from cpep.data import random_channel_roll
-from cpep.train import autocast, compile_forward, parameter_groups
+from cpep.train import autocast, compile_forward, make_optimizer, train_step
 
 # Encoder sizes of the paper's scale (a ViT-small-like base and a ViT-base-like large), and emg2pose's own TDS
 # featurizer for the supervised baseline (it has one size: it does not grow with the Transformer's).
@@ -135,23 +135,10 @@ def trainer(model: torch.nn.Module, loss_fn: Callable, after_step: Callable | No
             device: torch.device, compiled: bool = False, static_shapes: bool = True) -> Callable[[], None]:
     """One training step as cpep.train.fit takes it (fused AdamW on CUDA), on the same batch each time."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameter_groups(model, 0.05), lr=1e-4,
-                                  fused=True if device.type == "cuda" else None)
+    optimizer = make_optimizer(model, params, weight_decay=0.05, lr=1e-4)
     model.train()
     graphs = compiled and compile_forward(model, device, static_shapes)
-
-    def step():
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        with autocast(device):
-            loss = loss_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if after_step:
-            after_step()
-    return step
+    return lambda: train_step(loss_fn, batch, params, optimizer, device, 1.0, graphs, after_step)
 
 
 def align_step(cfg: dict, data, batch: dict, device: torch.device) -> Callable[[], None]:
