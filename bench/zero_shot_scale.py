@@ -7,10 +7,10 @@ search over random unit embeddings, with exact ties planted (a block of referenc
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from bench.perf import timing
 from cpep.evaluate import zero_shot_predictions
 
 
@@ -28,18 +28,11 @@ def main() -> None:
     labels = torch.randint(0, 8, (a.references,), generator=g)
     queries = torch.randn(a.queries, a.dim, generator=g)
     zero_shot_predictions(queries[:512], refs[:20_000], labels[:20_000], 8, a.k, a.device)  # warm-up
-    cuda = a.device.startswith("cuda")
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    began = time.perf_counter()
-    zero_shot_predictions(queries, refs, labels, 8, a.k, a.device)
-    if cuda:
-        torch.cuda.synchronize()
-    peak = f", peak device memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if cuda else ""
-    print(f"{a.references} references x {a.queries} queries, dim {a.dim}, k {a.k} on {a.device}: "
-          f"{time.perf_counter() - began:.1f} s{peak}")
-
+    device = torch.device(a.device)
+    with timing.PeakMemory(device) as memory:
+        took = timing.seconds(lambda: zero_shot_predictions(queries, refs, labels, 8, a.k, device), device)
+    peak = f", peak device memory {memory.bytes / 2**20:.0f} MiB" if device.type == "cuda" else ""
+    print(f"{a.references} references x {a.queries} queries, dim {a.dim}, k {a.k} on {a.device}: {took:.1f} s{peak}")
 
 if __name__ == "__main__":
     main()
