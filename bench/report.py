@@ -21,8 +21,8 @@ from rich.console import Console
 from scipy import stats as scipy_stats
 
 from bench import reference, stats, tables
-from bench.results import (PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame, metric_name,
-                           metric_order, not_applicable, stale_seeds, values_frame)
+from bench.results import (BOUNDS_GROUP, PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame,
+                           metric_name, metric_order, not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
 from cpep.files import write_text_atomically
 
@@ -47,14 +47,20 @@ def pick_dataset(records: list[dict], data: str | None, suite: str) -> str:
     return data
 
 
-def variant_order(suite: Suite, records: list[dict]) -> tuple[list[str], dict[str, str]]:
+def variant_order(suite: Suite, records: list[dict]) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """(variants in display order, their labels, their groups): the suite's order, then variants only found in
+    records, with the floor and ceiling last wherever the suite includes them."""
     labels = {v.name: v.label for v in suite.variants}
+    groups = {v.name: v.group for v in suite.variants}
     extra = sorted({r["variant"] for r in records} - set(labels))
     labels |= {r["variant"]: r.get("label") or r["variant"] for r in records if r["variant"] in extra}
-    return suite.names + extra, labels
+    groups |= {r["variant"]: r.get("group") or "" for r in records if r["variant"] in extra}
+    names = suite.names + extra
+    bounds = [v for v in names if groups[v] == BOUNDS_GROUP]
+    return [v for v in names if v not in bounds] + bounds, labels, groups
 
 
-def summarise(values: pd.DataFrame, variants: list[str], labels: dict, metrics: list[str], na: dict,
+def summarise(values: pd.DataFrame, variants: list[str], labels: dict, groups: dict, metrics: list[str], na: dict,
               stale: dict[str, list[int]], paper: pd.DataFrame, method: str, level: float) -> pd.DataFrame:
     main = reference.primary(paper).to_dict("index")  # (variant, metric) -> value, approximate, source
     other = reference.others(paper).set_index(["variant", "metric"]).to_dict("index")
@@ -65,7 +71,7 @@ def summarise(values: pd.DataFrame, variants: list[str], labels: dict, metrics: 
             ci = stats.interval(values.loc[(values["variant"] == v) & (values["metric"] == m), "value"], method, level)
             ref, alt = main.get((v, m), {}), other.get((v, m), {})
             rows.append({
-                "variant": v, "label": labels[v], "metric": m, "n": ci.n, "mean": ci.mean,
+                "variant": v, "label": labels[v], "group": groups[v], "metric": m, "n": ci.n, "mean": ci.mean,
                 "ci_low": ci.low, "ci_high": ci.high, "not_applicable": na.get((v, m), ""),
                 "paper": ref.get("value", math.nan), "paper_approximate": bool(ref.get("approximate", False)),
                 "paper_source": ref.get("source", ""), "in_paper": v in in_paper,
@@ -200,13 +206,13 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
     records = [r for r in records if r["dataset"] == dataset]
     if not records:
         raise UserError(f"no records of suite {suite.name!r} on dataset {dataset!r}")
-    variants, labels = variant_order(suite, records)
+    variants, labels, groups = variant_order(suite, records)
     metrics = metric_order(records)
     seeds = sorted({r["seed"] for r in records})
     done = {v: sorted(r["seed"] for r in records if r["variant"] == v and r["status"] == "done") for v in variants}
     stale = stale_seeds(records, variants)
     values, na = values_frame(records), not_applicable(records)
-    summary = summarise(values, variants, labels, metrics, na, stale, reference.load(), method, level)
+    summary = summarise(values, variants, labels, groups, metrics, na, stale, reference.load(), method, level)
     order, tau = ordering(summary, metrics)
     notes = []
     unrun = sorted(set(suite.seeds) - set(seeds))
@@ -216,7 +222,7 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
                      f"(`cpep-bench run --suite {suite.name} --seeds ...` runs them)")
     notes += patch_trend(values, metrics) + config_differences(records, suite)
     return Report(suite=suite.name, dataset=dataset, method=method, level=level, variants=variants, labels=labels,
-                  metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
+                  groups=groups, metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
                   differences=paired_differences(values, variants, metrics, na, stale, method, level),
                   ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
                   curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics))

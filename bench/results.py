@@ -16,6 +16,7 @@ METRICS = ("lp_id", "lp_unseen", "zs_id", "zs_unseen")  # known metrics, shown f
 METRIC_NAMES = {"lp_id": "LP in-dist", "lp_unseen": "LP unseen", "zs_id": "ZS in-dist", "zs_unseen": "ZS unseen"}
 REFERENCE_VARIANT = "cpep"
 PATCH_GROUP = "patch_length"
+BOUNDS_GROUP = "bounds"  # the floor and ceiling: no-learning references, shown last in every table
 STALE = "†"  # marks a variant with a result computed by older code
 
 
@@ -31,6 +32,7 @@ class Report:
     level: float
     variants: list[str]  # display order: the suite's, then variants only found in records
     labels: dict[str, str]
+    groups: dict[str, str]  # variant -> its group ("" for none)
     metrics: list[str]
     seeds: list[int]  # asked
     done: dict[str, list[int]]  # seeds with a result, per variant
@@ -48,6 +50,9 @@ class Report:
     @property
     def synthetic(self) -> bool:
         return self.dataset == "synthetic"
+
+    def is_bound(self, variant: str) -> bool:
+        return self.groups.get(variant) == BOUNDS_GROUP
 
 
 # records -> data

@@ -16,6 +16,9 @@ SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 SYNTHETIC_NOTE = ("These runs use the built-in synthetic data: their levels are NOT comparable with the paper's "
                   "numbers (measured on emg2pose), only their ordering is; see 'Ordering against the paper'.")
 SIGNIFICANT = "*"
+BOUNDS_NOTE = ("floor and ceiling (last rows): the same linear probe on features computed without learning, EMG "
+               "log-power (floor) and the pose itself (ceiling), on the same windows; they have no paper numbers and "
+               "are not in the ordering against the paper.")
 
 
 def marked(text: str, stale: bool) -> str:
@@ -85,7 +88,8 @@ def main_rows(report: Report) -> list[dict]:
             cells[m] = (ours, paper_value(r))
         label = marked(report.labels[variant], variant in report.stale)
         rows.append({"variant": variant, "label": label, "seeds": seeds_cell(report, variant),
-                     "fewer": len(report.done[variant]) < len(report.seeds), "cells": cells})
+                     "fewer": len(report.done[variant]) < len(report.seeds), "cells": cells,
+                     "bound": report.is_bound(variant)})
     return rows
 
 
@@ -112,8 +116,14 @@ def difference_rows(report: Report) -> list[dict]:
                 cells[m] = (text + (f" {SIGNIFICANT}" if r.excludes_zero else ""), bool(r.excludes_zero))
         pairs = int(sub["n"].max()) if len(sub) else 0
         label = marked(report.labels[variant], sub["stale"].any())
-        rows.append({"variant": variant, "label": label, "pairs": str(pairs), "cells": cells})
+        rows.append({"variant": variant, "label": label, "pairs": str(pairs), "cells": cells,
+                     "bound": report.is_bound(variant)})
     return rows
+
+
+def rule_before(rows: list[dict]) -> int | None:
+    """Where the tables draw a rule: before the first floor or ceiling row (they come last), if others precede it."""
+    return next((i for i, r in enumerate(rows) if r["bound"]), None) or None
 
 
 def na_notes(report: Report) -> list[str]:
@@ -135,6 +145,8 @@ def main_notes(report: Report) -> list[str]:
         notes.append("± 0.000: the same value for every seed.")
     notes += na_notes(report)
     notes += stale_note(report)
+    if any(report.is_bound(v) for v in report.variants):
+        notes.append(BOUNDS_NOTE)
     levels = {}  # class set -> chance, in the order of the metrics
     for m, level in report.chance.items():
         levels.setdefault(CLASS_SETS[m.rsplit("_", 1)[-1]], level)
@@ -221,12 +233,15 @@ def _tex(text: str) -> str:
 
 
 def _tex_table(columns: str, header: list[str], rows: list[list[str]], caption: str, label: str,
-               group: str = "") -> str:
+               group: str = "", rule: int | None = None) -> str:
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{columns}}}", r"\toprule"]
     if group:
         lines.append(group)
     lines += [" & ".join(header) + r" \\", r"\midrule"]
-    lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in rows]
+    for i, row in enumerate(rows):
+        if i == rule:
+            lines.append(r"\midrule")
+        lines.append(" & ".join(_tex(c) for c in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -237,22 +252,24 @@ def latex(report: Report) -> str:
     group = (" & & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{name}}}" for name in names) + r" \\"
              + "\n" + " ".join(rf"\cmidrule(lr){{{3 + 2 * i}-{4 + 2 * i}}}" for i in range(k)))
     header = ["Method", "$n$"] + ["ours", "paper"] * k
-    rows = [[r["label"], r["seeds"]] + [c for m in report.metrics for c in r["cells"][m]] for r in main_rows(report)]
+    main = main_rows(report)
+    rows = [[r["label"], r["seeds"]] + [c for m in report.metrics for c in r["cells"][m]] for r in main]
     caption = " ".join(_tex(n) for n in main_notes(report))
     if report.synthetic:
         caption = _tex(SYNTHETIC_NOTE.split(";")[0]) + ". " + caption
     return _tex_table("l" + "r" + "rr" * k, header, rows, f"Balanced accuracy, {report.suite} suite. {caption}",
-                      f"tab:{report.suite}", group)
+                      f"tab:{report.suite}", group, rule_before(main))
 
 
 def latex_differences(report: Report) -> str:
-    rows = [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in difference_rows(report)]
+    diffs = difference_rows(report)
+    rows = [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]
     caption = (f"Paired differences against CPEP (variant minus CPEP on shared seeds); {SIGNIFICANT}: the "
                f"interval excludes zero. {_tex(stats.describe(report.method, report.level))}.")
     caption = " ".join([caption] + [_tex(n) for n in na_notes(report) + difference_stale_note(report)])
     header = ["Method", "pairs"] + [_tex(metric_name(m)) for m in report.metrics]
     return _tex_table("lr" + "r" * len(report.metrics), header,
-                      rows, caption, f"tab:{report.suite}-differences")
+                      rows, caption, f"tab:{report.suite}-differences", rule=rule_before(diffs))
 
 
 # terminal
@@ -283,7 +300,11 @@ def _table(first: str, count: str, title: str, metrics: list[str]) -> Table:
 
 def print_report(report: Report, console: Console) -> None:
     table = _table("method", "n", f"{report.suite}: balanced accuracy on {report.dataset} data", report.metrics)
-    for r in main_rows(report):
+    main = main_rows(report)
+    rule = rule_before(main)
+    for i, r in enumerate(main):
+        if i == rule:
+            table.add_section()
         cells = [Text(_stacked(ours)) + Text(_stacked(f"\npaper {paper}") if paper not in ("", "-") else "",
                                              style="dim")
                  for ours, paper in (r["cells"][m] for m in report.metrics)]
@@ -296,7 +317,10 @@ def print_report(report: Report, console: Console) -> None:
     if diffs:
         table = _table("method", "pairs", "paired differences against CPEP (variant minus CPEP on shared seeds)",
                        report.metrics)
-        for r in diffs:
+        rule = rule_before(diffs)
+        for i, r in enumerate(diffs):
+            if i == rule:
+                table.add_section()
             table.add_row(r["label"], r["pairs"], *(Text(_stacked(text), style="bold" if sig else "")
                                                     for text, sig in (r["cells"][m] for m in report.metrics)))
         console.print(table)

@@ -40,7 +40,7 @@ def smoke(tmp_path_factory):
 def test_run_writes_one_complete_record_per_run(smoke):
     results, out = smoke
     recs = records(results)
-    assert set(recs) == {"cpep/seed-0", "pose_mae/seed-0"}
+    assert set(recs) == {"cpep/seed-0", "pose_mae/seed-0", "emg_log_power/seed-0", "pose_features/seed-0"}
     cpep = recs["cpep/seed-0"]
     assert cpep["status"] == "done" and cpep["error"] is None
     assert set(cpep["metrics"]) == {"lp_id", "lp_unseen", "zs_id", "zs_unseen"}

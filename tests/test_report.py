@@ -452,3 +452,95 @@ def test_chance_is_drawn_and_explained_from_the_records_vocabulary(results, fixt
     for r in records:
         r["config"]["data"]["vocab"] = str(tmp_path / "gone.toml")
     assert report.build(fixture_suite, records, "synthetic").chance == {}  # their vocabulary is not here
+
+
+# the floor and ceiling rows; ties
+
+BOUNDS_SUITE = SUITE_TOML.replace('seeds = [0, 1, 2, 3]', 'seeds = [0, 1, 2]\ninclude = ["bounds"]')
+BOUNDS = {"emg_log_power": ((0.45, 0.40), "floor: EMG log-power + LR"),
+          "pose_features": ((0.95, 0.90), "ceiling: pose features + LR")}
+
+
+def bounds_records(suite: suites.Suite) -> list[dict]:
+    """Every variant on seeds 0-2; the floor and ceiling have LP only, and EMG-MAE ties the frozen ablation."""
+    records = []
+    for variant in suite.names:
+        for seed in range(3):
+            if variant in BOUNDS:
+                lp = BOUNDS[variant][0]
+                metrics = (lp[0] + 0.01 * seed, lp[1] + 0.01 * seed, None, None)
+            else:
+                metrics = RESULTS.get(variant, RESULTS["cpep"]).get(seed, RESULTS["cpep"][seed])
+            if variant == "emg_mae":
+                metrics = RESULTS["frozen_emg"][seed][:2] + (None, None)
+            rec = make_record(suite, variant, seed, metrics)
+            if variant in BOUNDS:
+                why = plugins.get("method", variant).no_zero_shot
+                rec |= {"stages": [], "not_applicable": {"zs_id": why, "zs_unseen": why}}
+            records.append(rec)
+    return records
+
+
+@pytest.fixture
+def bounds_report(tmp_path) -> Report:
+    path = tmp_path / "with_bounds.toml"
+    path.write_text(BOUNDS_SUITE)
+    suite = suites.load(str(path))
+    assert suite.names[:2] == list(BOUNDS)  # included first...
+    return report.build(suite, bounds_records(suite), "synthetic")
+
+
+def test_floor_and_ceiling_are_the_last_rows_of_every_table(bounds_report, tmp_path):
+    from rich.console import Console
+    rep = bounds_report
+    assert rep.variants[-2:] == list(BOUNDS)  # ...shown last
+    md = tables.markdown(rep)
+    rows = [line for line in md.split("## Paired differences")[0].splitlines() if line.startswith("| ")]
+    assert [md_row(row, row.split("|")[1].strip())[0] for row in rows[-2:]] == [label for _, label in BOUNDS.values()]
+    floor = md_row(md, "floor: EMG log-power + LR")
+    assert floor[1:4] == ["3", "0.460 ± 0.025", ""] and floor[6].startswith("-")  # no paper number, no zero-shot
+    ceiling = md_row(md, "ceiling: pose features + LR")
+    assert ceiling[2] == "0.960 ± 0.025" and ceiling[6].startswith("-")
+    assert "pose input" in md and tables.BOUNDS_NOTE in md
+    differences = md.split("## Paired differences")[1].split("## Ordering")[0]
+    assert md_row(differences, "floor: EMG log-power + LR")[2] == "-0.280 ± 0.075 *"  # 0.45-0.70, 0.46-0.74, 0.47-0.78
+
+    report.write_tables(rep, tmp_path, ("csv", "tex"))
+    table = list(csv.DictReader((tmp_path / "table.csv").open()))
+    assert {r["variant"] for r in table if r["group"] == "bounds"} == set(BOUNDS)
+    assert [r["variant"] for r in table][-8:] == [v for v in BOUNDS for _ in range(4)]
+    for name in ("table.tex", "differences.tex"):
+        lines = (tmp_path / name).read_text().splitlines()
+        floor_line = next(i for i, line in enumerate(lines) if line.startswith("floor: EMG log-power"))
+        assert lines[floor_line - 1] == r"\midrule" and lines[floor_line + 1].startswith("ceiling: pose features")
+
+    console = Console(record=True, width=80)
+    tables.print_report(rep, console)
+    printed = console.export_text()
+    assert "…" not in printed
+    main = printed.split("paired differences")[0].splitlines()
+    cpep, floor_at = (next(i for i, line in enumerate(main) if line.strip().startswith(start))
+                      for start in ("CPEP", "floor: EMG"))
+    assert cpep < floor_at and main[floor_at - 1].strip() == ""  # a blank line sets the floor and ceiling apart
+    assert max(map(len, printed.splitlines())) <= 80
+
+
+def test_floor_and_ceiling_stay_out_of_the_ordering_against_the_paper(bounds_report):
+    order = bounds_report.ordering
+    assert len(order) and not (set(order["first"]) | set(order["second"])) & set(BOUNDS)
+    for line in tables.ordering_lines(bounds_report):
+        assert "floor" not in line and "ceiling" not in line
+
+
+def test_an_exact_tie_between_two_variants_is_tied_not_agreeing(bounds_report):
+    """EMG-MAE's LP equals the frozen ablation's on every seed: the paper orders them, we do not."""
+    order = bounds_report.ordering.set_index(["metric", "first", "second"])
+    for metric in ("lp_id", "lp_unseen"):
+        pair = order.loc[(metric, "emg_mae", "frozen_emg")]
+        assert pair["ours_first"] == pair["ours_second"] and pair["paper_first"] != pair["paper_second"]
+        assert pair["verdict"] == "tied here"
+    line = next(line for line in tables.ordering_lines(bounds_report) if line.startswith("LP in-dist"))
+    assert "of 6 pairs, 4 in the paper's order, 1 reversed, 1 tied here" in line
+    tau, pairs = stats.rank_agreement({"a": 0.4, "b": 0.4, "c": 0.9}, {"a": 0.55, "b": 0.372, "c": 0.8})
+    assert [p.verdict for p in pairs] == ["tied here", "agrees", "agrees"]
+    assert tau < 1  # a tie here is not a concordant pair

@@ -109,7 +109,7 @@ def test_diverging_stage_fails_its_run_and_the_sweep_goes_on(make_results, tmp_p
     assert cpep["error"].startswith("align: TrainingDiverged: loss became nan")
     assert "\n" not in cpep["error"]
     assert pose["status"] == "done" and pose["metrics"]["lp_id"] is not None  # ran after the failure
-    assert "1 of 2 runs failed" in out.stdout
+    assert "1 of 4 runs failed" in out.stdout
     failed = json.loads(next(results.glob("stages/align-*/failed.json")).read_text())
     assert failed["error"] == cpep["error"]
     rows = {r.ident: r for r in suite_status(Store(results), "smoke")[0]}

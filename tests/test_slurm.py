@@ -195,7 +195,7 @@ def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, 
     assert rows["pose_mae/seed-0"].status in ("running", "queued")
 
     cancelled = cli("cancel", "--suite", "smoke", "--results-dir", results).stdout
-    assert re.fullmatch(r"suite smoke: cancelled 5 SLURM jobs of 2 runs; .*\n", cancelled)
+    assert re.fullmatch(r"suite smoke: cancelled 7 SLURM jobs of 4 runs; .*\n", cancelled)
     wait_for(lambda: all_finished(results, "smoke"), JOB_S, "the cancelled jobs to end", every=0.5)
     assert {r.status for r in statuses().values()} == {"cancelled"}
     assert records(results) == {}  # no run job ran: no record, partial or otherwise
