@@ -14,8 +14,10 @@ from cpep.evaluate import embed
 CLASS_SETS = ("id", "unseen")
 
 
-def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, dict]) -> tuple[dict, dict]:
-    """(metrics {KEY_id: value, ...}, not applicable {KEY_id: reason}); a metric the method cannot feed is None."""
+def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, dict],
+             seed: int = 0) -> tuple[dict, dict]:
+    """(metrics {KEY_id: value, ...}, not applicable {KEY_id: reason}); a metric the method cannot feed is None.
+    `seed` (the run's) goes to the metrics that sample (Metric.seeded)."""
     emb = method.embeddings(cfg, data, models)
     emb.model.to(device).eval()
     in_mem, workers = cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"]
@@ -46,7 +48,7 @@ def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, 
                 continue
             train_field, test_field = ("lp", "lp") if metric.needs == "lp" else ("zs_reference", "zs_query")
             train, test = embedded(train_field, f"{kind}_train"), embedded(test_field, f"{kind}_test")
-            scores = metric.compute(train, test, n, cfg, device)
+            scores = metric.compute(train, test, n, cfg, device, **({"seed": seed} if metric.seeded else {}))
             if set(scores) != set(metric.keys):
                 raise ValueError(f"metric {metric.name} returned {sorted(scores)}, declared {list(metric.keys)}")
             for key, value in scores.items():

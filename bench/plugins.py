@@ -124,10 +124,12 @@ class Objective:
 class Metric:
     """Scores one class set. `needs` "lp": train and test hold the method's lp embedding of the windows; "zs":
     train holds pose references (zs_reference), test EMG queries (zs_query). `compute` returns {key: value} for
-    `keys`; records name them KEY_id and KEY_unseen."""
+    `keys`; records name them KEY_id and KEY_unseen. A metric that samples sets `seeded`: its `compute` is then
+    also given `seed=`, the run's seed, so that each seed draws its own samples and the same seed the same."""
     name = ""
     needs = "lp"
     keys: tuple[str, ...] = ()
+    seeded = False
 
     def compute(self, train: tuple, test: tuple, num_classes: int, cfg: dict,
                 device: "torch.device") -> dict[str, float]:

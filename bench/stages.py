@@ -32,7 +32,8 @@ def execute(stage: Stage, store: Store, on_epoch: Callable[[int, dict], None] | 
     models = {kind: store.load_model(kind, key) for kind, key in stage.inputs}
     state, history, metrics, not_applicable = None, [], None, None
     if stage.kind == EVAL:
-        metrics, not_applicable = evaluate(cfg, data, device, plugins.get("method", stage.method), models)
+        metrics, not_applicable = evaluate(cfg, data, device, plugins.get("method", stage.method), models,
+                                            stage.seed)
         if on_epoch:
             on_epoch(1, {})
     else:
