@@ -274,7 +274,7 @@ def latex_differences(report: Report) -> str:
 
 # terminal
 
-METHOD_WIDTH = 18  # labels wrap inside this rather than vanish when the terminal is narrow
+METRICS_PER_TABLE = 4  # per terminal table: four estimates and a label fit in 80 columns
 
 
 def _notes(lines: list[str], style: str = "dim") -> Text:
@@ -290,40 +290,55 @@ def _stacked(text: str) -> str:
 
 def _table(first: str, count: str, title: str, metrics: list[str]) -> Table:
     """No vertical rules: the columns a report needs fit in 80 terminal columns."""
-    table = Table(Column(first, min_width=METHOD_WIDTH), Column(count, no_wrap=True), title=title,
-                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                  collapse_padding=True)
+    # No minimum widths and no edge padding: with either, rich 15 crops the last column instead of wrapping.
+    table = Table(Column(first), Column(count, no_wrap=True), title=title, title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False)
     for m in metrics:
         table.add_column(metric_name(m))
     return table
 
 
+def _metric_groups(metrics: list[str]) -> list[list[str]]:
+    """The metrics in groups of four: one terminal table per group, so that each stays within 80 columns."""
+    return [metrics[i:i + METRICS_PER_TABLE] for i in range(0, len(metrics), METRICS_PER_TABLE)]
+
+
+def _print_tables(console: Console, title: str, first: str, count: str, rows: list[dict], metrics: list[str],
+                  cell) -> None:
+    """`rows` as one table per group of metrics; cell(row, metric) -> Text."""
+    groups = _metric_groups(metrics)
+    rule = rule_before(rows)
+    for g, group in enumerate(groups):
+        suffix = f" ({g + 1}/{len(groups)})" if len(groups) > 1 else ""
+        table = _table(first, count, title + suffix, group)
+        for i, r in enumerate(rows):
+            if i == rule:
+                table.add_section()
+            table.add_row(r["label"], r[count], *(cell(r, m) for m in group))
+        console.print(table)
+
+
+def _main_cell(row: dict, metric: str) -> Text:
+    ours, paper = row["cells"][metric]
+    return Text(_stacked(ours)) + Text(_stacked(f"\npaper {paper}") if paper not in ("", "-") else "", style="dim")
+
+
+def _difference_cell(row: dict, metric: str) -> Text:
+    text, significant = row["cells"][metric]
+    return Text(_stacked(text), style="bold" if significant else "")
+
+
 def print_report(report: Report, console: Console) -> None:
-    table = _table("method", "n", f"{report.suite}: balanced accuracy on {report.dataset} data", report.metrics)
-    main = main_rows(report)
-    rule = rule_before(main)
-    for i, r in enumerate(main):
-        if i == rule:
-            table.add_section()
-        cells = [Text(_stacked(ours)) + Text(_stacked(f"\npaper {paper}") if paper not in ("", "-") else "",
-                                             style="dim")
-                 for ours, paper in (r["cells"][m] for m in report.metrics)]
-        table.add_row(r["label"], Text(r["seeds"], style="bold red" if r["fewer"] else ""), *cells)
-    console.print(table)
+    main = [r | {"n": Text(r["seeds"], style="bold red" if r["fewer"] else "")} for r in main_rows(report)]
+    _print_tables(console, f"{report.suite}: balanced accuracy on {report.dataset} data", "method", "n", main,
+                  report.metrics, _main_cell)
     console.print(_notes(main_notes(report)))
     if report.synthetic:
         console.print(Text(SYNTHETIC_NOTE, style="bold yellow"))
     diffs = difference_rows(report)
     if diffs:
-        table = _table("method", "pairs", "paired differences against CPEP (variant minus CPEP on shared seeds)",
-                       report.metrics)
-        rule = rule_before(diffs)
-        for i, r in enumerate(diffs):
-            if i == rule:
-                table.add_section()
-            table.add_row(r["label"], r["pairs"], *(Text(_stacked(text), style="bold" if sig else "")
-                                                    for text, sig in (r["cells"][m] for m in report.metrics)))
-        console.print(table)
+        _print_tables(console, "paired differences against CPEP (variant minus CPEP on shared seeds)", "method",
+                      "pairs", diffs, report.metrics, _difference_cell)
         console.print(_notes([f"{SIGNIFICANT}: the interval excludes zero."] + na_notes(report)
                              + difference_stale_note(report)))
     lines = ordering_lines(report)

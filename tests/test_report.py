@@ -258,6 +258,32 @@ def test_terminal_tables_stay_whole_at_80_columns(results, fixture_suite):
     assert cpep[0].split()[1] == "0.730" and cpep[1].split()[0] == "±"  # the mean above its interval
 
 
+def test_more_metrics_than_fit_are_printed_in_tables_of_four(tmp_path, fixture_suite):
+    """Twelve metrics (the four of the paper and eight few-shot probes) at 80 columns: three tables, none cut."""
+    from rich.console import Console
+    extra = [f"lp_k{k:02d}_{kind}" for k in (1, 5, 10, 20) for kind in ("id", "unseen")]
+    store = Store(tmp_path / "results")
+    for seed in (0, 1):
+        for variant in ("cpep", "patch50"):
+            r = make_record(fixture_suite, variant, seed, (0.70, 0.50, 0.60, 0.40))
+            r["metrics"] |= {m: 0.5 + 0.01 * i + 0.02 * seed for i, m in enumerate(extra)}
+            path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(r))
+    rep = build(store.root, fixture_suite)
+    assert len(rep.metrics) == 12
+    console = Console(record=True, width=80)
+    tables.print_report(rep, console)
+    printed = console.export_text()
+    assert "…" not in printed and max(map(len, printed.splitlines())) <= 80
+    for part in ("(1/3)", "(2/3)", "(3/3)"):  # the estimates' tables, then the differences'
+        assert sum(line.rstrip().endswith(part) for line in printed.splitlines()) == 2
+    assert sum(line.split()[:1] == ["method"] for line in printed.splitlines()) == 6
+    for key in ("lp_k01", "lp_k05", "lp_k10", "lp_k20"):  # in-dist and unseen, estimates and differences
+        assert printed.count(key) == 4, key
+    assert not any(line.rstrip().endswith(("no share", "unsee")) for line in printed.splitlines())
+
+
 def test_no_records_and_bad_options_are_user_errors(tmp_path, fixture_suite, results):
     from rich.console import Console
     with pytest.raises(UserError, match="no results for suite 'fixture'"):
@@ -311,7 +337,7 @@ def test_a_new_metric_is_a_column_in_every_table_and_figure(fixture_suite, tmp_p
     assert rep.metrics == [*METRICS, "a_metric", "knn_id"]
 
     md = tables.markdown(rep)
-    assert md_row(md, "method")[-4:] == ["a_metric", "paper", "knn_id", "paper"]
+    assert md_row(md, "method")[-4:] == ["a_metric", "paper", "knn in-dist", "paper"]
     cpep = md_row(md, "CPEP")
     assert cpep[-4] == "0.250 (n=1)"
     assert cpep[-2] == "0.650 ± 0.205"  # 0.5 0.6 0.7 0.8: s = 0.1291, t(3) = 3.182, 3.182 * 0.1291 / 2
@@ -326,16 +352,16 @@ def test_a_new_metric_is_a_column_in_every_table_and_figure(fixture_suite, tmp_p
     assert {r["metric"] for r in csv.DictReader((tmp_path / "differences.csv").open())} == {*METRICS, "a_metric",
                                                                                            "knn_id"}
     tex = (tmp_path / "table.tex").read_text()
-    assert r"\multicolumn{2}{c}{knn\_id}" in tex and r"\cmidrule(lr){13-14}" in tex
+    assert r"\multicolumn{2}{c}{knn in-dist}" in tex and r"\cmidrule(lr){13-14}" in tex
     differences_tex = (tmp_path / "differences.tex").read_text()
-    assert r"knn\_id \\" in differences_tex
+    assert r"knn in-dist \\" in differences_tex
     # every mark in a caption is explained there: EMG-MAE has no zero-shot metric (-¹)
     assert r"-\textsuperscript{1}" in differences_tex and r"-\textsuperscript{1} not applicable:" in differences_tex
 
     console = Console(record=True, width=300)
     tables.print_report(rep, console)
     printed = console.export_text()
-    assert "knn_id" in printed and "a_metric" in printed and "0.650" in printed and "± 0.205" in printed
+    assert "knn in-dist" in printed and "a_metric" in printed and "0.650" in printed and "± 0.205" in printed
 
     written = figures.write_all(rep, tmp_path / "fig")
     assert {p.stem for p in written} == {"bars", "patch_length", "training_curves"}
