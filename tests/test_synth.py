@@ -166,11 +166,11 @@ def test_a_recording_starts_in_the_previous_stages_last_posture_and_ends_at_rest
 def test_lead_seconds_zero_starts_the_first_gesture_at_once():
     rng = lambda: np.random.default_rng(3)
     style = np.zeros(20)
-    with_lead = synth.stage_trajectory(("Fist", "Spread"), 4.0, rng(), style, start="Point", lead_seconds=1.0)
-    point = synth.shape_to_angles(*synth.STATIC_SHAPES["Point"])
-    assert np.abs(with_lead[:90] - point).mean() < 0.1  # the first second: still in the previous posture
-    without = synth.stage_trajectory(("Fist", "Spread"), 4.0, rng(), style, start="Point", lead_seconds=0.0)
-    assert np.abs(without[30:90] - point).mean() > 0.3
+    with_lead = synth.stage_trajectory(("Fist",), 4.0, rng(), style, start="Spread", lead_seconds=1.0)
+    spread = synth.shape_to_angles(*synth.STATIC_SHAPES["Spread"])
+    assert np.abs(with_lead[:90] - spread).mean() < 0.1  # the first second: still in the previous posture
+    without = synth.stage_trajectory(("Fist",), 4.0, rng(), style, start="Spread", lead_seconds=0.0)
+    assert np.abs(without[30:90] - spread).mean() > 0.3
 
 
 def test_users_hold_each_posture_their_own_way():
