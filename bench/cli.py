@@ -16,6 +16,7 @@ from bench import planner, plugins, suites
 from bench.store import Store
 from cpep import config
 from cpep.errors import UserError
+from cpep.synth_config import SynthConfig
 
 app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive pose-EMG pre-training).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -211,24 +212,30 @@ def list_suites():
     console.print("\n".join(descriptions), highlight=False)
 
 
+SYNTH = SynthConfig()  # the defaults of `data synth`
+
+
 @data_app.command("synth")
 def data_synth(
     out: Path = typer.Option(..., help="New directory to write the dataset into."),
-    seed: int = typer.Option(0, help="Random seed: the same seed writes the same data."),
-    users: int = typer.Option(8, help="Number of users."),
-    test_users: int = typer.Option(2, help="Held-out test users (the last ones)."),
-    val_users: int = typer.Option(0, help="Held-out validation users (before the test users)."),
-    stage_seconds: float = typer.Option(8.0, help="Seconds per gesture stage (free-form lasts 3x)."),
-    difficulty: float = typer.Option(0.5, help="0 = clean, identical users; 1 = noisy, very different users."),
-    one_handed: float = typer.Option(0.0, help="Chance that a user performs a stage with one hand (else both); "
-                                               "the other hand's recording is at rest."),
+    seed: int = typer.Option(SYNTH.seed, help="Random seed: the same seed writes the same data."),
+    users: int = typer.Option(SYNTH.users, help="Number of users."),
+    test_users: int = typer.Option(SYNTH.test_users, help="Held-out test users (the last ones)."),
+    val_users: int = typer.Option(SYNTH.val_users, help="Held-out validation users (before the test users)."),
+    stage_seconds: float = typer.Option(SYNTH.stage_seconds, help="Seconds per gesture stage (free-form lasts 3x)."),
+    difficulty: float = typer.Option(SYNTH.difficulty, help="0 = clean, identical users; 1 = noisy, very different users."),
+    one_handed: float = typer.Option(SYNTH.one_handed, help="Chance that a user performs a stage with one hand (else "
+                                                            "both); the other hand's recording is at rest."),
+    stages: str = typer.Option(SYNTH.stages, help="Stage set: v1 (one gesture per stage, vocabulary synthetic-v1) or "
+                                                  "v2 (stages that share postures, synthetic-v2)."),
+    sessions: int = typer.Option(SYNTH.sessions, help="Sessions per user, each performing every stage once."),
 ):
     """Write a synthetic dataset in the emg2pose format (HDF5 files + metadata.csv)."""
     from rich.progress import Progress
 
     from cpep.synth import generate
-    from cpep.synth_config import SynthConfig
-    cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty, one_handed=one_handed)
+    cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty, one_handed=one_handed,
+                      stages=stages, sessions=sessions)
     try:
         cfg.validate()
     except ValueError as e:
@@ -246,15 +253,17 @@ def data_synth(
 @data_app.command("check")
 def data_check(
     root: Path = typer.Argument(..., help="Dataset directory (metadata.csv + HDF5 files)."),
-    vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, or synthetic-v1 for synthetic data)."),
+    vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, or the one a synthetic dataset "
+                                       "names in SYNTHETIC.txt)."),
     results_dir: Optional[Path] = ResultsDir,
 ):
     """Check that a directory is a usable emg2pose-format dataset: its splits, every row of every recording the
     protocol reads, and the windows of each selection (per class for the probes). The verdict of each recording is
     kept in the results directory's cache, where runs find it."""
     from cpep.pipeline import open_data
-    name = "synthetic" if (root / "SYNTHETIC.txt").is_file() else "emg2pose"
-    cfg = plugins.resolve({"data.name": "emg2pose", "data.root": str(root), "data.vocab": vocab or f"{name}-v1"})
+    from cpep.synth import vocabulary
+    default = vocabulary(root) if (root / "SYNTHETIC.txt").is_file() else "emg2pose-v1"
+    cfg = plugins.resolve({"data.name": "emg2pose", "data.root": str(root), "data.vocab": vocab or default})
     data = open_data(cfg, root, results_store(results_dir).cache_dir)
     with console.status("checking data") as status:
         counts = data.check_files(scan_progress(status))

@@ -120,9 +120,11 @@ def plan(suite: Suite, seeds: tuple[int, ...] | None = None, variants: list[str]
     for variant in chosen:
         cfg = plugins.resolve(suite.overrides, variant.overrides, overrides or {})
         plugins.get("method", variant.method).validate(cfg)
+        dataset = plugins.get("dataset", cfg["data"]["name"])
         for seed in seeds if seeds is not None else suite.seeds:
-            runs.append(Run(suite.name, variant, seed, cfg["data"]["name"], cfg,
-                            stages_for(variant.method, seed, cfg, precision, reuse)))
+            run_cfg = dataset.for_seed(cfg, seed)  # before the stages are keyed: their keys cover the data
+            runs.append(Run(suite.name, variant, seed, run_cfg["data"]["name"], run_cfg,
+                            stages_for(variant.method, seed, run_cfg, precision, reuse)))
     return runs
 
 

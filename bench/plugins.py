@@ -108,6 +108,10 @@ class Dataset:
     def validate(self, cfg: dict) -> None:
         pass
 
+    def for_seed(self, cfg: dict, seed: int) -> dict:
+        """The configuration of run seed `seed` (a dataset may draw different data per run seed)."""
+        return cfg
+
 
 class Objective:
     """Open_clip's loss shape. `init_logit_bias` not None gives the model a learnable bias with that start."""

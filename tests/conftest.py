@@ -13,6 +13,8 @@ from bench.store import Store
 # Small synthetic data and a small model: every stage of every method, 2 epochs.
 TINY = {
     "data.synth.users": 4, "data.synth.test_users": 1, "data.synth.stage_seconds": 3.0,
+    # One session of the one-gesture stages (synthetic-v1): what the tests of the reader and the harness name.
+    "data.synth.sessions": 1, "data.synth.stages": "v1", "data.vocab": "synthetic-v1",
     "encoder.width": 32, "encoder.depth": 1, "encoder.heads": 2,
     "mae.epochs": 2, "mae.batch_size": 32, "mae.decoder_width": 16,
     "align.epochs": 2, "align.batch_size": 32,

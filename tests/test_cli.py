@@ -212,9 +212,10 @@ def test_a_refused_run_writes_no_result_and_no_statistics(tmp_path, tiny_data):
 def test_data_synth_and_check(tmp_path):
     out = tmp_path / "synthetic"
     cli("data", "synth", "--out", out, "--users", 3, "--test-users", 1, "--stage-seconds", 4)
-    assert (out / "metadata.csv").is_file() and len(list(out.glob("*.hdf5"))) == 3 * 15
+    # 3 users x 2 sessions x 12 stages (stage set v2, the default)
+    assert (out / "metadata.csv").is_file() and len(list(out.glob("*.hdf5"))) == 3 * 2 * 12
     check = cli("data", "check", out, "--results-dir", tmp_path / "results")
-    assert "ok (synthetic-v1)" in check.stdout and "pre-training" in check.stdout
+    assert "ok (synthetic-v2)" in check.stdout and "pre-training" in check.stdout
     again = cli("data", "synth", "--out", out, check=False)
     assert_one_line_error(again, "exists and is not an empty directory")
     onto_file = cli("data", "synth", "--out", out / "metadata.csv", check=False)

@@ -151,7 +151,7 @@ def test_the_pristine_dataset_passes_with_windows_of_every_class(tiny_data):
 
 def test_the_simulator_never_writes_what_the_scan_refuses(tmp_path):
     cfg = SynthConfig(seed=5, users=3, test_users=1, val_users=1, stage_seconds=2.0, difficulty=1.0,
-                      sides=("left", "right"))
+                      sides=("left", "right"), stages="v1", sessions=1)
     root = synth.generate(cfg, tmp_path / "other")
     Emg2PoseData(root, VOCAB, SPEC)  # metadata: no split leak
     for path in sorted(root.glob("*.hdf5")):

@@ -24,7 +24,8 @@ SPEC = WindowSpec(window=2000, stride=1000, pose_decimation=10)
 VOCAB = load_vocab("synthetic-v1")
 # Half the stages one-handed; a seed whose one test user keeps, after IK failures, a window of every class in the
 # recordings of the hands that moved.
-ONE_HANDED = SynthConfig(seed=1, users=3, test_users=1, stage_seconds=3.0, sides=("left", "right"), one_handed=0.5)
+ONE_HANDED = SynthConfig(seed=1, users=3, test_users=1, stage_seconds=3.0, sides=("left", "right"), one_handed=0.5,
+                         stages="v1", sessions=1)
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,20 @@
 """The built-in synthetic dataset: simulated users written in the emg2pose format (HDF5 + metadata.csv), generated
 on first use into the results directory and read by the emg2pose reader."""
 
+import copy
+from dataclasses import asdict
+
 from bench.plugins import Dataset as Base
 from cpep.errors import ConfigError
+from cpep.synth_config import SynthConfig
+
+# Every SynthConfig setting but the hand sides (a tuple, which --set cannot write).
+DEFAULTS = {k: v for k, v in asdict(SynthConfig()).items() if k != "sides"}
 
 
 class Dataset(Base):
-    defaults = {"data": {"synth": {"seed": 0, "users": 8, "test_users": 2, "val_users": 0, "stage_seconds": 8.0,
-                                   "difficulty": 0.5, "one_handed": 0.0}}}
-    vocab = "synthetic-v1"
+    defaults = {"data": {"synth": DEFAULTS}}
+    vocab = SynthConfig().vocab
 
     def identity(self, cfg):
         d = cfg["data"]
@@ -16,11 +22,23 @@ class Dataset(Base):
                 "pose_decimation": d["pose_decimation"], "synth": d["synth"]}
 
     def validate(self, cfg):
-        from cpep.synth_config import SynthConfig
         try:
-            SynthConfig(**cfg["data"]["synth"]).validate()
-        except ValueError as e:
+            synth = SynthConfig(**cfg["data"]["synth"])
+            synth.validate()
+        except (TypeError, ValueError) as e:
             raise ConfigError(f"data.synth: {e}") from None
+        if cfg["data"]["vocab"] == self.vocab and synth.vocab != self.vocab:
+            raise ConfigError(f"data.synth.stages={synth.stages} names its stages in the vocabulary {synth.vocab}: "
+                              f"set data.vocab={synth.vocab}")
+
+    def for_seed(self, cfg, seed):
+        """With data.synth.seed_per_run, run seed s reads the data of data.synth.seed + s, so that intervals over
+        seeds include which users are tested; the run's configuration records that seed (and seed_per_run off)."""
+        if not cfg["data"]["synth"]["seed_per_run"]:
+            return cfg
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg["data"]["synth"].update(seed=cfg["data"]["synth"]["seed"] + seed, seed_per_run=False)
+        return run_cfg
 
     def root(self, cfg, store):
         return store.synthetic_root(cfg["data"]["synth"])
