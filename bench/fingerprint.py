@@ -75,3 +75,10 @@ def fingerprint(files) -> str:
     for path in closure(files):
         h.update(_name(path).encode() + b"\0" + _parsed(path)[0].encode() + b"\0")
     return h.hexdigest()[:16]
+
+
+@functools.cache
+def simulator() -> str:
+    """The fingerprint of the synthetic-data simulator: part of the synthetic dataset's key and identity, so that
+    data written by an older simulator is never read as current."""
+    return fingerprint([ROOT / "cpep" / "synth.py"])

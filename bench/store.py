@@ -200,6 +200,7 @@ class Store:
     # data
     def synthetic_root(self, synth: dict) -> Path:
         """The synthetic dataset for these settings, generated on first use."""
+        from bench import fingerprint
         from cpep.synth import generate
         from cpep.synth_config import SynthConfig
         cfg = SynthConfig(**synth)
@@ -207,7 +208,7 @@ class Store:
             cfg.validate()
         except ValueError as e:
             raise DataError(f"data.synth: {e}") from None
-        root = self.root / "data" / f"synthetic-{cfg.key()}"
+        root = self.root / "data" / f"synthetic-{cfg.key()}-{fingerprint.simulator()}"
         if not (root / "metadata.csv").is_file():
             generate(cfg, root)
         return root

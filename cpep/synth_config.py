@@ -17,7 +17,7 @@ class SynthConfig:
     test_users: int = 16
     val_users: int = 0
     stage_seconds: float = 6.0
-    difficulty: float = 0.5  # 0: clean, identical users; 1: low SNR, strongly different users
+    difficulty: float = 0.35  # 0: clean, identical users; 1: low SNR, strongly different users
     sides: tuple[str, ...] = ("right",)
     one_handed: float = 0.0  # the chance that a user performs a stage with one hand (else with both)
     stages: str = "v2"  # v1: one gesture per stage (synthetic-v1); v2: stages that share postures (synthetic-v2)
@@ -25,14 +25,14 @@ class SynthConfig:
     seed_per_run: bool = True  # the data of run seed s is drawn from seed + s
     lead_seconds: float = 0.5  # a recording's first seconds in the previous stage's last posture, its last at rest
     #                             (at most a quarter of the recording each)
-    posture_style: float = 0.15  # sd of a user's offset of each posture's shape (flexion, spread, opposition)
+    posture_style: float = 0.1  # sd of a user's offset of each posture's shape (flexion, spread, opposition)
     ik_jitter: float = 0.02  # sd (radians) of high-frequency noise on the written joint angles
     hold_drive: float = 0.5  # muscle drive of a held posture, relative to its full static drive
     effort_drift: float = 0.3  # log sd of a slow drift of every muscle's gain (effort, co-contraction)
-    wrist_sources: float = 0.8  # activity of wrist/forearm muscles that finger pose does not drive
+    wrist_sources: float = 0.5  # activity of wrist/forearm muscles that finger pose does not drive
     fatigue: float = 0.3  # EMG amplitude gained from fatigue by the end of a session
     ring_rotation: float = 2.5  # the band's rotation on a user's forearm: uniform within +-this many electrodes
-    gain_sd: float = 0.5  # log sd of a user's per-electrode gains
+    gain_sd: float = 0.4  # log sd of a user's per-electrode gains
     donning_rotation: float = 0.3  # sd (electrodes) of a session's extra rotation when the band is put on again
     donning_gain: float = 0.15  # log sd of a session's extra per-electrode gains
     session_scale: float = 0.3  # log sd of a session's volts-per-unit constant (skin contact, band tension)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import pytest
 import numpy as np
@@ -312,3 +314,20 @@ def test_calibration_prints_the_floor_and_the_ceiling_on_the_probe_selections(tm
     assert "missed by" in result.output or "met" in result.output
     bad = CliRunner().invoke(calibrate.app, ["--set", "data.synth.users=0", "--results-dir", str(tmp_path)])
     assert bad.exit_code == 2 and bad.output.strip().startswith("error: data.synth: ")
+
+
+def test_the_simulators_code_is_part_of_the_datas_key(tmp_path, monkeypatch):
+    """Data written by an older simulator is never read as current: a new simulator writes a new dataset, and the
+    stages trained on it get new keys."""
+    from bench import fingerprint, planner, suites
+    from bench.store import Store
+    simulator_files = {p.name for p in fingerprint.closure([Path(synth.__file__)])}
+    assert {"synth.py", "synth_pose.py", "synth_emg.py", "synth_config.py"} <= simulator_files
+    tiny = {"data.synth.users": 2, "data.synth.test_users": 1, "data.synth.stage_seconds": 2.0,
+            "data.synth.sessions": 1}
+    plan = planner.plan(suites.load("smoke"), seeds=(0,), variants=["cpep"], overrides=tiny)
+    root = Store(tmp_path).synthetic_root(plan[0].config["data"]["synth"])
+    monkeypatch.setattr(fingerprint, "simulator", lambda: "0123456789abcdef")  # as after a change to the code
+    changed = planner.plan(suites.load("smoke"), seeds=(0,), variants=["cpep"], overrides=tiny)
+    assert not {s.key for s in changed[0].stages} & {s.key for s in plan[0].stages}
+    assert Store(tmp_path).synthetic_root(changed[0].config["data"]["synth"]) != root

@@ -4,6 +4,7 @@ on first use into the results directory and read by the emg2pose reader."""
 import copy
 from dataclasses import asdict
 
+from bench import fingerprint
 from bench.plugins import Dataset as Base
 from cpep.errors import ConfigError
 from cpep.synth_config import SynthConfig
@@ -19,7 +20,7 @@ class Dataset(Base):
     def identity(self, cfg):
         d = cfg["data"]
         return {"name": self.name, "window": d["window"], "stride": d["stride"],
-                "pose_decimation": d["pose_decimation"], "synth": d["synth"]}
+                "pose_decimation": d["pose_decimation"], "synth": d["synth"], "simulator": fingerprint.simulator()}
 
     def validate(self, cfg):
         try:
