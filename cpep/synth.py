@@ -12,10 +12,12 @@ arguments write byte-identical data.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import shutil
 import socket
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,6 +28,7 @@ import pandas as pd
 from cpep import schema
 from cpep.files import current_umask
 from cpep.synth_config import SynthConfig
+from cpep.threads import available_cpus
 from cpep.synth_emg import Donning, UserAnatomy, draw_donning, draw_user, pose_to_emg  # noqa: F401 (API)
 from cpep.synth_pose import (CONTROL_RATE, FREEFORM, FREEFORM_LENGTH, HELD_OUT, REST, STAGE_SETS,  # noqa: F401
                              STATIC_SHAPES, ik_failures, ik_jitter, posture_offsets, rest_trajectory,
@@ -153,8 +156,32 @@ def recordings_count(cfg: SynthConfig) -> int:
     return cfg.users * cfg.sessions * len(cfg.sides) * len(stages(cfg.stages))
 
 
-def generate(cfg: SynthConfig, out: Path, progress=None) -> Path:
-    """Write the dataset to the new directory `out`, atomically: a partial dataset is never left behind."""
+def _write_users(cfg: SynthConfig, out: Path, workers: int, progress) -> list[dict]:
+    """Every user's recordings, by `workers` processes (users are independent: each has its own seed), and their
+    metadata rows in user order: the same files whatever the number of workers."""
+    user_seeds = [int(s) for s in np.random.default_rng(cfg.seed).integers(0, 2**63, size=cfg.users)]
+    total = recordings_count(cfg)
+    if workers <= 1 or cfg.users == 1:
+        rows_meta = []
+        for u, seed in enumerate(user_seeds):
+            done = len(rows_meta)
+            rows_meta += _write_user(cfg, u, seed, out, progress and (lambda i, done=done: progress(done + i, total)))
+        return rows_meta
+    # fork: a spawned child would import the caller's __main__ again (impossible from stdin). The children run
+    # numpy, scipy and h5py only, never torch, whose OpenMP pool does not survive a fork.
+    with ProcessPoolExecutor(min(workers, cfg.users), mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_write_user, cfg, u, seed, out, None) for u, seed in enumerate(user_seeds)]
+        done = 0
+        for future in as_completed(futures):
+            done += len(future.result())
+            if progress:
+                progress(done, total)
+        return [row for future in futures for row in future.result()]
+
+
+def generate(cfg: SynthConfig, out: Path, progress=None, workers: int = 0) -> Path:
+    """Write the dataset to the new directory `out`, atomically: a partial dataset is never left behind.
+    `workers`: processes writing users at once; 0 = one per CPU this process is allotted."""
     cfg.validate()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,13 +189,7 @@ def generate(cfg: SynthConfig, out: Path, progress=None) -> Path:
     _remove_stale_temporaries(out, host)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{host}.{os.getpid()}.", dir=out.parent))
     try:
-        rows_meta = []
-        user_seeds = np.random.default_rng(cfg.seed).integers(0, 2**63, size=cfg.users)
-        total = recordings_count(cfg)
-        for u in range(cfg.users):
-            done = len(rows_meta)
-            rows_meta += _write_user(cfg, u, user_seeds[u], tmp,
-                                     progress and (lambda i, done=done: progress(done + i, total)))
+        rows_meta = _write_users(cfg, tmp, workers or available_cpus(), progress)
         pd.DataFrame(rows_meta, columns=list(schema.METADATA_COLUMNS)).to_csv(tmp / "metadata.csv", index=False)
         (tmp / "SYNTHETIC.txt").write_text(f"cpep-bench synthetic emg2pose-format dataset\n{asdict(cfg)}\n"
                                            f"vocabulary: {cfg.vocab}\n")

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import plugins, suites
+from bench.results import metric_name
 from conftest import TINY, tiny_args
 from test_cli import cli, records
 
@@ -163,4 +164,5 @@ def test_a_tiny_beyond_run_records_few_shot_probes(make_results, tmp_path):
     cli("report", "--suite", "beyond", "--results-dir", results, "--out", tmp_path / "report")
     header = (tmp_path / "report" / "table.md").read_text().split("| method |", 1)[1].splitlines()[0]
     columns = [c.strip() for c in header.split("|") if c.strip() not in ("", "paper")]
-    assert columns[1:] == ["LP in-dist", "LP unseen", "ZS in-dist", "ZS unseen"] + keys  # few-shot after the four
+    few_shot = [metric_name(key) for key in keys]  # "lp_k01 in-dist"...
+    assert columns[1:] == ["LP in-dist", "LP unseen", "ZS in-dist", "ZS unseen"] + few_shot  # after the four

@@ -303,7 +303,9 @@ def test_calibration_prints_the_floor_and_the_ceiling_on_the_probe_selections(tm
 
     from bench import calibrate
     small = ["data.synth.users=4", "data.synth.test_users=2", "data.synth.stage_seconds=3",
-             "data.synth.sessions=1", "eval.lp_max_iter=30"]
+             "data.synth.sessions=1", "eval.lp_max_iter=30",
+             # one gesture per stage: pose separates the classes even on this little data
+             "data.synth.stages=v1", "data.vocab=synthetic-v1"]
     args = [a for s in small for a in ("--set", s)] + ["--results-dir", str(tmp_path)]
     result = CliRunner().invoke(calibrate.app, args)
     assert result.exit_code == 0, result.output
@@ -331,3 +333,12 @@ def test_the_simulators_code_is_part_of_the_datas_key(tmp_path, monkeypatch):
     changed = planner.plan(suites.load("smoke"), seeds=(0,), variants=["cpep"], overrides=tiny)
     assert not {s.key for s in changed[0].stages} & {s.key for s in plan[0].stages}
     assert Store(tmp_path).synthetic_root(changed[0].config["data"]["synth"]) != root
+
+
+def test_users_written_by_several_processes_are_the_same_files(tmp_path):
+    cfg = synth.SynthConfig(users=3, test_users=1, stage_seconds=2.0, sessions=1)
+    one, two = synth.generate(cfg, tmp_path / "one", workers=1), synth.generate(cfg, tmp_path / "two", workers=2)
+    names = sorted(p.name for p in one.glob("*.hdf5"))
+    assert names == sorted(p.name for p in two.glob("*.hdf5")) and len(names) == 3 * len(synth.GESTURES)
+    assert (one / "metadata.csv").read_text() == (two / "metadata.csv").read_text()
+    assert all(np.array_equal(_read(one / name)[0], _read(two / name)[0]) for name in names)
