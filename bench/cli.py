@@ -223,7 +223,8 @@ def data_synth(
     test_users: int = typer.Option(SYNTH.test_users, help="Held-out test users (the last ones)."),
     val_users: int = typer.Option(SYNTH.val_users, help="Held-out validation users (before the test users)."),
     stage_seconds: float = typer.Option(SYNTH.stage_seconds, help="Seconds per gesture stage (free-form lasts 3x)."),
-    difficulty: float = typer.Option(SYNTH.difficulty, help="0 = clean, identical users; 1 = noisy, very different users."),
+    difficulty: float = typer.Option(SYNTH.difficulty,
+                                     help="0 = clean, identical users; 1 = noisy, very different users."),
     one_handed: float = typer.Option(SYNTH.one_handed, help="Chance that a user performs a stage with one hand (else "
                                                             "both); the other hand's recording is at rest."),
     stages: str = typer.Option(SYNTH.stages, help="Stage set: v1 (one gesture per stage, vocabulary synthetic-v1) or "

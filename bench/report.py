@@ -161,6 +161,14 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return flat
 
 
+DATA_SEED = "data.synth.seed"  # with data.synth.seed_per_run, the data seed of run seed s is the base seed + s
+
+
+def _follows_run_seed(found: dict[str, list[str]]) -> bool:
+    """Whether the data seeds (value -> "variant/seed" runs) differ only by their runs' seeds."""
+    return len({int(value) - int(run.rsplit("/", 1)[1]) for value, runs in found.items() for run in runs}) == 1
+
+
 def config_differences(records: list[dict], suite: Suite) -> list[str]:
     """Settings that differ between runs where the suite expects them equal (e.g. seeds run with other epochs).
 
@@ -178,7 +186,7 @@ def config_differences(records: list[dict], suite: Suite) -> list[str]:
             seen.setdefault((key, cohort), {}).setdefault(repr(value), []).append(f"{r['variant']}/{r['seed']}")
     notes = []
     for (key, cohort), found in sorted(seen.items()):
-        if len(found) > 1:
+        if len(found) > 1 and not (key == DATA_SEED and _follows_run_seed(found)):
             where = "" if cohort == "*" else f" within {cohort}"
             parts = "; ".join(f"{value} in {len(runs)} run{'s' * (len(runs) > 1)} ({', '.join(runs[:3])}"
                               f"{', ...' if len(runs) > 3 else ''})" for value, runs in found.items())

@@ -63,7 +63,7 @@ class SynthConfig:
             raise ValueError(f"stages must be one of {', '.join(STAGE_SETS)}, not {self.stages!r}")
         if not 1 <= self.sessions <= 10:
             raise ValueError("sessions must be within [1, 10]")
-        for name in ("lead_seconds", "posture_style", "ik_jitter", "hold_drive", "effort_drift", "wrist_sources", "fatigue",
-                     "ring_rotation", "gain_sd", "donning_rotation", "donning_gain", "session_scale"):
+        for name in ("lead_seconds", "posture_style", "ik_jitter", "hold_drive", "effort_drift", "wrist_sources",
+                     "fatigue", "ring_rotation", "gain_sd", "donning_rotation", "donning_gain", "session_scale"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0")

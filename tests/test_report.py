@@ -570,3 +570,16 @@ def test_an_exact_tie_between_two_variants_is_tied_not_agreeing(bounds_report):
     tau, pairs = stats.rank_agreement({"a": 0.4, "b": 0.4, "c": 0.9}, {"a": 0.55, "b": 0.372, "c": 0.8})
     assert [p.verdict for p in pairs] == ["tied here", "agrees", "agrees"]
     assert tau < 1  # a tie here is not a concordant pair
+
+
+def test_data_seeds_that_follow_the_run_seed_are_no_configuration_difference(fixture_suite):
+    """With data.synth.seed_per_run each run seed reads its own data (data.synth.seed = base + run seed): that is
+    the protocol, not a difference; data seeds that differ otherwise are one."""
+    def records(data_seeds):
+        return [make_record(fixture_suite, "cpep", seed, (0.7, 0.5, 0.6, 0.4), **{"data.synth.seed": data_seed})
+                for seed, data_seed in enumerate(data_seeds)]
+    assert not report.config_differences(records([0, 1, 2]), fixture_suite)
+    assert not report.config_differences(records([10, 11, 12]), fixture_suite)
+    assert not report.config_differences(records([7, 7, 7]), fixture_suite)
+    notes = report.config_differences(records([0, 5, 2]), fixture_suite)
+    assert len(notes) == 1 and notes[0].startswith("configuration differs: data.synth.seed = 0 in 1 run")

@@ -27,6 +27,8 @@ def test_smoke_suite_learns_and_matches_its_golden_values(tmp_path):
     moved = [f"{variant} {metric}: {golden_value:.3f} -> {measured[variant][metric]:.3f}"
              for variant, values in golden["metrics"].items() for metric, golden_value in values.items()
              if abs(measured[variant][metric] - golden_value) > tolerance]
-    rounded = {v: {m: round(x, 4) for m, x in sorted(values.items()) if x is not None} for v, values in measured.items()}
-    assert not moved, (f"smoke metrics moved by more than {tolerance} from {GOLDEN.name}: {'; '.join(moved)}. If the "
-                       f"change is intended, write the new values there with the reason:\n{json.dumps(rounded, indent=1)}")
+    rounded = {v: {m: round(x, 4) for m, x in sorted(values.items()) if x is not None}
+               for v, values in measured.items()}
+    assert not moved, (f"smoke metrics moved by more than {tolerance} from {GOLDEN.name}: {'; '.join(moved)}. If "
+                       f"the change is intended, write the new values there with the reason:\n"
+                       f"{json.dumps(rounded, indent=1)}")

@@ -195,7 +195,8 @@ def test_ik_jitter_is_noise_of_the_angles_not_of_the_hand(tmp_path):
     both = ~np.all(a["joint_angles"] == 0, axis=1) & ~np.all(b["joint_angles"] == 0, axis=1)
     diff = (b["joint_angles"] - a["joint_angles"])[both]
     assert 0.03 < diff.std() < 0.07
-    assert np.abs(np.diff(b["joint_angles"][both], axis=0)).mean() > 3 * np.abs(np.diff(a["joint_angles"][both], axis=0)).mean()
+    steps = [np.abs(np.diff(x["joint_angles"][both], axis=0)).mean() for x in (a, b)]
+    assert steps[1] > 3 * steps[0]  # jitter is high-frequency: sample-to-sample steps grow
 
 
 def test_held_postures_drive_the_muscles_less_than_moving_into_them():
