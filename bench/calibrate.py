@@ -20,7 +20,10 @@ from bench import plugins
 from bench.store import Store
 from cpep.errors import UserError
 
-TARGETS = {  # (reference, class set): (low, high); None: unbounded
+# (reference, class set): (low, high); None: unbounded. The ceiling's targets are the paper's pose upper bound
+# (Pose-MAE, 0.85 / 0.65 within 0.05); the pose summary here is its no-learning stand-in, and the smoke suite's
+# Pose-MAE row is the learned one.
+TARGETS = {
     ("ceiling", "id"): (0.80, 0.90), ("ceiling", "unseen"): (0.60, 0.70),
     ("floor", "id"): (None, 0.65), ("floor", "unseen"): (None, 0.31),
 }

@@ -6,8 +6,8 @@ A window whose pose equals another's splits its target between both, so matching
 poses far from every other in the batch give targets close to one-hot, and then the loss is close to InfoNCE's.
 Both directions (EMG -> pose, pose -> EMG) use the same targets, as the similarities are symmetric.
 
-Why centred: a Pose-MAE's embeddings share a dominant direction. On the default synthetic data (the ablations
-suite's Pose-MAE, seed 0, its 978 pre-training windows) the median cosine similarity of two different windows is
+Why centred: a Pose-MAE's embeddings share a dominant direction. On the earlier synthetic data (one gesture per
+stage; the ablations suite's Pose-MAE, seed 0, its 978 pre-training windows) the median cosine similarity of two different windows is
 0.95, so raw similarities at this temperature leave a window 4 % of its own target in batches of 256; centred,
 83 %.
 """
