@@ -300,7 +300,7 @@ def _table(first: str, count: str, title: str, metrics: list[str]) -> Table:
 
 def _metric_groups(metrics: list[str]) -> list[list[str]]:
     """The metrics in groups of four: one terminal table per group, so that each stays within 80 columns."""
-    return [metrics[i:i + METRICS_PER_TABLE] for i in range(0, len(metrics), METRICS_PER_TABLE)]
+    return [metrics[i:i + METRICS_PER_TABLE] for i in range(0, len(metrics), METRICS_PER_TABLE)] or [[]]
 
 
 def _print_tables(console: Console, title: str, first: str, count: str, rows: list[dict], metrics: list[str],
