@@ -2,8 +2,8 @@
 
     python -m bench.calibrate [--set data.synth.KEY=VALUE ...] [--results-dir DIR]
 
-Floor: per-channel EMG log-power (cpep.features.emg_log_power) into the linear probe. Ceiling: the pose summary
-(cpep.features.pose_summary) into the same probe. Each on the in-distribution and the unseen classes, and each
+Floor and ceiling: the suites' `emg_log_power` and `pose_features` rows (per-channel EMG log-power, the pose
+summary; bench/methods), each into the linear probe. Each on the in-distribution and the unseen classes, and each
 again on two disjoint halves of the test users (the same trained probe), whose difference says how much the choice
 of test users moves a number. The default data is tuned on these two points only, never on a learned method.
 """
@@ -28,38 +28,38 @@ TARGETS = {
     ("floor", "id"): (None, 0.65), ("floor", "unseen"): (None, 0.31),
 }
 MIN_GAP, MAX_SPREAD = 0.2, 0.03
-FEATURES = {"floor": ("emg", "emg_log_power"), "ceiling": ("pose", "pose_summary")}
+METHODS = {"floor": "emg_log_power", "ceiling": "pose_features"}  # the suites' floor and ceiling rows
 
 app = typer.Typer(add_completion=False)
 
 
-def features(data, selection: str, reference: str):
-    """(features, labels, user of each window) of a selection."""
+def features(cfg: dict, data, selection: str, reference: str):
+    """(features, labels, user of each window) of a selection, as the reference's method plug-in embeds them."""
     import numpy as np
     import torch
 
-    from cpep import features as f
     from cpep.evaluate import embed
-    field, name = FEATURES[reference]
     windows = data.selection(selection)
-    x, y = embed(lambda batch: getattr(f, name)(batch[field]), windows, torch.device("cpu"))
+    lp = plugins.get("method", METHODS[reference]).embeddings(cfg, data, {}).lp
+    x, y = embed(lp, windows, torch.device("cpu"))
     user_of = dict(zip(data.meta["path"], data.meta["user"]))
     users = np.array([user_of[windows.paths[r]] for r in windows.recording])
     return x, y, users
 
 
-def reference_points(data, weight_decay: float = 1e-3, max_iter: int = 200) -> dict:
+def reference_points(cfg: dict, data) -> dict:
     """{(reference, class set): {"all": score, "halves": (a, b)}}."""
     import numpy as np
     import torch
 
     from cpep.evaluate import linear_probe
+    weight_decay, max_iter = cfg["eval"]["lp_weight_decay"], cfg["eval"]["lp_max_iter"]
     out = {}
-    for reference in FEATURES:
+    for reference in METHODS:
         for kind in ("id", "unseen"):
             n = len(data.vocab.classes(kind))
-            train_x, train_y, _ = features(data, f"{kind}_train", reference)
-            test_x, test_y, users = features(data, f"{kind}_test", reference)
+            train_x, train_y, _ = features(cfg, data, f"{kind}_train", reference)
+            test_x, test_y, users = features(cfg, data, f"{kind}_test", reference)
             order = sorted(set(users))
             half = torch.from_numpy(np.isin(users, order[::2]))
 
@@ -105,13 +105,13 @@ def main(
         started = time.perf_counter()
         root = dataset.root(cfg, store)
         generated = time.perf_counter() - started
-        points = reference_points(dataset.open(cfg, store), cfg["eval"]["lp_weight_decay"], cfg["eval"]["lp_max_iter"])
+        points = reference_points(cfg, dataset.open(cfg, store))
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
     typer.echo(f"data: {root} (ready in {generated:.0f} s)")
     typer.echo(f"{'reference':<10}{'LP id':>8}{'LP unseen':>11}{'id halves':>16}{'unseen halves':>16}")
-    for reference in FEATURES:
+    for reference in METHODS:
         i, u = points[reference, "id"], points[reference, "unseen"]
         typer.echo(f"{reference:<10}{i['all']:>8.3f}{u['all']:>11.3f}"
                    f"{i['halves'][0]:>8.3f}/{i['halves'][1]:.3f}{u['halves'][0]:>8.3f}/{u['halves'][1]:.3f}")

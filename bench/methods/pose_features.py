@@ -2,16 +2,9 @@
 have to infer. Nothing is trained: the method has no training stage, and its evaluation computes the features of
 each window, so the linear probe is the only thing fitted."""
 
-from bench.plugins import Embeddings, Method as Base
+from bench.methods._features import FeatureMethod
 
 
-class Method(Base):
+class Method(FeatureMethod):
+    field, feature = "pose", "pose_summary"
     no_zero_shot = "pose input: the zero-shot task queries with EMG"
-
-    def steps(self, cfg):
-        return ()
-
-    def embeddings(self, cfg, data, models):
-        import torch
-        from cpep.features import pose_summary
-        return Embeddings(torch.nn.Module(), lp=lambda batch: pose_summary(batch["pose"]))
