@@ -329,4 +329,5 @@ def random_channel_roll(emg: torch.Tensor, max_shift: int) -> torch.Tensor:
     b, c, _ = emg.shape
     shift = torch.randint(-max_shift, max_shift + 1, (b, 1), device=emg.device)
     index = (torch.arange(c, device=emg.device).unsqueeze(0) - shift) % c
-    return torch.gather(emg, 1, index.unsqueeze(-1).expand_as(emg))
+    # Whole channel rows indexed (not torch.gather per sample): the same values, a few times faster on a CPU
+    return emg[torch.arange(b, device=emg.device).unsqueeze(1), index]

@@ -17,7 +17,7 @@ def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
 def log_power(x: torch.Tensor, bin_size: int) -> torch.Tensor:
     """(B, C, T) -> (B, C, T / bin): log mean square over consecutive bins, an EMG amplitude envelope."""
     b, c, t = x.shape
-    return torch.log(x.float().reshape(b, c, t // bin_size, bin_size).pow(2).mean(-1) + 1e-4)
+    return torch.log(x.float().reshape(b, c, t // bin_size, bin_size).square().mean(-1) + 1e-4)
 
 
 def sincos_1d(length: int, width: int) -> torch.Tensor:
