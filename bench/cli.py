@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import planner, plugins, suites
+from bench.data_check import scan_progress, selection_table
 from bench.store import Store
 from cpep import config
 from cpep.errors import UserError
@@ -20,7 +21,8 @@ from cpep.synth_config import SynthConfig
 
 app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive pose-EMG pre-training).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Create or check datasets in the emg2pose format.", no_args_is_help=True)
+data_app = typer.Typer(help="Create datasets in the emg2pose format, or check emg2pose and NinaPro DB2 "
+                             "datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 # Piped output (logs, CI) is not squeezed into 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -75,15 +77,13 @@ def preflight(runs: list[planner.Run], store: Store) -> None:
         checked.add(ident)
 
 
-def scan_progress(status):
-    return lambda done, total: status.update(f"checking data: {done} of {total} recordings scanned")
-
-
 @app.command()
 def run(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see `cpep-bench suites`) or a suite TOML file."),
-    data: str = typer.Option("synthetic", help="'synthetic' (built in, generated on first use) or 'emg2pose'."),
-    data_root: Optional[Path] = typer.Option(None, help="Directory of the emg2pose dataset (metadata.csv + HDF5)."),
+    data: str = typer.Option("synthetic", help="Dataset plug-in: 'synthetic' (built in, generated on first use), "
+                                               "'emg2pose' or 'ninapro_db2'."),
+    data_root: Optional[Path] = typer.Option(None, help="Directory of the dataset: emg2pose's metadata.csv + HDF5 "
+                                                        "files, or NinaPro DB2's S<n>_E<e>_A1.mat files."),
     seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 (default: the suite's)."),
     variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
     set_: list[str] = typer.Option([], "--set", help="Override a configuration key, e.g. --set mae.epochs=5."),
@@ -253,33 +253,40 @@ def data_synth(
 
 @data_app.command("check")
 def data_check(
-    root: Path = typer.Argument(..., help="Dataset directory (metadata.csv + HDF5 files)."),
-    vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, or the one a synthetic dataset "
-                                       "names in SYNTHETIC.txt)."),
+    root: Path = typer.Argument(..., help="Dataset directory (emg2pose: metadata.csv + HDF5 files; ninapro_db2: "
+                                          "S<n>_E<e>_A1.mat files in any folders)."),
+    data: str = typer.Option("emg2pose", help="Dataset format: emg2pose or ninapro_db2."),
+    vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, the one a synthetic dataset "
+                                       "names in SYNTHETIC.txt, or ninapro-db2-v1)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a data key, e.g. --set data.window=1000 (the windows "
+                                                     "counted are those a run with it reads)."),
     results_dir: Optional[Path] = ResultsDir,
 ):
-    """Check that a directory is a usable emg2pose-format dataset: its splits, every row of every recording the
-    protocol reads, and the windows of each selection (per class for the probes). The verdict of each recording is
-    kept in the results directory's cache, where runs find it."""
+    """Check that a directory is a usable dataset: every row of every recording the protocol reads, and the
+    windows of each selection (per class for the probes); for emg2pose also its splits, for NinaPro DB2 its files,
+    subjects, movements, hours and each unusable file. Exits 2 when the dataset cannot be used. The verdict of each
+    recording is kept in the results directory's cache, where runs find it."""
+    if data not in ("emg2pose", "ninapro_db2"):
+        raise UserError(f"data check reads emg2pose or ninapro_db2 datasets, not {data!r}")
+    overrides = dict(config.parse_assignment(s) for s in set_)
+    if data == "ninapro_db2":
+        from bench.data_check import check_ninapro
+        cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root), "data.vocab": vocab})
+        check_ninapro(cfg, root, results_store(results_dir), console)
+        return
     from cpep.pipeline import open_data
     from cpep.synth import vocabulary
     default = vocabulary(root) if (root / "SYNTHETIC.txt").is_file() else "emg2pose-v1"
-    cfg = plugins.resolve({"data.name": "emg2pose", "data.root": str(root), "data.vocab": vocab or default})
-    data = open_data(cfg, root, results_store(results_dir).cache_dir)
+    cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root), "data.vocab": vocab or default})
+    dataset = open_data(cfg, root, results_store(results_dir).cache_dir)
     with console.status("checking data") as status:
-        counts = data.check_files(scan_progress(status))
-    labels = {"pretrain": "pre-training", "id_train": "id probe train", "id_test": "id probe test",
-              "unseen_train": "unseen probe train", "unseen_test": "unseen probe test"}
-    table = Table("selection", "recordings", "windows", "windows per class")
-    for selection_name, c in counts.items():
-        per_class = ", ".join(f"{cls} {n}" for cls, n in c["classes"].items())
-        table.add_row(labels[selection_name], str(c["recordings"]), str(c["windows"]), per_class)
-    console.print(table)
-    still = data.still_hand_recordings()
+        counts = dataset.check_files(scan_progress(status))
+    console.print(selection_table(counts))
+    still = dataset.still_hand_recordings()
     console.print(f"{len(still)} recordings of a hand not prompted to move (moving_hand names the other hand): "
                   f"not in the probes; pre-training reads {int((still['split'] == 'train').sum())} of them",
                   highlight=False)
-    console.print(f"{root}: ok ({data.vocab.ident})")
+    console.print(f"{root}: ok ({dataset.vocab.ident})")
 
 
 @app.command()

@@ -74,9 +74,10 @@ class WindowSpec:
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    """Windows of EMG (16, W) and pose (20, W / decimation), normalised, with integer labels (-1: none).
+    """Windows of EMG (C, W) and pose (J, W / decimation), normalised, with integer labels (-1: none).
 
-    `dataset[i]` reads one window from its HDF5 file (at most recordings.OPEN_FILES files are open at once);
+    `rows` reads a recording's rows (here: an emg2pose HDF5 file; a subclass may read another format);
+    `dataset[i]` reads one window from its file (at most recordings.OPEN_FILES files are open at once);
     training reads `packed()`, every window written once into the window cache in `cache_dir`.
     """
 
@@ -97,23 +98,36 @@ class WindowDataset(torch.utils.data.Dataset):
         return len(self.starts)
 
     def normalise(self, emg: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Windows of rows, emg (B, W, 16) and joint_angles (B, W, 20), as the model sees them: EMG (B, 16, W)
-        over its per-channel RMS, pose (B, 20, W / decimation) averaged in blocks then standardised; float32."""
+        """Windows of rows, emg (B, W, C) and pose (B, W, J), as the model sees them: EMG (B, C, W)
+        over its per-channel RMS, pose (B, J, W / decimation) averaged in blocks then standardised; float32."""
         emg = emg.transpose(0, 2, 1) / self.emg_scale
         angles = angles.transpose(0, 2, 1)
         pose = angles.reshape(*angles.shape[:2], -1, self.spec.pose_decimation).mean(-1)
         pose = (pose - self.pose_mean) / self.pose_std
         return np.ascontiguousarray(emg, dtype=np.float32), pose.astype(np.float32)
 
+    @property
+    def channels(self) -> int:
+        return len(self.stats["emg_std"])
+
+    @property
+    def pose_dims(self) -> int:
+        return len(self.stats["pose_mean"])
+
+    def rows(self, path: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [start, stop) of one recording: emg (n, C) and pose (n, J), as stored."""
+        rows = self._files.timeseries(path)[start:stop]
+        return rows["emg"], rows["joint_angles"]
+
     def __getitem__(self, i: int):
         start = int(self.starts[i])
-        rows = self._files.timeseries(self.paths[int(self.recording[i])])[start:start + self.spec.window]
-        emg, pose = self.normalise(rows["emg"][None], rows["joint_angles"][None])
+        emg, angles = self.rows(self.paths[int(self.recording[i])], start, start + self.spec.window)
+        emg, pose = self.normalise(emg[None], angles[None])
         return {"emg": torch.from_numpy(emg[0]), "pose": torch.from_numpy(pose[0]), "label": self.labels[i]}
 
     def head(self, n: int) -> "WindowDataset":
         """The first n windows."""
-        return WindowDataset(self.paths, self.recording[:n], self.starts[:n], self.labels[:n].numpy(), self.spec,
+        return type(self)(self.paths, self.recording[:n], self.starts[:n], self.labels[:n].numpy(), self.spec,
                              self.stats, self.cache_dir)
 
     def packed(self) -> PackedWindows:

@@ -1,8 +1,9 @@
 """The packed window cache: a selection's windows, normalised as the model sees them, in memory-mapped .npy files.
 
-One pass reads each recording's rows in large contiguous slices and writes EMG as float16 (N, 16, W), the
-decimated pose as float32 (N, 20, W / decimation) and the index (labels, recording, start). Batches are then
-gathered with one fancy index per array instead of decoding 232-byte HDF5 rows window by window.
+One pass reads each recording's rows in large contiguous slices (WindowDataset.rows) and writes EMG as
+float16 (N, C, W), the decimated pose as float32 (N, J, W / decimation) and the index (labels, recording,
+start). Batches are then gathered with one fancy index per array instead of decoding 232-byte HDF5 rows window
+by window.
 
     <cache>/packed/<key>/        emg.npy, pose.npy, index.npz
     <cache>/packed/<key>.lock    held while a process writes that key; another one waits, then reuses it
@@ -25,11 +26,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from cpep import schema
 from cpep.config import digest
 from cpep.errors import DataError
 from cpep.files import create_dir_atomically, locked
-from cpep.recordings import file_key, open_recording
+from cpep.recordings import file_key
 
 if TYPE_CHECKING:
     from cpep.data import WindowDataset
@@ -136,10 +136,9 @@ def pack(ds: WindowDataset, cache_dir: Path | None) -> PackedWindows:
 
 
 def _allocate(ds: WindowDataset, make):
-    channels = schema.NUM_CHANNELS
     frames = ds.spec.window // ds.spec.pose_decimation
-    return (make("emg", np.float16, (len(ds), channels, ds.spec.window)),
-            make("pose", np.float32, (len(ds), schema.NUM_JOINTS, frames)))
+    return (make("emg", np.float16, (len(ds), ds.channels, ds.spec.window)),
+            make("pose", np.float32, (len(ds), ds.pose_dims, frames)))
 
 
 def _write(ds: WindowDataset, directory: Path) -> None:
@@ -178,14 +177,13 @@ def _fill(ds: WindowDataset, emg_out: np.ndarray, pose_out: np.ndarray) -> None:
     window = ds.spec.window
     order = np.lexsort((ds.starts, ds.recording))  # by recording, then start
     for block in np.split(order, np.flatnonzero(np.diff(ds.recording[order])) + 1):
-        with open_recording(Path(ds.paths[ds.recording[block[0]]])) as f:
-            ts = f[schema.GROUP][schema.TIMESERIES]
-            for part in _reads(ds.starts[block], window):
-                where = block[part]
-                starts = ds.starts[where]
-                rows = ts[starts[0]:starts[-1] + window]
-                cut = (starts - starts[0])[:, None] + np.arange(window)
-                emg_out[where], pose_out[where] = ds.normalise(rows["emg"][cut], rows["joint_angles"][cut])
+        path = ds.paths[ds.recording[block[0]]]
+        for part in _reads(ds.starts[block], window):
+            where = block[part]
+            starts = ds.starts[where]
+            emg, pose = ds.rows(path, int(starts[0]), int(starts[-1]) + window)
+            cut = (starts - starts[0])[:, None] + np.arange(window)
+            emg_out[where], pose_out[where] = ds.normalise(emg[cut], pose[cut])
 
 
 def _reads(starts: np.ndarray, window: int) -> list[slice]:

@@ -1,0 +1,43 @@
+"""NinaPro DB2 (Atzori et al. 2014; Pizzolato et al. 2017): 40 subjects, one .mat file per subject and exercise
+(S<n>_E<e>_A1.mat, MATLAB v5 or v7.3) anywhere under data.root; 12 EMG channels at 2 kHz, and the 22 raw glove
+sensors as the pose. Its identity is each file's path, size and modification time, with the movements
+pre-training reads (those the gesture vocabulary names in-distribution)."""
+
+from pathlib import Path
+
+from bench.plugins import Dataset as Base
+from cpep.errors import ConfigError, DataError
+from cpep.ninapro import CHANNELS, GLOVE, SAMPLE_RATE, files_identity, vocab_movements
+
+
+class Dataset(Base):
+    vocab = "ninapro-db2-v1"
+    channels = CHANNELS
+    pose_dims = GLOVE
+    sample_rate = SAMPLE_RATE
+
+    def identity(self, cfg):
+        from cpep.gestures import load_vocab
+        d = cfg["data"]
+        return {"name": self.name, "window": d["window"], "stride": d["stride"],
+                "pose_decimation": d["pose_decimation"],
+                "pretrain_movements": sorted(vocab_movements(load_vocab(d["vocab"]), "id")),
+                "files": files_identity(Path(d["root"]))}
+
+    def validate(self, cfg):
+        if not cfg["data"]["root"]:
+            raise ConfigError("the ninapro_db2 dataset needs its location: --data-root DIR")
+
+    def root(self, cfg, store):
+        root = Path(cfg["data"]["root"]).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data root {root} does not exist or is not a directory")
+        return root
+
+    def open(self, cfg, store):
+        from cpep.data import WindowSpec
+        from cpep.gestures import load_vocab
+        from cpep.ninapro_data import NinaproData
+        d = cfg["data"]
+        return NinaproData(self.root(cfg, store), load_vocab(d["vocab"]),
+                           WindowSpec(d["window"], d["stride"], d["pose_decimation"]), store.cache_dir)
