@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 
 from bench.perf import projection, roofline, steps, table, timing
-from conftest import tiny_args
+from conftest import TINY, tiny_args
 from test_cli import assert_one_line_error, cli
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -60,7 +60,7 @@ def test_quick_perf_writes_the_table_as_csv_and_json(quick):
     assert all(p["vs_reference"] == pytest.approx(p["rate"] / copy["rate"]) for p in paths)
     idle, busy = rows[-2:]
     assert document["slowdown_beside_busy_process"] == pytest.approx(idle["rate"] / busy["rate"])
-    assert document["torch_threads"] >= 1
+    assert document["torch_threads"] == TINY["train.threads"]  # sized as the stages size it
     assert document["precision"] == ("bf16" if torch.cuda.is_available() else "float32")
     assert f"torch threads {document['torch_threads']}" in out.stdout
 

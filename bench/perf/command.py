@@ -11,6 +11,7 @@ from rich.table import Table
 from bench import plugins
 from bench.perf import measure, projection, steps, table
 from bench.store import Store
+from cpep.threads import use_threads
 from cpep.train import pick_device
 
 
@@ -47,6 +48,7 @@ def show(overrides: dict, store: Store, out: Path, repeats: int, quick: bool, pr
          console: Console) -> dict:
     cfg = plugins.resolve(overrides)
     device = pick_device(cfg["train"]["device"])
+    use_threads(cfg["train"]["threads"])  # as the stages size torch's threads
     models = steps.models(cfg, overrides, quick)  # bad settings or suite names stop here, before any data is made
     scopes = projection.suite_work(project) if project else None
     data = plugins.get("dataset", cfg["data"]["name"]).open(cfg, store)
