@@ -253,33 +253,64 @@ def data_synth(
 
 @data_app.command("check")
 def data_check(
-    root: Path = typer.Argument(..., help="Dataset directory (metadata.csv + HDF5 files)."),
+    root: Path = typer.Argument(..., help="Dataset directory (metadata.csv + HDF5 files, which may sit in "
+                                          "subfolders)."),
     vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, or the one a synthetic dataset "
                                        "names in SYNTHETIC.txt)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a data key, e.g. --set data.protocol=embridge or "
+                                                     "--set data.allow_missing=true (rows whose file is absent are "
+                                                     "left out, and counted)."),
     results_dir: Optional[Path] = ResultsDir,
 ):
-    """Check that a directory is a usable emg2pose-format dataset: its splits, every row of every recording the
-    protocol reads, and the windows of each selection (per class for the probes). The verdict of each recording is
-    kept in the results directory's cache, where runs find it."""
-    from cpep.pipeline import open_data
+    """Check that a directory is a usable emg2pose-format dataset and describe it: files, users, stages,
+    sessions, hours of EMG, IK failures, the windows of each selection (per class for the probes), and every
+    problem, one line each (exit code 2 when there is one). Every row of every recording is scanned; the verdicts
+    are kept in the results directory's cache, where runs find them."""
+    from cpep.survey import survey
     from cpep.synth import vocabulary
     default = vocabulary(root) if (root / "SYNTHETIC.txt").is_file() else "emg2pose-v1"
-    cfg = plugins.resolve({"data.name": "emg2pose", "data.root": str(root), "data.vocab": vocab or default})
-    data = open_data(cfg, root, results_store(results_dir).cache_dir)
+    overrides = dict(config.parse_assignment(s) for s in set_)
+    cfg = plugins.resolve(overrides, {"data.name": "emg2pose", "data.root": str(root),
+                                      "data.vocab": vocab or default})
     with console.status("checking data") as status:
-        counts = data.check_files(scan_progress(status))
-    labels = {"pretrain": "pre-training", "id_train": "id probe train", "id_test": "id probe test",
-              "unseen_train": "unseen probe train", "unseen_test": "unseen probe test"}
-    table = Table("selection", "recordings", "windows", "windows per class")
-    for selection_name, c in counts.items():
-        per_class = ", ".join(f"{cls} {n}" for cls, n in c["classes"].items())
-        table.add_row(labels[selection_name], str(c["recordings"]), str(c["windows"]), per_class)
-    console.print(table)
-    still = data.still_hand_recordings()
-    console.print(f"{len(still)} recordings of a hand not prompted to move (moving_hand names the other hand): "
-                  f"not in the probes; pre-training reads {int((still['split'] == 'train').sum())} of them",
-                  highlight=False)
-    console.print(f"{root}: ok ({data.vocab.ident})")
+        s = survey(cfg, root, results_store(results_dir).cache_dir, scan_progress(status))
+    show_survey(s, cfg)
+    if s.problems:
+        more = f" ({len(s.problems)} problems, listed above)" if len(s.problems) > 1 else ""
+        raise UserError(f"{s.problems[0]}{more}")
+    from cpep.gestures import load_vocab
+    console.print(f"{root}: ok ({load_vocab(cfg['data']['vocab']).ident})", highlight=False)
+
+
+def show_survey(s, cfg: dict) -> None:
+    f, u, st = s.files, s.users, s.stages
+    lines = [f"files: {f['present']} present of {f['listed']} listed in metadata.csv ({f['absent']} absent), "
+             f"{f['unlisted']} not listed",
+             f"users: {u['total']}" + (f" (training {u['training']}; held out {u['held-out']}: validation "
+                                       f"{u['validation']}, test {u['test']})" if "training" in u else ""),
+             f"stages: {st['total']}" + (f" (training {st['training']}, held out {st['held-out']})"
+                                         if "training" in st else ""),
+             f"sessions: {s.sessions}",
+             f"EMG: {s.hours:.3f} h in the recordings the scan accepts; IK failures: {100 * s.ik_fraction:.1f} % "
+             f"of their rows"]
+    console.print("\n".join(lines), highlight=False)
+    if s.selections:
+        labels = {"pretrain": "pre-training", "id_train": "id probe train", "id_test": "id probe test",
+                  "unseen_train": "unseen probe train", "unseen_test": "unseen probe test"}
+        d = cfg["data"]
+        table = Table("selection", "recordings", "windows", "windows per class",
+                      title=f"windows of {d['window']} samples every {d['stride']} (protocol {d['protocol']})")
+        for name, c in s.selections.items():
+            per_class = ", ".join(f"{cls} {n}" for cls, n in c["classes"].items())
+            table.add_row(labels[name], str(c["recordings"]), str(c["windows"]), per_class)
+        console.print(table)
+    if s.still_hand is not None:
+        console.print(f"{s.still_hand[0]} recordings of a hand not prompted to move (moving_hand names the other "
+                      f"hand): not in the probes; pre-training reads {s.still_hand[1]} of them", highlight=False)
+    for note in s.notes:
+        console.print(note, highlight=False)
+    for problem in s.problems:
+        console.print(f"problem: {problem}", highlight=False)
 
 
 @app.command()

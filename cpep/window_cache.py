@@ -174,18 +174,22 @@ def _open(directory: Path, ds: WindowDataset) -> PackedWindows | None:
 
 
 def _fill(ds: WindowDataset, emg_out: np.ndarray, pose_out: np.ndarray) -> None:
-    """One pass over the recordings, each read in contiguous slices of many windows."""
+    """One pass over the recordings, each read in contiguous slices of many windows (the EMG of a protocol that
+    filters is filtered whole first)."""
     window = ds.spec.window
     order = np.lexsort((ds.starts, ds.recording))  # by recording, then start
     for block in np.split(order, np.flatnonzero(np.diff(ds.recording[order])) + 1):
-        with open_recording(Path(ds.paths[ds.recording[block[0]]])) as f:
+        path = ds.paths[ds.recording[block[0]]]
+        with open_recording(Path(path)) as f:
             ts = f[schema.GROUP][schema.TIMESERIES]
+            filtered = ds.recording_emg(ts, path)
             for part in _reads(ds.starts[block], window):
                 where = block[part]
                 starts = ds.starts[where]
                 rows = ts[starts[0]:starts[-1] + window]
+                emg = rows["emg"] if filtered is None else filtered[starts[0]:starts[-1] + window]
                 cut = (starts - starts[0])[:, None] + np.arange(window)
-                emg_out[where], pose_out[where] = ds.normalise(rows["emg"][cut], rows["joint_angles"][cut])
+                emg_out[where], pose_out[where] = ds.normalise(emg[cut], rows["joint_angles"][cut])
 
 
 def _reads(starts: np.ndarray, window: int) -> list[slice]:
