@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import planner, plugins, suites
-from bench.data_check import scan_progress, selection_table
+from bench.data_check import scan_progress
 from bench.store import Store
 from cpep import config
 from cpep.errors import UserError
@@ -253,19 +253,21 @@ def data_synth(
 
 @data_app.command("check")
 def data_check(
-    root: Path = typer.Argument(..., help="Dataset directory (emg2pose: metadata.csv + HDF5 files; ninapro_db2: "
-                                          "S<n>_E<e>_A1.mat files in any folders)."),
+    root: Path = typer.Argument(..., help="Dataset directory (emg2pose: metadata.csv + HDF5 files, which may sit "
+                                          "in subfolders; ninapro_db2: S<n>_E<e>_A1.mat files in any folders)."),
     data: str = typer.Option("emg2pose", help="Dataset format: emg2pose or ninapro_db2."),
     vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, the one a synthetic dataset "
                                        "names in SYNTHETIC.txt, or ninapro-db2-v1)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a data key, e.g. --set data.window=1000 (the windows "
-                                                     "counted are those a run with it reads)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a data key, e.g. --set data.protocol=embridge or "
+                                                     "--set data.allow_missing=true (emg2pose rows whose file is "
+                                                     "absent are left out, and counted)."),
     results_dir: Optional[Path] = ResultsDir,
 ):
-    """Check that a directory is a usable dataset: every row of every recording the protocol reads, and the
-    windows of each selection (per class for the probes); for emg2pose also its splits, for NinaPro DB2 its files,
-    subjects, movements, hours and each unusable file. Exits 2 when the dataset cannot be used. The verdict of each
-    recording is kept in the results directory's cache, where runs find it."""
+    """Check that a directory is a usable dataset and describe it: for emg2pose its files, users, stages,
+    sessions, hours of EMG and IK failures; for NinaPro DB2 its files, subjects, movements and hours; then the
+    windows of each selection (per class for the probes) and every problem, one line each (exit code 2 when the
+    dataset cannot be used). Every row of every recording is scanned; the verdicts are kept in the results
+    directory's cache, where runs find them."""
     if data not in ("emg2pose", "ninapro_db2"):
         raise UserError(f"data check reads emg2pose or ninapro_db2 datasets, not {data!r}")
     overrides = dict(config.parse_assignment(s) for s in set_)
@@ -274,19 +276,12 @@ def data_check(
         cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root), "data.vocab": vocab})
         check_ninapro(cfg, root, results_store(results_dir), console)
         return
-    from cpep.pipeline import open_data
+    from bench.data_check import check_emg2pose
     from cpep.synth import vocabulary
     default = vocabulary(root) if (root / "SYNTHETIC.txt").is_file() else "emg2pose-v1"
-    cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root), "data.vocab": vocab or default})
-    dataset = open_data(cfg, root, results_store(results_dir).cache_dir)
-    with console.status("checking data") as status:
-        counts = dataset.check_files(scan_progress(status))
-    console.print(selection_table(counts))
-    still = dataset.still_hand_recordings()
-    console.print(f"{len(still)} recordings of a hand not prompted to move (moving_hand names the other hand): "
-                  f"not in the probes; pre-training reads {int((still['split'] == 'train').sum())} of them",
-                  highlight=False)
-    console.print(f"{root}: ok ({dataset.vocab.ident})")
+    cfg = plugins.resolve(overrides, {"data.name": "emg2pose", "data.root": str(root),
+                                      "data.vocab": vocab or default})
+    check_emg2pose(cfg, root, results_store(results_dir), console)
 
 
 @app.command()

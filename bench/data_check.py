@@ -1,5 +1,6 @@
-"""What `cpep-bench data check` prints: each selection's windows, and for NinaPro DB2 the files, subjects,
-movements and hours found, with each unusable file on a line of its own."""
+"""What `cpep-bench data check` prints: for emg2pose the files, users, stages, sessions, hours and IK failures
+found, for NinaPro DB2 the files, subjects, movements and hours; each selection's windows; each problem on a line
+of its own."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ from pathlib import Path
 from rich.table import Table
 
 from bench import plugins
-from cpep.errors import DataError
+from cpep.errors import DataError, UserError
 
 SELECTION_LABELS = {"pretrain": "pre-training", "id_train": "id probe train", "id_test": "id probe test",
                     "unseen_train": "unseen probe train", "unseen_test": "unseen probe test"}
 
 
-def selection_table(counts: dict[str, dict]) -> Table:
+def selection_table(counts: dict[str, dict], title: str | None = None) -> Table:
     """check_files' counts: each selection's recordings, windows and windows per class."""
-    table = Table("selection", "recordings", "windows", "windows per class")
+    table = Table("selection", "recordings", "windows", "windows per class", title=title)
     for name, c in counts.items():
         per_class = ", ".join(f"{cls} {n}" for cls, n in c["classes"].items())
         table.add_row(SELECTION_LABELS[name], str(c["recordings"]), str(c["windows"]), per_class)
@@ -67,3 +68,37 @@ def check_ninapro(cfg: dict, root: Path, store, console) -> None:
         raise DataError(f"{root}: {fatal} of the {len(used)} files the protocol reads are unusable (listed above)")
     console.print(selection_table(dataset.check_files()))
     say(f"{root}: ok ({dataset.vocab.ident})")
+
+
+def check_emg2pose(cfg: dict, root: Path, store, console) -> None:
+    """Survey the dataset (cpep.survey), print it and each problem; UserError (exit 2) when there is one."""
+    from cpep.gestures import load_vocab
+    from cpep.survey import survey
+    with console.status("checking data") as status:
+        s = survey(cfg, root, store.cache_dir, scan_progress(status))
+    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731 (paths hold brackets)
+    f, u, st = s.files, s.users, s.stages
+    say(f"files: {f['present']} present of {f['listed']} listed in metadata.csv ({f['absent']} absent), "
+        f"{f['unlisted']} not listed")
+    say(f"users: {u['total']}" + (f" (training {u['training']}; held out {u['held-out']}: validation "
+                                  f"{u['validation']}, test {u['test']})" if "training" in u else ""))
+    say(f"stages: {st['total']}" + (f" (training {st['training']}, held out {st['held-out']})"
+                                    if "training" in st else ""))
+    say(f"sessions: {s.sessions}")
+    say(f"EMG: {s.hours:.3f} h in the recordings the scan accepts; IK failures: {100 * s.ik_fraction:.1f} % of "
+        f"their rows")
+    if s.selections:
+        d = cfg["data"]
+        console.print(selection_table(s.selections, f"windows of {d['window']} samples every {d['stride']} "
+                                                    f"(protocol {d['protocol']})"))
+    if s.still_hand is not None:
+        say(f"{s.still_hand[0]} recordings of a hand not prompted to move (moving_hand names the other hand): not "
+            f"in the probes; pre-training reads {s.still_hand[1]} of them")
+    for line in s.notes:
+        say(line)
+    for problem in s.problems:
+        say(f"problem: {problem}")
+    if s.problems:
+        more = f" ({len(s.problems)} problems, listed above)" if len(s.problems) > 1 else ""
+        raise UserError(f"{s.problems[0]}{more}")
+    say(f"{root}: ok ({load_vocab(cfg['data']['vocab']).ident})")

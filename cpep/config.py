@@ -15,6 +15,7 @@ import math
 import re
 import tomllib
 
+from cpep import protocols
 from cpep.errors import ConfigError
 
 MIN_TEMPERATURE = 0.01  # a contrastive temperature is kept in [0.01, 1], as in CLIP
@@ -30,6 +31,8 @@ DEFAULTS: dict = {
         "stride": 1000,
         "pose_decimation": 10,     # pose is averaged to 200 Hz; tokens still span the same time as EMG tokens
         "in_memory_gb": 4.0,       # selections smaller than this are copied to the training device once
+        "protocol": "default",     # how recordings become windows (cpep.protocols): default or embridge
+        "allow_missing": False,    # metadata.csv rows whose file is absent are skipped (and counted), not refused
     },
     "encoder": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0},
     "embedding": {"pooling": "cls"},  # the window embedding: [CLS] output or mean of the patch outputs
@@ -95,11 +98,18 @@ def parse_assignment(text: str) -> tuple[str, object]:
 
 
 def resolve(*overrides: dict, defaults: dict = DEFAULTS) -> dict:
-    """`defaults` with each {dotted.key: value} mapping applied in order, checked by `validate`."""
-    cfg = copy.deepcopy(defaults)
-    for mapping in overrides:
-        for key, value in mapping.items():
-            set_key(cfg, key, value, defaults)
+    """`defaults` with each {dotted.key: value} mapping applied in order, checked by `validate`. The keys a
+    data.protocol preset sets come between the defaults and the overrides: an override of one of them wins."""
+    def apply(*mappings):
+        cfg = copy.deepcopy(defaults)
+        for mapping in mappings:
+            for key, value in mapping.items():
+                set_key(cfg, key, value, defaults)
+        return cfg
+    cfg = apply(*overrides)
+    preset = protocols.get(cfg["data"]["protocol"]).preset()
+    if preset:
+        cfg = apply(preset, *overrides)
     validate(cfg)
     return cfg
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -17,53 +16,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cpep import schema
+from cpep import protocols, schema
 from cpep.config import digest
 from cpep.errors import DataError
 from cpep.gestures import Vocab
 from cpep.files import write_text_atomically
-from cpep.recordings import INDEX_FORMAT, OpenFiles, WindowIndex, file_key, ik_failures, scan_recording
+from cpep.metadata import read_metadata
+from cpep.recordings import INDEX_FORMAT, OpenFiles, Scan, WindowIndex, file_key, ik_failures, scan_recording
 from cpep.window_cache import PackedWindows, pack
 
 STATS_FILES = 32  # recordings sampled (evenly) to estimate normalisation statistics
 SELECTIONS = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
-
-
-def read_metadata(root: Path) -> pd.DataFrame:
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data root {root} does not exist or is not a directory")
-    csv = root / "metadata.csv"
-    if not csv.is_file():
-        raise DataError(f"{root} is not an emg2pose dataset: it has no metadata.csv")
-    try:
-        meta = pd.read_csv(csv, dtype={"user": str, "session": str, "filename": str, "stage": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{csv}: unreadable CSV ({e})") from None
-    missing = [c for c in schema.METADATA_COLUMNS if c not in meta.columns]
-    if missing:
-        raise DataError(f"{csv}: missing emg2pose columns: {', '.join(missing)}")
-    truth = {"true": True, "1": True, "false": False, "0": False}
-    for col in ("held_out_user", "held_out_stage"):
-        meta[col] = _categorical(meta, csv, col, truth, "true or false")
-    meta["side"] = _categorical(meta, csv, "side", {"left": "left", "right": "right"}, "left or right")
-    meta["moving_hand"] = _categorical(meta, csv, "moving_hand", {v: v for v in ("both", "left", "right")},
-                                       "both, left or right")
-    # A stage is performed with both hands or with one (moving_hand); the other hand's recording does not show
-    # the stage's gesture.
-    meta["hand_moves"] = (meta["moving_hand"] == "both") | (meta["moving_hand"] == meta["side"])
-    meta["path"] = [str(root / f"{name}.hdf5") for name in meta["filename"]]
-    return meta
-
-
-def _categorical(meta: pd.DataFrame, csv: Path, col: str, values: dict, allowed: str) -> pd.Series:
-    """A column's values (compared stripped and in lower case) mapped through `values`; DataError for another."""
-    text = meta[col].astype(str).str.strip().str.lower()
-    unknown = ~text.isin(list(values))
-    if unknown.any():
-        row = int(np.flatnonzero(unknown)[0])
-        raise DataError(f"{csv}: {col} must be {allowed}, not {meta[col].iloc[row]!r} (line {row + 2})")
-    return text.map(values)
 
 
 @dataclass(frozen=True)
@@ -71,6 +34,7 @@ class WindowSpec:
     window: int  # samples at 2 kHz
     stride: int
     pose_decimation: int  # pose is averaged over blocks of this many samples
+    protocol: protocols.Protocol = field(default_factory=lambda: protocols.get("default"))
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -92,15 +56,18 @@ class WindowDataset(torch.utils.data.Dataset):
         self.pose_mean = np.asarray(stats["pose_mean"], dtype=np.float32)[:, None]
         self.pose_std = np.asarray(stats["pose_std"], dtype=np.float32)[:, None]
         self._files = OpenFiles()
+        self._filtered: tuple[str, np.ndarray] | None = None  # the last recording whose EMG was filtered
         self._packed: PackedWindows | None = None
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def normalise(self, emg: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Windows of rows, emg (B, W, C) and pose (B, W, J), as the model sees them: EMG (B, C, W)
-        over its per-channel RMS, pose (B, J, W / decimation) averaged in blocks then standardised; float32."""
-        emg = emg.transpose(0, 2, 1) / self.emg_scale
+        """Windows of rows, emg (B, W, C) (filtered, if the protocol filters) and pose (B, W, J), as the model sees
+        them: EMG (B, C, W) over its per-channel RMS, or each window's channels standardised (as the protocol says),
+        pose (B, J, W / decimation) averaged in blocks then standardised; float32."""
+        emg = emg.transpose(0, 2, 1)
+        emg = protocols.per_window(emg) if self.spec.protocol.per_window else emg / self.emg_scale
         angles = angles.transpose(0, 2, 1)
         pose = angles.reshape(*angles.shape[:2], -1, self.spec.pose_decimation).mean(-1)
         pose = (pose - self.pose_mean) / self.pose_std
@@ -115,9 +82,20 @@ class WindowDataset(torch.utils.data.Dataset):
         return len(self.stats["pose_mean"])
 
     def rows(self, path: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows [start, stop) of one recording: emg (n, C) and pose (n, J), as stored."""
-        rows = self._files.timeseries(path)[start:stop]
-        return rows["emg"], rows["joint_angles"]
+        """Rows [start, stop) of one recording: emg (n, C), filtered as the protocol says, and pose (n, J)."""
+        ts = self._files.timeseries(path)
+        rows = ts[start:stop]
+        filtered = self.recording_emg(ts, path)
+        return (rows["emg"] if filtered is None else filtered[start:stop]), rows["joint_angles"]
+
+    def recording_emg(self, ts: h5py.Dataset, path: str) -> np.ndarray | None:
+        """A whole recording's EMG (T, C) filtered as the protocol says, or None when it does not filter: a
+        zero-phase filter runs over the whole recording, before windows are cut."""
+        if not self.spec.protocol.filters:
+            return None
+        if self._filtered is None or self._filtered[0] != path:
+            self._filtered = path, protocols.filter_emg(ts.fields("emg")[:], self.spec.protocol, schema.SAMPLE_RATE)
+        return self._filtered[1]
 
     def __getitem__(self, i: int):
         start = int(self.starts[i])
@@ -141,41 +119,51 @@ class Emg2PoseData:
     """An emg2pose-format dataset on disk, with the selections the CPEP protocol uses.
 
     With a `cache_dir`, window indices, normalisation statistics and packed windows are kept there and reused.
+    With `allow_missing`, metadata.csv rows whose file is absent are left out (`absent` keeps them). A `lenient`
+    reader, for describing a dataset rather than training on it, refuses nothing: the problems of metadata.csv are
+    in `problems`, refused recordings in `refusals` (their windows left out), and absent files are left out.
     """
 
     channels = schema.NUM_CHANNELS
     pose_dims = schema.NUM_JOINTS
 
-    def __init__(self, root: Path, vocab: Vocab, spec: WindowSpec, cache_dir: Path | None = None):
+    def __init__(self, root: Path, vocab: Vocab, spec: WindowSpec, cache_dir: Path | None = None,
+                 allow_missing: bool = False, lenient: bool = False):
         if spec.window % spec.pose_decimation:
             raise DataError(f"window ({spec.window}) must be a multiple of pose decimation ({spec.pose_decimation})")
         self.root, self.vocab, self.spec = Path(root).resolve(), vocab, spec
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.meta = read_metadata(self.root)
-        self._check_vocab()
-        self._check_splits()
+        self.lenient, self.refusals = lenient, {}
+        meta = read_metadata(self.root)
+        self.absent = meta[meta["path"] == ""]
+        self.meta = meta[meta["path"] != ""] if allow_missing else meta
+        self.problems = self._vocab_problems() + self._split_problems()
+        if self.problems and not lenient:
+            raise DataError(self.problems[0])
         index_file = None
         if self.cache_dir is not None:
             ident = (str(self.root), spec.window, spec.stride, INDEX_FORMAT)
             index_file = self.cache_dir / f"windows-{digest(ident)}.npz"
         self._index = WindowIndex(index_file)
 
-    def _check_vocab(self) -> None:
+    def _vocab_problems(self) -> list[str]:
+        problems = []
         stages = self.meta.groupby("stage")["held_out_stage"].any()
         for kind, must_be_held_out in (("id", False), ("unseen", True)):
             for cls, cls_stages in self.vocab.classes(kind).items():
                 for stage in cls_stages:
                     if stage not in stages.index:
-                        raise DataError(f"gesture vocabulary {self.vocab.ident}: class {cls!r} names stage "
+                        problems.append(f"gesture vocabulary {self.vocab.ident}: class {cls!r} names stage "
                                         f"{stage!r}, which {self.root}/metadata.csv does not have")
-                    if bool(stages[stage]) != must_be_held_out:
+                    elif bool(stages[stage]) != must_be_held_out:
                         where = "a training stage" if must_be_held_out else "a held-out stage"
-                        raise DataError(f"gesture vocabulary {self.vocab.ident}: {kind} class {cls!r} uses "
+                        problems.append(f"gesture vocabulary {self.vocab.ident}: {kind} class {cls!r} uses "
                                         f"{where} ({stage!r})")
+        return problems
 
-    def _check_splits(self) -> None:
-        """Refuse a metadata.csv whose pre-training selection (split == train) holds what evaluation tests on."""
-        m = self.meta
+    def _split_problems(self) -> list[str]:
+        """A metadata.csv whose pre-training selection (split == train) holds what evaluation tests on."""
+        problems, m = [], self.meta
         train = m["split"] == "train"
         unseen = m["stage"].isin(list(self.vocab.stage_labels("unseen")))
         for leak, what in ((train & m["held_out_user"], "held-out users"),
@@ -183,15 +171,17 @@ class Emg2PoseData:
                            (train & unseen, f"unseen-class stages of {self.vocab.ident}")):
             if leak.any():
                 n = int(leak.sum())
-                raise DataError(f"{self.root}/metadata.csv: {n} recording{'s' if n > 1 else ''} of {what} in split "
+                problems.append(f"{self.root}/metadata.csv: {n} recording{'s' if n > 1 else ''} of {what} in split "
                                 f"'train', which pre-training reads (first: {m.loc[leak, 'filename'].iloc[0]})")
+        return problems
 
     def _recordings(self, mask: pd.Series) -> pd.DataFrame:
         rows = self.meta[mask]
-        for path in rows["path"]:
-            if not os.path.isfile(path):
-                raise DataError(f"{path}: listed in metadata.csv but missing")
-        return rows
+        absent = rows["path"] == ""
+        if absent.any() and not self.lenient:
+            raise DataError(f"{self.root / rows.loc[absent, 'filename'].iloc[0]}.hdf5: listed in metadata.csv but "
+                            f"missing (--set data.allow_missing=true leaves such recordings out)")
+        return rows[~absent]
 
     def pretrain_recordings(self) -> pd.DataFrame:
         """Training users on training stages: what pre-training sees (never an unseen-class stage)."""
@@ -237,6 +227,11 @@ class Emg2PoseData:
         self._scan(pd.concat([rows for rows, _ in chosen.values()])["path"].unique(), progress)
         return {name: self._count(name, rows, kind) for name, (rows, kind) in chosen.items()}
 
+    def count(self, name: str) -> dict:
+        """{recordings, windows, classes} of a named selection; DataError (one line) for one without a window or
+        without a window of one of its classes."""
+        return self._count(name, *self._selection_recordings(name))
+
     def _count(self, name: str, recordings: pd.DataFrame, kind: str | None) -> dict:
         _, _, starts, labels = self._gather(recordings, kind)
         if len(starts) == 0:
@@ -260,16 +255,27 @@ class Emg2PoseData:
                 if progress:
                     progress(done, len(paths))
         finally:
-            self._index.save()
+            self.save_index()
 
     def _window_starts(self, path: str) -> np.ndarray:
+        verdict = self.scan(path)
+        if isinstance(verdict, str):
+            if not self.lenient:
+                raise DataError(verdict)
+            self.refusals[path] = verdict
+            return np.zeros(0, dtype=np.int64)
+        return verdict.starts
+
+    def save_index(self) -> None:
+        self._index.save()
+
+    def scan(self, path: str) -> Scan | str:
+        """A recording's scan verdict, from the index or from a scan (kept in the index by save_index)."""
         key = file_key(path)
         verdict = self._index.get(key)
         if verdict is None:
             verdict = scan_recording(path, self.spec.window, self.spec.stride)
             self._index.put(key, verdict)
-        if isinstance(verdict, str):
-            raise DataError(verdict)
         return verdict
 
     def _gather(self, recordings: pd.DataFrame, kind: str | None):

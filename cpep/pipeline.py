@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cpep import protocols
 from cpep.data import Emg2PoseData, WindowSpec, random_channel_roll
 from cpep.evaluate import embed
 from cpep.gestures import load_vocab
@@ -19,10 +20,11 @@ from cpep.objectives import Temperature
 from cpep.train import Batches, Schedule, fit, seed_everything
 
 
-def open_data(cfg: dict, root: Path, cache_dir: Path | None = None) -> Emg2PoseData:
+def open_data(cfg: dict, root: Path, cache_dir: Path | None = None, lenient: bool = False) -> Emg2PoseData:
+    """The dataset at `root` as the configuration reads it (lenient: Emg2PoseData's)."""
     d = cfg["data"]
-    return Emg2PoseData(root, load_vocab(d["vocab"]), WindowSpec(d["window"], d["stride"], d["pose_decimation"]),
-                        cache_dir)
+    spec = WindowSpec(d["window"], d["stride"], d["pose_decimation"], protocols.get(d["protocol"]))
+    return Emg2PoseData(root, load_vocab(d["vocab"]), spec, cache_dir, d["allow_missing"], lenient)
 
 
 def make_encoder(modality: str, cfg: dict, data) -> Encoder:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -15,7 +16,7 @@ from cpep import schema
 from cpep.errors import DataError
 from cpep.files import replace_atomically
 
-INDEX_FORMAT = 2  # window indices written before recordings were scanned for bad values are not trusted
+INDEX_FORMAT = 3  # indices of older formats (before the bad-value scan, without row counts) are not trusted
 
 
 def validate_recording(path: Path) -> None:
@@ -140,8 +141,17 @@ class _BadRows:
         return f"{path}: {self.what} in {rows} ({self.values} value{'s' if self.values > 1 else ''})"
 
 
-def scan_recording(path: str, window: int, stride: int) -> np.ndarray | str:
-    """A recording's window starts, or the one-line reason it is refused, from one pass over its rows.
+@dataclass(frozen=True)
+class Scan:
+    """What the scan of an accepted recording found: its IK-failure-free window starts, its rows and how many of
+    them are IK failures."""
+    starts: np.ndarray
+    rows: int
+    ik_rows: int
+
+
+def scan_recording(path: str, window: int, stride: int) -> Scan | str:
+    """A recording's Scan, or the one-line reason it is refused, from one pass over its rows.
 
     A file that cannot be opened raises DataError instead: that can be passing (a network file system), so it is
     not a verdict to keep.
@@ -153,7 +163,7 @@ def scan_recording(path: str, window: int, stride: int) -> np.ndarray | str:
         return _scan_rows(path, f[schema.GROUP][schema.TIMESERIES], window, stride)
 
 
-def _scan_rows(path: str, ts: h5py.Dataset, window: int, stride: int) -> np.ndarray | str:
+def _scan_rows(path: str, ts: h5py.Dataset, window: int, stride: int) -> Scan | str:
     checks = [_BadRows(what) for what in ("time is not finite", "time goes backwards",
                                           "joint_angles is not finite", "emg is not finite")]
     ik = np.zeros(len(ts), dtype=bool)
@@ -169,7 +179,7 @@ def _scan_rows(path: str, ts: h5py.Dataset, window: int, stride: int) -> np.ndar
         ik[offset:offset + len(rows)] = ik_failures(angles)
         previous = time[-1]
     problems = [p for p in (check.problem(path) for check in checks) if p]
-    return problems[0] if problems else starts_avoiding(ik, window, stride)
+    return problems[0] if problems else Scan(starts_avoiding(ik, window, stride), len(ik), int(ik.sum()))
 
 
 def file_key(path: str) -> str:
@@ -178,8 +188,8 @@ def file_key(path: str) -> str:
 
 
 class WindowIndex:
-    """Each recording's scan verdict, by file identity (name, size, mtime): its window starts, or the one-line
-    reason it is refused. Optionally kept in an .npz file.
+    """Each recording's scan verdict, by file identity (name, size, mtime): its Scan, or the one-line reason it
+    is refused. Optionally kept in an .npz file.
 
     The scan reads every row, so on the real dataset it is done once and reused by every stage and process that
     shares the cache directory; a changed file has another identity and is scanned again.
@@ -190,22 +200,26 @@ class WindowIndex:
         if path is not None and path.is_file():
             with np.load(path) as saved:
                 bounds = np.concatenate([[0], np.cumsum(saved["counts"])])
-                self.entries = {str(k): str(refusal) or saved["starts"][bounds[i]:bounds[i + 1]]
-                                for i, (k, refusal) in enumerate(zip(saved["keys"], saved["refusals"]))}
+                self.entries = {
+                    str(k): str(refusal) or Scan(saved["starts"][bounds[i]:bounds[i + 1]], int(saved["rows"][i]),
+                                                 int(saved["ik_rows"][i]))
+                    for i, (k, refusal) in enumerate(zip(saved["keys"], saved["refusals"]))}
 
-    def get(self, key: str) -> np.ndarray | str | None:
+    def get(self, key: str) -> Scan | str | None:
         return self.entries.get(key)
 
-    def put(self, key: str, verdict: np.ndarray | str) -> None:
+    def put(self, key: str, verdict: Scan | str) -> None:
         self.entries[key], self.dirty = verdict, True
 
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
         keys = list(self.entries)
-        starts = [np.zeros(0, dtype=np.int64) if isinstance(v, str) else v for v in self.entries.values()]
-        arrays = {"keys": np.array(keys), "counts": np.array([len(s) for s in starts]),
-                  "starts": np.concatenate(starts).astype(np.int64),
+        scans = [Scan(np.zeros(0, dtype=np.int64), 0, 0) if isinstance(v, str) else v for v in self.entries.values()]
+        arrays = {"keys": np.array(keys), "counts": np.array([len(s.starts) for s in scans]),
+                  "starts": np.concatenate([s.starts for s in scans]).astype(np.int64),
+                  "rows": np.array([s.rows for s in scans], dtype=np.int64),
+                  "ik_rows": np.array([s.ik_rows for s in scans], dtype=np.int64),
                   "refusals": np.array([v if isinstance(v, str) else "" for v in self.entries.values()])}
 
         def write(tmp):

@@ -173,7 +173,8 @@ def _open(directory: Path, ds: WindowDataset) -> PackedWindows | None:
 
 
 def _fill(ds: WindowDataset, emg_out: np.ndarray, pose_out: np.ndarray) -> None:
-    """One pass over the recordings, each read in contiguous slices of many windows."""
+    """One pass over the recordings, each read in contiguous slices of many windows (the EMG of a protocol that
+    filters is filtered whole first)."""
     window = ds.spec.window
     order = np.lexsort((ds.starts, ds.recording))  # by recording, then start
     for block in np.split(order, np.flatnonzero(np.diff(ds.recording[order])) + 1):

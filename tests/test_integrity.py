@@ -168,7 +168,7 @@ def test_the_scan_reads_in_chunks_and_finds_problems_across_their_boundaries(tmp
     attrs = {name: 0 for name in schema.GROUP_ATTRS} | {"sample_rate": schema.SAMPLE_RATE}
     path = tmp_path / "x.hdf5"
     synth.write_recording(path, rows, attrs)
-    assert np.array_equal(scan_recording(str(path), 10, 5), valid_window_starts(rows["joint_angles"], 10, 5))
+    assert np.array_equal(scan_recording(str(path), 10, 5).starts, valid_window_starts(rows["joint_angles"], 10, 5))
     spoiled = rows.copy()
     spoiled["time"][31] = spoiled["time"][30]  # a repeated timestamp passes
     spoiled["time"][32] = spoiled["time"][30] - 1.0  # the first row of the third chunk goes back

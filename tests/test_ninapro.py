@@ -218,6 +218,11 @@ def test_data_check_reports_the_dataset_and_each_unusable_file(roots, tmp_path):
     assert "S3_E1_A1.mat: glove is " in problems[1] and "expected T x 22" in problems[1]
     assert "Traceback" not in bad.stderr
 
+    embridge = cli("data", "check", roots["v5"], "--data", "ninapro_db2", "--set", "data.protocol=embridge",
+                   "--results-dir", results)
+    assert embridge.returncode == 2 and "default protocol only" in embridge.stderr
+    assert embridge.stderr.strip().count("\n") == 0
+
 
 def test_a_run_end_to_end_and_never_on_nan(roots, tmp_path):
     results = tmp_path / "results"

@@ -1,17 +1,26 @@
 """emg2pose (Meta, 2024): one HDF5 file per session x stage x hand and a metadata.csv, in data.root. Its
-identity is the content of metadata.csv, so the same path holding another dataset is another dataset."""
+identity is the content of metadata.csv (and, with data.allow_missing, which of its files are there), so the same
+path holding another dataset is another dataset."""
 
 import functools
 import hashlib
 from pathlib import Path
 
 from bench.plugins import Dataset as Base
+from cpep import protocols
 from cpep.errors import ConfigError, DataError
+from cpep.metadata import locate, read_filenames
 
 
 @functools.lru_cache(maxsize=None)
 def _file_digest(path: str, mtime_ns: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def _present_digest(csv: str, mtime_ns: int) -> str:
+    present = [Path(p).name for p in locate(Path(csv).parent, read_filenames(Path(csv))) if p]
+    return hashlib.sha256("\n".join(present).encode()).hexdigest()[:16]
 
 
 class Dataset(Base):
@@ -21,8 +30,12 @@ class Dataset(Base):
         d = cfg["data"]
         csv = Path(d["root"]).expanduser() / "metadata.csv"
         content = _file_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else str(csv)
-        return {"name": self.name, "window": d["window"], "stride": d["stride"],
-                "pose_decimation": d["pose_decimation"], "metadata.csv": content}
+        ident = {"name": self.name, "window": d["window"], "stride": d["stride"],
+                 "pose_decimation": d["pose_decimation"], "protocol": protocols.get(d["protocol"]).identity(),
+                 "metadata.csv": content}
+        if d["allow_missing"]:  # which recordings are left out is part of the data
+            ident["present"] = _present_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else ""
+        return ident
 
     def validate(self, cfg):
         if not cfg["data"]["root"]:

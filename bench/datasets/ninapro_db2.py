@@ -27,6 +27,9 @@ class Dataset(Base):
     def validate(self, cfg):
         if not cfg["data"]["root"]:
             raise ConfigError("the ninapro_db2 dataset needs its location: --data-root DIR")
+        if cfg["data"]["protocol"] != "default":
+            raise ConfigError(f"data.protocol={cfg['data']['protocol']} is a reading of emg2pose; the ninapro_db2 "
+                              f"dataset is read with the default protocol only")
 
     def root(self, cfg, store):
         root = Path(cfg["data"]["root"]).expanduser()

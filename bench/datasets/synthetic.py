@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from bench import fingerprint
 from bench.plugins import Dataset as Base
+from cpep import protocols
 from cpep.errors import ConfigError
 from cpep.synth_config import SynthConfig
 
@@ -20,7 +21,8 @@ class Dataset(Base):
     def identity(self, cfg):
         d = cfg["data"]
         return {"name": self.name, "window": d["window"], "stride": d["stride"],
-                "pose_decimation": d["pose_decimation"], "synth": d["synth"], "simulator": fingerprint.simulator()}
+                "pose_decimation": d["pose_decimation"], "protocol": protocols.get(d["protocol"]).identity(),
+                "synth": d["synth"], "simulator": fingerprint.simulator()}
 
     def validate(self, cfg):
         try:
