@@ -16,7 +16,7 @@ from cpep.errors import ConfigError, DataError
 from cpep.gestures import load_vocab
 from cpep.pipeline import open_data
 from cpep.survey import survey
-from tests.test_cli import assert_one_line_error, cli
+from test_cli import assert_one_line_error, cli
 
 RATE = schema.SAMPLE_RATE
 ROWS = 4400           # rows per recording (2.2 s)
