@@ -47,6 +47,11 @@ class Context:
     checkpoint: Path | None = None
     on_epoch: Callable[[int, dict], None] | None = None
 
+    @property
+    def seeds(self) -> config.Seeds:
+        """The init, order and data seeds of the run seed `seed` (config.seeds)."""
+        return config.seeds(self.cfg, self.seed)
+
 
 @dataclass(frozen=True)
 class Step:
@@ -57,6 +62,8 @@ class Step:
     inputs: tuple[str, ...] = ()        # the steps whose models it reads
     epochs: str = ""                    # the config section whose `epochs` is its length
     uses: tuple[tuple[str, str], ...] = ()  # (plug-in kind, config key naming it): that plug-in's code counts too
+    keys: tuple[str, ...] = ()          # single config keys its output depends on too; one at its default is left
+    #                                     out of the key, so that a key added later keeps the keys of older outputs
 
 
 @dataclass

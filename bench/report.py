@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 from scipy import stats as scipy_stats
 
-from bench import reference, stats, tables
+from bench import reference, results_table, stats, tables, variance
 from bench.results import (BOUNDS_GROUP, PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame,
                            metric_name, metric_order, not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
@@ -233,7 +233,8 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
                   groups=groups, metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
                   differences=paired_differences(values, variants, metrics, na, stale, method, level),
                   ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
-                  curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics))
+                  curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics),
+                  variance=variance.by_source(values, metrics))
 
 
 # output
@@ -250,6 +251,11 @@ def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Pa
         files["differences.csv"] = report.differences.to_csv(index=False)
         files["ordering.csv"] = report.ordering.to_csv(index=False)
         files["incomplete.csv"] = report.incomplete.to_csv(index=False)
+    if not report.variance.empty:
+        if "md" in formats:
+            files["variance.md"] = variance.markdown(report)
+        if "csv" in formats:
+            files["variance.csv"] = report.variance.to_csv(index=False)
     for name, text in files.items():
         write_text_atomically(out / name, text)
     return [out / name for name in files]
@@ -279,7 +285,7 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
         raise UserError(f"--ci takes {' or '.join(stats.CI_METHODS)}, not {method!r}")
     if not 0 < level < 1:
         raise UserError(f"--level must lie between 0 and 1 (e.g. 0.95), not {level}")
-    records = store.records(suite.name)
+    records = results_table.load(store, suite.name)  # rebuilt from the JSON records first
     if not records:
         raise UserError(f"no results for suite {suite.name!r} in {store.root} "
                         f"(run `cpep-bench run --suite {suite.name}` first)")
@@ -291,5 +297,6 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
         from bench import figures as figures_module  # seaborn and matplotlib load only when drawing
         written += figures_module.write_all(report, out)
     tables.print_report(report, console)
+    variance.print_table(report, console)
     console.print(f"wrote {len(written)} files to {out}", highlight=False)
     return out
