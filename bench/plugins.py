@@ -116,7 +116,8 @@ class Dataset:
         pass
 
     def for_seed(self, cfg: dict, seed: int) -> dict:
-        """The configuration of run seed `seed` (a dataset may draw different data per run seed)."""
+        """The configuration for data seed `seed` (seeds.data, the run seed unless set): a dataset may draw
+        different data per seed."""
         return cfg
 
 
@@ -136,7 +137,8 @@ class Metric:
     """Scores one class set. `needs` "lp": train and test hold the method's lp embedding of the windows; "zs":
     train holds pose references (zs_reference), test EMG queries (zs_query). `compute` returns {key: value} for
     `keys`; records name them KEY_id and KEY_unseen. A metric that samples sets `seeded`: its `compute` is then
-    also given `seed=`, the run's seed, so that each seed draws its own samples and the same seed the same."""
+    also given `seed=`, the run's order seed (seeds.order, the run seed unless set), so that each seed draws its own
+    samples and the same seed the same."""
     name = ""
     needs = "lp"
     keys: tuple[str, ...] = ()

@@ -163,7 +163,8 @@ def align(ctx, objective, cache_pose: bool = True):
     model.pose.requires_grad_(a["train_pose"])
     model.emg.requires_grad_(a["train_emg"])
     model.to(ctx.device)
-    windows, pose_cache = fraction_of(ctx.data.selection("pretrain"), cfg["data"]["fraction"], ctx.seeds.data), None
+    windows = fraction_of(ctx.data.selection("pretrain"), cfg["data"]["fraction"], ctx.seeds.data)
+    pose_cache = None
     if not a["train_pose"] and cache_pose:
         pose_cache = frozen_pose_embeddings(model, windows, a["batch_size"], ctx.device,
                                             cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"])
