@@ -161,12 +161,18 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return flat
 
 
-DATA_SEED = "data.synth.seed"  # with data.synth.seed_per_run, the data seed of run seed s is the base seed + s
+DATA_SEED = "data.synth.seed"  # with data.synth.seed_per_run, the data of data seed s is that of the base seed + s
 
 
-def _follows_run_seed(found: dict[str, list[str]]) -> bool:
-    """Whether the data seeds (value -> "variant/seed" runs) differ only by their runs' seeds."""
-    return len({int(value) - int(run.rsplit("/", 1)[1]) for value, runs in found.items() for run in runs}) == 1
+def data_seed(record: dict) -> int:
+    """The run's data seed: seeds.data when set, else the run seed (cpep.config.seeds)."""
+    value = (record["config"].get("seeds") or {}).get("data", -1)
+    return record["seed"] if value == -1 else value
+
+
+def _follows_data_seed(found: dict[str, list[str]], seeds: dict[str, int]) -> bool:
+    """Whether the synthetic data's seeds (value -> "variant/seed" runs) differ only by their runs' data seeds."""
+    return len({int(value) - seeds[run] for value, runs in found.items() for run in runs}) == 1
 
 
 def config_differences(records: list[dict], suite: Suite) -> list[str]:
@@ -175,6 +181,7 @@ def config_differences(records: list[dict], suite: Suite) -> list[str]:
     A key that a variant overrides is compared among that variant's runs only; other keys among all runs.
     """
     overrides = {v.name: tuple(v.overrides) for v in suite.variants}
+    seeds = {f"{r['variant']}/{r['seed']}": data_seed(r) for r in records}
     seen: dict[tuple[str, str], dict[str, list[str]]] = {}
     for r in records:
         if r["status"] != "done":
@@ -186,7 +193,7 @@ def config_differences(records: list[dict], suite: Suite) -> list[str]:
             seen.setdefault((key, cohort), {}).setdefault(repr(value), []).append(f"{r['variant']}/{r['seed']}")
     notes = []
     for (key, cohort), found in sorted(seen.items()):
-        if len(found) > 1 and not (key == DATA_SEED and _follows_run_seed(found)):
+        if len(found) > 1 and not (key == DATA_SEED and _follows_data_seed(found, seeds)):
             where = "" if cohort == "*" else f" within {cohort}"
             parts = "; ".join(f"{value} in {len(runs)} run{'s' * (len(runs) > 1)} ({', '.join(runs[:3])}"
                               f"{', ...' if len(runs) > 3 else ''})" for value, runs in found.items())

@@ -156,3 +156,16 @@ def test_the_report_tabulates_each_seed_source_and_draws_the_sweeps(tmp_path):
     assert f"{np.var(LP['vary_init'], ddof=1):.5f}" in (out / "variance.md").read_text()
     drawn = {p.name for p in out.iterdir()}
     assert {"data_fraction.png", "data_fraction.svg", "user_variability.png", "user_variability.svg"} <= drawn
+
+
+def test_data_that_follows_the_data_seed_is_no_configuration_difference(tmp_path):
+    path = tmp_path / "sweeps.toml"
+    path.write_text(SWEEP_SUITE.replace('name = "vary_order"', 'name = "vary_data"')
+                    .replace('"seeds.init" = 0, "seeds.data" = 0', '"seeds.init" = 0, "seeds.order" = 0'))
+    suite = load_suite(str(path))
+    # as planned: the synthetic data's seed is the data seed (fixed at 0 for vary_init, the run seed for vary_data)
+    records = [make_record(suite, v, s, (0.5, 0.3, 0.3, 0.3), **{"data.synth.seed": s if v == "vary_data" else 0})
+               for v in ("vary_init", "vary_data") for s in (0, 1, 2)]
+    assert report.config_differences(records, suite) == []
+    records[1]["config"]["data"]["synth"]["seed"] = 7  # vary_init seed 1 on other data
+    assert any("data.synth.seed" in note for note in report.config_differences(records, suite))
