@@ -5,18 +5,17 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from cpep.data import random_channel_roll
-from cpep.pipeline import batches, schedule
-from cpep.train import fit, seed_everything
+from cpep.pipeline import batches, initialised, schedule
+from cpep.train import fit
 
 
 def train(build, ctx):
     """Train the pose regressor `build()` makes (`model(emg)` against `model.target(pose)`) on the pre-training
     windows; returns (state, history)."""
-    seed_everything(ctx.seed)
     cfg = ctx.cfg
     s, shift = cfg["supervised"], cfg["emg"]["rotation_augment"]
-    model = build().to(ctx.device)
-    train_batches = batches(cfg, ctx.data.selection("pretrain"), s["batch_size"], ctx.device, ctx.seed)
+    model = initialised(ctx, build).to(ctx.device)
+    train_batches = batches(cfg, ctx.data.selection("pretrain"), s["batch_size"], ctx.device, ctx.seeds.order)
 
     def loss(batch):
         return F.l1_loss(model(random_channel_roll(batch["emg"], shift)).float(), model.target(batch["pose"]))

@@ -122,32 +122,44 @@ def run(
         if executor == "slurm":
             submit.check_idle(store, runs)
         preflight(runs, store)
-        todo = [r for r in runs if force or not store.run_done(r)]
-        stale = sum(r.stale for r in runs)
-        console.print(f"suite {runs[0].suite}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
-                      f"{len(todo)} to do{f', {stale} reusing stages of older code' if stale else ''}; "
-                      f"results in {store.root}")
-        if not todo:
+        try:
+            sweep(runs, store, executor, slurm_profile if executor == "slurm" else None, force, fail_fast, wait,
+                  wait_timeout)
+        finally:  # the records written so far, finished or not, as one table
+            from bench import results_table
+            results_table.rebuild(store)
+
+
+def sweep(runs: list[planner.Run], store: Store, executor: str, slurm_profile, force: bool, fail_fast: bool,
+          wait: bool, wait_timeout: Optional[float]) -> None:
+    """The runs not done yet, by the executor; typer.Exit(1) when one failed."""
+    todo = [r for r in runs if force or not store.run_done(r)]
+    stale = sum(r.stale for r in runs)
+    console.print(f"suite {runs[0].suite}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
+                  f"{len(todo)} to do{f', {stale} reusing stages of older code' if stale else ''}; "
+                  f"results in {store.root}")
+    if not todo:
+        return
+    from bench import runner
+    runner.prepare(todo, store, force)
+    if executor == "slurm":
+        from bench.executors.slurm import submit
+        from bench.executors.slurm.watch import WaitStopped
+        try:
+            records = submit.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
+        except WaitStopped as stopped:
+            raise typer.Exit(stopped.args[0]) from None
+        if records is None:  # submitted without --wait
             return
-        from bench import runner
-        runner.prepare(todo, store, force)
-        if executor == "slurm":
-            from bench.executors.slurm.watch import WaitStopped
-            try:
-                records = submit.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
-            except WaitStopped as stopped:
-                raise typer.Exit(stopped.args[0]) from None
-            if records is None:  # submitted without --wait
-                return
-        else:
-            from bench.executors import local
-            records = local.execute(todo, store, console, fail_fast)
-        failed = [r for r in records if r["status"] != "done"]
-        if failed or len(records) < len(todo):
-            skipped = f", {len(todo) - len(records)} without a record" if len(records) < len(todo) else ""
-            console.print(f"[red]{len(failed)} of {len(records)} runs failed[/red]{skipped}; tracebacks in each failed "
-                          f"stage's error.log (see `cpep-bench status --suite {runs[0].suite}`)")
-            raise typer.Exit(1)
+    else:
+        from bench.executors import local
+        records = local.execute(todo, store, console, fail_fast)
+    failed = [r for r in records if r["status"] != "done"]
+    if failed or len(records) < len(todo):
+        skipped = f", {len(todo) - len(records)} without a record" if len(records) < len(todo) else ""
+        console.print(f"[red]{len(failed)} of {len(records)} runs failed[/red]{skipped}; tracebacks in each failed "
+                      f"stage's error.log (see `cpep-bench status --suite {runs[0].suite}`)")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -17,7 +17,7 @@ CLASS_SETS = ("id", "unseen")
 def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, dict],
              seed: int = 0) -> tuple[dict, dict]:
     """(metrics {KEY_id: value, ...}, not applicable {KEY_id: reason}); a metric the method cannot feed is None.
-    `seed` (the run's) goes to the metrics that sample (Metric.seeded)."""
+    `seed` (the run's order seed, config.seeds) goes to the metrics that sample (Metric.seeded)."""
     emb = method.embeddings(cfg, data, models)
     emb.model.to(device).eval()
     in_mem, workers = cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"]

@@ -1,4 +1,5 @@
-"""The report's figures (seaborn, PNG and SVG): bars with CIs, the patch-length curve, training curves."""
+"""The report's figures (seaborn, PNG and SVG): bars with CIs, the patch-length curve, training curves, and for
+suites that sweep them, metric against the data fraction and against the users' variability."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bench import stats  # noqa: E402
-from bench.results import PATCH_GROUP, REFERENCE_VARIANT, STALE, Report, metric_name  # noqa: E402
+from bench.results import PATCH_GROUP, REFERENCE_VARIANT, STALE, USER_KNOBS, Report, metric_name  # noqa: E402
 from cpep.files import replace_atomically  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -133,6 +134,55 @@ def training_curves(report: Report, out: Path) -> list[Path]:
     return save(fig, out, "training_curves")
 
 
+def _sweep(report: Report, df, x: str, xlabel: str, title: str, stem: str, out: Path, ticks, log=False) -> list[Path]:
+    """Metric against a swept setting `x`, one line per method, with intervals over seeds; chance dashed."""
+    df = df.assign(metric=df["metric"].map(metric_name))
+    metrics = [metric_name(m) for m in report.metrics]
+    grid = sns.relplot(df, kind="line", x=x, y="value", hue="method", col="metric", col_order=metrics,
+                       col_wrap=min(4, len(metrics)), errorbar=stats.errorbar(report.method, report.level),
+                       err_style="bars", err_kws={"capsize": 3}, marker="o", height=3, aspect=1.0)
+    for metric, ax in zip(report.metrics, grid.axes.flat):
+        if metric in report.chance:
+            ax.axhline(report.chance[metric], color="gray", linestyle="--", linewidth=1)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xticks(*ticks)
+        ax.minorticks_off()
+        ax.set_ylim(0, 1.02)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels(xlabel, "balanced accuracy")
+    grid.figure.suptitle(f"{title}; dashed: chance\n{_subtitle(report)}", fontsize=8, y=1.08)
+    return save(grid.figure, out, stem)
+
+
+def data_fraction(report: Report, out: Path) -> list[Path]:
+    """Metric against the fraction of the pre-training windows the alignment read, for suites that vary it."""
+    df = report.values
+    varied = df.groupby("method")["fraction"].nunique()
+    df = df[df["method"].isin(varied[varied > 1].index)]  # methods whose runs vary it
+    if df.empty:
+        return []
+    fractions = sorted(df["fraction"].unique())
+    return _sweep(report, df.assign(fraction=df["fraction"] * 100), "fraction", "alignment windows (%)",
+                  "data efficiency: the alignment on a fraction of the paired windows", "data_fraction", out,
+                  ([f * 100 for f in fractions], [f"{f * 100:g}" for f in fractions]), log=True)
+
+
+def user_variability(report: Report, out: Path) -> list[Path]:
+    """Metric against the synthetic users' variability level (USER_KNOBS), for suites that vary it."""
+    df = report.values[report.values["users"].notna()]
+    levels = sorted(set(df["users"]))
+    if len(levels) < 2:
+        return []
+    names = "; ".join(f"{i + 1}: " + ", ".join(f"{k} {v:g}" for k, v in zip(USER_KNOBS, level))
+                      for i, level in enumerate(levels))
+    ticks = list(range(1, len(levels) + 1))
+    return _sweep(report, df.assign(level=df["users"].map(levels.index) + 1), "level", "users' variability level",
+                  f"cross-user: metric against how much users differ (data.synth {names})", "user_variability",
+                  out, (ticks, [str(t) for t in ticks]))
+
+
 def write_all(report: Report, out: Path) -> list[Path]:
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
-        return bars(report, out) + patch_length(report, out) + training_curves(report, out)
+        return (bars(report, out) + patch_length(report, out) + training_curves(report, out)
+                + data_fraction(report, out) + user_variability(report, out))

@@ -81,10 +81,14 @@ def step_of(stage: Stage) -> plugins.Step:
 
 
 def _stage(kind: str, method: str, seed: int, cfg: dict, sections, inputs: list[Stage], code: str,
-           precision: str, extra: dict | None = None) -> Stage:
+           precision: str, extra: dict | None = None, keys: tuple[str, ...] = ()) -> Stage:
     dataset = plugins.get("dataset", cfg["data"]["name"])
-    ident = {"kind": kind, "seed": seed, "data": dataset.identity(cfg), "precision": precision,
-             "config": {s: cfg[s] for s in sections}, **(extra or {})}
+    seeds = config.seeds(cfg, seed)  # the resolved seeds once any is set: runs that resolve alike share stages
+    ident = {"kind": kind, "seed": seeds.key() if seeds.explicit else seed, "data": dataset.identity(cfg),
+             "precision": precision, "config": {s: cfg[s] for s in sections}, **(extra or {})}
+    changed = {k: config.get(cfg, k) for k in keys if config.get(cfg, k) != config.get(plugins.defaults(), k)}
+    if changed:
+        ident["keys"] = changed
     config_key = config.digest({**ident, "inputs": [(s.kind, s.config_key) for s in inputs]})
     key = config.digest({**ident, "inputs": [(s.kind, s.key) for s in inputs], "code": code})
     return Stage(kind, key, seed, method, cfg, tuple((s.kind, s.key) for s in inputs), config_key, code, precision,
@@ -100,7 +104,7 @@ def stages_for(method_name: str, seed: int, cfg: dict, precision: str,
         code = fingerprint([inspect.getfile(step.train)] +
                            [plugins.path(kind, config.get(cfg, key)) for kind, key in step.uses])
         stage = _stage(step.name, method_name, seed, cfg, step.sections, [made[i] for i in step.inputs], code,
-                       precision)
+                       precision, keys=step.keys)
         made[step.name] = (reuse and reuse(stage)) or stage
     vocab = load_vocab(cfg["data"]["vocab"])
     code = fingerprint([Path(__file__).with_name("evaluation.py"), plugins.path("method", method_name)] +
@@ -122,7 +126,8 @@ def plan(suite: Suite, seeds: tuple[int, ...] | None = None, variants: list[str]
         plugins.get("method", variant.method).validate(cfg)
         dataset = plugins.get("dataset", cfg["data"]["name"])
         for seed in seeds if seeds is not None else suite.seeds:
-            run_cfg = dataset.for_seed(cfg, seed)  # before the stages are keyed: their keys cover the data
+            # before the stages are keyed: their keys cover the data, which follows the data seed
+            run_cfg = dataset.for_seed(cfg, config.seeds(cfg, seed).data)
             runs.append(Run(suite.name, variant, seed, run_cfg["data"]["name"], run_cfg,
                             stages_for(variant.method, seed, run_cfg, precision, reuse)))
     return runs

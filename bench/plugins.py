@@ -47,6 +47,11 @@ class Context:
     checkpoint: Path | None = None
     on_epoch: Callable[[int, dict], None] | None = None
 
+    @property
+    def seeds(self) -> config.Seeds:
+        """The init, order and data seeds of the run seed `seed` (config.seeds)."""
+        return config.seeds(self.cfg, self.seed)
+
 
 @dataclass(frozen=True)
 class Step:
@@ -57,6 +62,8 @@ class Step:
     inputs: tuple[str, ...] = ()        # the steps whose models it reads
     epochs: str = ""                    # the config section whose `epochs` is its length
     uses: tuple[tuple[str, str], ...] = ()  # (plug-in kind, config key naming it): that plug-in's code counts too
+    keys: tuple[str, ...] = ()          # single config keys its output depends on too; one at its default is left
+    #                                     out of the key, so that a key added later keeps the keys of older outputs
 
 
 @dataclass
@@ -109,7 +116,8 @@ class Dataset:
         pass
 
     def for_seed(self, cfg: dict, seed: int) -> dict:
-        """The configuration of run seed `seed` (a dataset may draw different data per run seed)."""
+        """The configuration for data seed `seed` (seeds.data, the run seed unless set): a dataset may draw
+        different data per seed."""
         return cfg
 
 
@@ -129,7 +137,8 @@ class Metric:
     """Scores one class set. `needs` "lp": train and test hold the method's lp embedding of the windows; "zs":
     train holds pose references (zs_reference), test EMG queries (zs_query). `compute` returns {key: value} for
     `keys`; records name them KEY_id and KEY_unseen. A metric that samples sets `seeded`: its `compute` is then
-    also given `seed=`, the run's seed, so that each seed draws its own samples and the same seed the same."""
+    also given `seed=`, the run's order seed (seeds.order, the run seed unless set), so that each seed draws its own
+    samples and the same seed the same."""
     name = ""
     needs = "lp"
     keys: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("cpep-bench", "torch", "timm", "numpy", "scipy", "h5py", "pandas", "submitit")
+PACKAGES = ("cpep-bench", "torch", "timm", "numpy", "scipy", "h5py", "pandas", "pyarrow", "submitit")
 
 
 def now() -> str:

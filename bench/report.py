@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 from scipy import stats as scipy_stats
 
-from bench import reference, stats, tables
+from bench import reference, results_table, stats, tables, variance
 from bench.results import (BOUNDS_GROUP, PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame,
                            metric_name, metric_order, not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
@@ -161,12 +161,18 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return flat
 
 
-DATA_SEED = "data.synth.seed"  # with data.synth.seed_per_run, the data seed of run seed s is the base seed + s
+DATA_SEED = "data.synth.seed"  # with data.synth.seed_per_run, the data of data seed s is that of the base seed + s
 
 
-def _follows_run_seed(found: dict[str, list[str]]) -> bool:
-    """Whether the data seeds (value -> "variant/seed" runs) differ only by their runs' seeds."""
-    return len({int(value) - int(run.rsplit("/", 1)[1]) for value, runs in found.items() for run in runs}) == 1
+def data_seed(record: dict) -> int:
+    """The run's data seed: seeds.data when set, else the run seed (cpep.config.seeds)."""
+    value = (record["config"].get("seeds") or {}).get("data", -1)
+    return record["seed"] if value == -1 else value
+
+
+def _follows_data_seed(found: dict[str, list[str]], seeds: dict[str, int]) -> bool:
+    """Whether the synthetic data's seeds (value -> "variant/seed" runs) differ only by their runs' data seeds."""
+    return len({int(value) - seeds[run] for value, runs in found.items() for run in runs}) == 1
 
 
 def config_differences(records: list[dict], suite: Suite) -> list[str]:
@@ -175,6 +181,7 @@ def config_differences(records: list[dict], suite: Suite) -> list[str]:
     A key that a variant overrides is compared among that variant's runs only; other keys among all runs.
     """
     overrides = {v.name: tuple(v.overrides) for v in suite.variants}
+    seeds = {f"{r['variant']}/{r['seed']}": data_seed(r) for r in records}
     seen: dict[tuple[str, str], dict[str, list[str]]] = {}
     for r in records:
         if r["status"] != "done":
@@ -186,7 +193,7 @@ def config_differences(records: list[dict], suite: Suite) -> list[str]:
             seen.setdefault((key, cohort), {}).setdefault(repr(value), []).append(f"{r['variant']}/{r['seed']}")
     notes = []
     for (key, cohort), found in sorted(seen.items()):
-        if len(found) > 1 and not (key == DATA_SEED and _follows_run_seed(found)):
+        if len(found) > 1 and not (key == DATA_SEED and _follows_data_seed(found, seeds)):
             where = "" if cohort == "*" else f" within {cohort}"
             parts = "; ".join(f"{value} in {len(runs)} run{'s' * (len(runs) > 1)} ({', '.join(runs[:3])}"
                               f"{', ...' if len(runs) > 3 else ''})" for value, runs in found.items())
@@ -233,7 +240,8 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
                   groups=groups, metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
                   differences=paired_differences(values, variants, metrics, na, stale, method, level),
                   ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
-                  curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics))
+                  curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics),
+                  variance=variance.by_source(values, metrics))
 
 
 # output
@@ -250,6 +258,11 @@ def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Pa
         files["differences.csv"] = report.differences.to_csv(index=False)
         files["ordering.csv"] = report.ordering.to_csv(index=False)
         files["incomplete.csv"] = report.incomplete.to_csv(index=False)
+    if not report.variance.empty:
+        if "md" in formats:
+            files["variance.md"] = variance.markdown(report)
+        if "csv" in formats:
+            files["variance.csv"] = report.variance.to_csv(index=False)
     for name, text in files.items():
         write_text_atomically(out / name, text)
     return [out / name for name in files]
@@ -279,7 +292,7 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
         raise UserError(f"--ci takes {' or '.join(stats.CI_METHODS)}, not {method!r}")
     if not 0 < level < 1:
         raise UserError(f"--level must lie between 0 and 1 (e.g. 0.95), not {level}")
-    records = store.records(suite.name)
+    records = results_table.load(store, suite.name)  # rebuilt from the JSON records first
     if not records:
         raise UserError(f"no results for suite {suite.name!r} in {store.root} "
                         f"(run `cpep-bench run --suite {suite.name}` first)")
@@ -291,5 +304,6 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
         from bench import figures as figures_module  # seaborn and matplotlib load only when drawing
         written += figures_module.write_all(report, out)
     tables.print_report(report, console)
+    variance.print_table(report, console)
     console.print(f"wrote {len(written)} files to {out}", highlight=False)
     return out

@@ -51,6 +51,7 @@ class Report:
     curves: pd.DataFrame  # training history: kind, used_by, seed, epoch, loss, temperature
     notes: list[str] = field(default_factory=list)  # seeds not run, patch-length trend, configuration differences
     chance: dict[str, float] = field(default_factory=dict)  # per metric of a class set: balanced accuracy of guessing
+    variance: pd.DataFrame = field(default_factory=pd.DataFrame)  # per seed source that varies alone (bench.variance)
 
     @property
     def synthetic(self) -> bool:
@@ -103,11 +104,32 @@ def stale_seeds(records: list[dict], variants: list[str]) -> dict[str, list[int]
     return {v: seeds for v, seeds in found.items() if seeds}
 
 
+SEED_SOURCES = ("init", "order", "data")  # cpep.config's `seeds`
+USER_KNOBS = ("ring_rotation", "gain_sd", "difficulty")  # data.synth: how much users differ (and the noise floor)
+
+
+def varied_source(cfg: dict) -> str:
+    """The one seed source that follows the run seed while the others are set ("" for none or several)."""
+    unset = [s for s in SEED_SOURCES if (cfg.get("seeds") or {}).get(s, -1) == -1]
+    return unset[0] if len(unset) == 1 else ""
+
+
+def user_level(cfg: dict) -> tuple | None:
+    """The synthetic users' variability settings (USER_KNOBS), None for other data."""
+    synth = cfg["data"].get("synth")
+    return tuple(synth[k] for k in USER_KNOBS) if synth else None
+
+
 def values_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per (run, metric) with a value: its variant, seed, and the settings the sweeps vary (EMG patch,
+    data fraction, users' variability, the seed source that varies)."""
     rows = [{"variant": r["variant"], "group": r.get("group", ""), "seed": r["seed"], "metric": m, "value": v,
-             "patch": r["config"]["emg"]["patch"]}
+             "patch": r["config"]["emg"]["patch"], "method": r.get("method", ""),
+             "fraction": r["config"]["data"].get("fraction", 1.0), "users": user_level(r["config"]),
+             "source": varied_source(r["config"])}
             for r in records if r["status"] == "done" for m, v in (r.get("metrics") or {}).items() if v is not None]
-    return pd.DataFrame(rows, columns=["variant", "group", "seed", "metric", "value", "patch"])
+    return pd.DataFrame(rows, columns=["variant", "group", "seed", "metric", "value", "patch", "method", "fraction",
+                                       "users", "source"])
 
 
 def not_applicable(records: list[dict]) -> dict[tuple[str, str], str]:

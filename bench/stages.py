@@ -12,6 +12,7 @@ from typing import Callable
 from bench import plugins, provenance
 from bench.planner import EVAL, Run, Stage, step_of
 from bench.store import Store
+from cpep import config
 from cpep.threads import use_threads
 
 
@@ -33,7 +34,7 @@ def execute(stage: Stage, store: Store, on_epoch: Callable[[int, dict], None] | 
     state, history, metrics, not_applicable = None, [], None, None
     if stage.kind == EVAL:
         metrics, not_applicable = evaluate(cfg, data, device, plugins.get("method", stage.method), models,
-                                            stage.seed)
+                                            config.seeds(cfg, stage.seed).order)
         if on_epoch:
             on_epoch(1, {})
     else:

@@ -5,6 +5,7 @@
     <results>/runs/<suite>/<dataset>/<variant>/seed-<n>.json    one record per run
     <results>/data/synthetic-<hash>/    generated once, reused by every run with the same synth settings
     <results>/cache/                    window indices and normalisation statistics of each dataset
+    <results>/results.parquet           every record as one table (bench.results_table)
     <results>/run.lock                  while a `cpep-bench run` works here: who holds it (see Store.lock)
 
 Every file is written to a temporary name and renamed into place, so a reader never sees half a file and a
@@ -191,10 +192,9 @@ class Store:
     def write_record(self, run: Run, record: dict) -> None:
         atomic_write_json(self.run_record_path(run), record)
 
-    def records(self, suite: str) -> list[dict]:
-        """Every record of a suite, all datasets."""
-        base = self.root / "runs" / suite
-        found = (read_json(p) for p in sorted(base.glob("*/*/seed-*.json")))
+    def records(self, suite: str | None = None) -> list[dict]:
+        """Every record of a suite (of every suite when None), all datasets."""
+        found = (read_json(p) for p in sorted((self.root / "runs").glob(f"{suite or '*'}/*/*/seed-*.json")))
         return [r for r in found if r is not None]
 
     # data

@@ -14,6 +14,7 @@ import json
 import math
 import re
 import tomllib
+from dataclasses import dataclass
 
 from cpep import protocols
 from cpep.errors import ConfigError
@@ -33,6 +34,7 @@ DEFAULTS: dict = {
         "in_memory_gb": 4.0,       # selections smaller than this are copied to the training device once
         "protocol": "default",     # how recordings become windows (cpep.protocols): default or embridge
         "allow_missing": False,    # metadata.csv rows whose file is absent are skipped (and counted), not refused
+        "fraction": 1.0,           # of the paired pre-training windows the alignment reads (FRACTIONS)
     },
     "encoder": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0},
     "embedding": {"pooling": "cls"},  # the window embedding: [CLS] output or mean of the patch outputs
@@ -44,6 +46,10 @@ DEFAULTS: dict = {
             "mask_ratio": 0.5, "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 4},
     "supervised": {"epochs": 40, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2.0},
     "eval": {"k": 10, "lp_weight_decay": 1e-3, "lp_max_iter": 200, "metrics": ["linear_probe", "zero_shot"]},
+    # The three sources of randomness of a run, each the run seed when -1 (unset): model initialisation, data order
+    # (batch order, masks, augmentations, the probes' draws) and data (which synthetic users exist with
+    # data.synth.seed_per_run; which windows data.fraction keeps). Setting one varies it alone across runs.
+    "seeds": {"init": -1, "order": -1, "data": -1},
     "train": {"device": "auto", "workers": 0, "checkpoint_every": 1,
               "threads": 0,          # torch threads; 0 = one per CPU this process is allotted (cpep.threads)
               "compile": False},     # torch.compile the model trained (CUDA graphs on a GPU when shapes are static)
@@ -130,6 +136,7 @@ def merge(base: dict, extra: dict, origin: str) -> dict:
 # The range of every numeric key: checked before the combinations below, some of which divide by these values.
 BOUNDS = {
     "data.window": "> 0", "data.stride": "> 0", "data.pose_decimation": "> 0", "data.in_memory_gb": ">= 0",
+    "data.fraction": "> 0",
     "encoder.width": "> 0", "encoder.depth": "> 0", "encoder.heads": "> 0", "encoder.mlp_ratio": "> 0",
     "emg.patch": "> 0", "emg.bin": "> 0", "emg.rotation_augment": ">= 0", "pose.patch": "> 0",
     "mae.epochs": "> 0", "mae.batch_size": ">= 2", "mae.lr": "> 0", "mae.weight_decay": ">= 0",
@@ -138,8 +145,31 @@ BOUNDS = {
     "supervised.epochs": "> 0", "supervised.batch_size": ">= 2", "supervised.lr": "> 0",
     "supervised.weight_decay": ">= 0", "supervised.warmup_epochs": ">= 0",
     "eval.k": "> 0", "eval.lp_weight_decay": ">= 0", "eval.lp_max_iter": "> 0",
+    "seeds.init": ">= -1", "seeds.order": ">= -1", "seeds.data": ">= -1",
     "train.workers": ">= 0", "train.checkpoint_every": "> 0", "train.threads": ">= 0",
 }
+
+
+FRACTIONS = (0.1, 0.2, 0.4, 1.0)  # data.fraction: the points of the data-efficiency curve
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """A run's seeds, resolved; `explicit` when any was set, which (alone) changes how training draws them."""
+    init: int
+    order: int
+    data: int
+    explicit: bool = False
+
+    def key(self) -> dict:
+        return {"init": self.init, "order": self.order, "data": self.data}
+
+
+def seeds(cfg: dict, run_seed: int) -> Seeds:
+    """The init, order and data seeds of run seed `run_seed`: each the run seed unless set in `seeds`."""
+    s = cfg["seeds"]
+    return Seeds(*(run_seed if s[k] == -1 else s[k] for k in ("init", "order", "data")),
+                 explicit=any(v != -1 for v in s.values()))
 
 
 def check_bounds(cfg: dict, bounds: dict[str, str]) -> None:
@@ -163,6 +193,8 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"emg.bin ({cfg['emg']['bin']}) must divide emg.patch ({cfg['emg']['patch']})")
     if cfg["pose"]["patch"] % d["pose_decimation"]:
         raise ConfigError(f"pose.patch ({cfg['pose']['patch']}) must be a multiple of data.pose_decimation")
+    if d["fraction"] not in FRACTIONS:
+        raise ConfigError(f"data.fraction must be one of {', '.join(map(str, FRACTIONS))}, not {d['fraction']}")
     if cfg["eval"]["k"] > MAX_ZERO_SHOT_K:
         raise ConfigError(f"eval.k must be at most {MAX_ZERO_SHOT_K}, not {cfg['eval']['k']}")
     device = cfg["train"]["device"]

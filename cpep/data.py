@@ -105,8 +105,12 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def head(self, n: int) -> "WindowDataset":
         """The first n windows."""
-        return type(self)(self.paths, self.recording[:n], self.starts[:n], self.labels[:n].numpy(), self.spec,
-                             self.stats, self.cache_dir)
+        return self.subset(np.arange(min(n, len(self))))
+
+    def subset(self, index: np.ndarray) -> "WindowDataset":
+        """The windows at these positions, in this order."""
+        return type(self)(self.paths, self.recording[index], self.starts[index], self.labels[index].numpy(),
+                          self.spec, self.stats, self.cache_dir)
 
     def packed(self) -> PackedWindows:
         """Every window from the window cache (cpep.window_cache), written there by the first process to ask."""

@@ -55,14 +55,24 @@ def batches(cfg: dict, dataset, batch_size: int, device, seed: int, drop_last: b
                    in_memory_bytes=cfg["data"]["in_memory_gb"] * 1e9, workers=cfg["train"]["workers"])
 
 
+def initialised(ctx, build):
+    """build(), its weights drawn from the init seed; then the global RNG (masks, augmentations) follows the order
+    seed. With no seed set both are the run seed, drawn from one stream as they always were."""
+    seeds = ctx.seeds
+    seed_everything(seeds.init)
+    model = build()
+    if seeds.explicit:
+        seed_everything(seeds.order)
+    return model
+
+
 def pretrain_mae(modality: str, ctx):
     """Masked-autoencoder pre-training of one modality's encoder; returns (encoder state, history)."""
-    seed_everything(ctx.seed)
     cfg, m = ctx.cfg, ctx.cfg["mae"]
-    mae = make_mae(modality, cfg, ctx.data).to(ctx.device)
+    mae = initialised(ctx, lambda: make_mae(modality, cfg, ctx.data)).to(ctx.device)
     shift = cfg["emg"]["rotation_augment"]
     inputs = (lambda b: random_channel_roll(b["emg"], shift)) if modality == "emg" else (lambda b: b["pose"])
-    train = batches(cfg, ctx.data.selection("pretrain"), m["batch_size"], ctx.device, ctx.seed)
+    train = batches(cfg, ctx.data.selection("pretrain"), m["batch_size"], ctx.device, ctx.seeds.order)
     history = fit(mae, lambda batch: mae(inputs(batch))[0], train, schedule(m), ctx.checkpoint,
                   cfg["train"]["checkpoint_every"], on_epoch=ctx.on_epoch, compile=cfg["train"]["compile"])
     return mae.encoder.cpu().state_dict(), history
@@ -130,27 +140,37 @@ def alignment_loss(model: Aligned, shift: int, pose_cache: torch.Tensor | None =
     return loss
 
 
+def fraction_of(windows, fraction: float, seed: int):
+    """`fraction` of the windows (rounded, at least one), drawn without replacement by the data seed and kept in
+    the selection's order; all of them at 1."""
+    if fraction >= 1.0:
+        return windows
+    n = max(1, round(fraction * len(windows)))
+    keep = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:n]
+    return windows.subset(keep.sort().values.numpy())
+
+
 def align(ctx, objective, cache_pose: bool = True):
     """Contrastive alignment of the EMG encoder (+ head) to the pose encoder; returns (Aligned state, history).
 
     With the pose encoder frozen (align.train_pose false) its embedding of every window is computed once, before
     the first epoch, unless `cache_pose` is false: the same losses and weights, without running it every step.
     """
-    seed_everything(ctx.seed)
     cfg = ctx.cfg
     a, shift = cfg["align"], cfg["emg"]["rotation_augment"]
-    model = Aligned(cfg, ctx.data, objective)
+    model = initialised(ctx, lambda: Aligned(cfg, ctx.data, objective))
     model.pose.load_state_dict(ctx.inputs["pose_mae"])
     if "emg_mae" in ctx.inputs:
         model.emg.load_state_dict(ctx.inputs["emg_mae"])
     model.pose.requires_grad_(a["train_pose"])
     model.emg.requires_grad_(a["train_emg"])
     model.to(ctx.device)
-    windows, pose_cache = ctx.data.selection("pretrain"), None
+    windows = fraction_of(ctx.data.selection("pretrain"), cfg["data"]["fraction"], ctx.seeds.data)
+    pose_cache = None
     if not a["train_pose"] and cache_pose:
         pose_cache = frozen_pose_embeddings(model, windows, a["batch_size"], ctx.device,
                                             cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"])
-    train = batches(cfg, windows, a["batch_size"], ctx.device, ctx.seed, drop_last=True)
+    train = batches(cfg, windows, a["batch_size"], ctx.device, ctx.seeds.order, drop_last=True)
     history = fit(model, alignment_loss(model, shift, pose_cache), train, schedule(a, drop_last=True), ctx.checkpoint,
                   cfg["train"]["checkpoint_every"], extra_logs=lambda: {"temperature": model.temperature().item()},
                   on_epoch=ctx.on_epoch, after_step=model.temperature.clamp_, compile=cfg["train"]["compile"])

@@ -35,8 +35,9 @@ class Dataset(Base):
                               f"set data.vocab={synth.vocab}")
 
     def for_seed(self, cfg, seed):
-        """With data.synth.seed_per_run, run seed s reads the data of data.synth.seed + s, so that intervals over
-        seeds include which users are tested; the run's configuration records that seed (and seed_per_run off)."""
+        """With data.synth.seed_per_run, data seed s (the run seed unless seeds.data is set) reads the data of
+        data.synth.seed + s, so that intervals over seeds include which users are tested; the run's configuration
+        records that seed (and seed_per_run off)."""
         if not cfg["data"]["synth"]["seed_per_run"]:
             return cfg
         run_cfg = copy.deepcopy(cfg)

@@ -20,9 +20,10 @@ def train(ctx):
 
 
 ALIGN = Step("align", sections=("encoder", "embedding", "emg", "pose", "align"), train=train,
-             inputs=("pose_mae", "emg_mae"), epochs="align", uses=(("objective", "align.objective"),))
+             inputs=("pose_mae", "emg_mae"), epochs="align", uses=(("objective", "align.objective"),),
+             keys=("data.fraction",))
 RANDOM_INIT_ALIGN = Step("align", sections=ALIGN.sections, train=train, inputs=("pose_mae",), epochs="align",
-                         uses=ALIGN.uses)
+                         uses=ALIGN.uses, keys=ALIGN.keys)
 
 BOUNDS = {"align.epochs": "> 0", "align.batch_size": ">= 2", "align.lr": "> 0", "align.weight_decay": ">= 0",
           "align.warmup_epochs": ">= 0"}

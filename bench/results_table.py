@@ -1,0 +1,110 @@
+"""Every run record of a results directory as one table, `<results>/results.parquet`: a row per run x metric.
+
+Columns: suite, dataset, variant, seed, metric, value (null: no value), status, not_applicable (the reason a metric
+does not apply), the run's label, group, method, error, stale flag, run key and timings; its provenance (commit,
+dirty, config_hash, data_identity, device, device_name, precision, threads, host, slurm_job_id, and version_<package>
+for each package the record names); and, as JSON text, the parts of the record that are not flat (config, stages
+with their training histories, worker). A run without any metric (failed, running) has one row with metric null.
+
+SLURM jobs and local runs write records concurrently, each its own JSON file, so the table is never appended to:
+it is rebuilt from the JSON records, written to a temporary file and renamed into place, at the end of
+`cpep-bench run` and by `cpep-bench report`, which reads its records back from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from cpep.config import digest
+from cpep.files import replace_atomically
+
+NAME = "results.parquet"
+RUN = ["suite", "dataset", "variant", "seed"]
+NESTED = ("config", "stages", "worker")  # stored as JSON text
+# (column, record key) of the flat run fields carried back into the records the report reads
+FLAT = [("label", "label"), ("group", "group"), ("method", "method"), ("status", "status"), ("error", "error"),
+        ("error_log", "error_log"), ("stale", "stale"), ("run_key", "run_key"), ("seconds", "seconds"),
+        ("updated", "updated"), ("schema", "schema")]
+
+
+def path(root: Path) -> Path:
+    return Path(root) / NAME
+
+
+def _provenance(record: dict) -> dict:
+    prov = record.get("provenance") or {}
+    git = prov.get("git") or {}
+    cfg = record.get("config") or {}
+    row = {"commit": git.get("commit"), "dirty": git.get("dirty"),
+           "config_hash": digest(cfg) if cfg else None,
+           "data_identity": digest(cfg["data"]) if "data" in cfg else None,
+           "device": prov.get("device"), "device_name": prov.get("name"), "precision": prov.get("precision"),
+           "threads": prov.get("threads"), "host": prov.get("host"), "slurm_job_id": prov.get("slurm_job_id")}
+    return row | {f"version_{name}": v for name, v in (prov.get("versions") or {}).items()}
+
+
+def rows(record: dict) -> list[dict]:
+    """The table's rows of one record."""
+    run = {k: record.get(k) for k in RUN} | {col: record.get(key) for col, key in FLAT}
+    run["stale"] = bool(run["stale"])
+    run |= {name: json.dumps(record[name], sort_keys=True) if name in record else None for name in NESTED}
+    run |= _provenance(record)
+    metrics, na = record.get("metrics") or {}, record.get("not_applicable") or {}
+    names = list(metrics) + [m for m in na if m not in metrics]
+    if not names:
+        return [run | {"metric": None, "value": None, "not_applicable": None}]
+    return [run | {"metric": m, "value": metrics.get(m), "not_applicable": na.get(m)} for m in names]
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame([row for r in records for row in rows(r)])
+    df["value"] = df["value"].astype("float64")
+    first = RUN + ["metric", "value", "status", "not_applicable"]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def rebuild(store) -> Path | None:
+    """Write the table of every record in the results directory; None (nothing written) when it has none."""
+    records = store.records()
+    if not records:
+        return None
+    df = frame(records)
+    target = path(store.root)
+    replace_atomically(target, lambda tmp: df.to_parquet(tmp, index=False))
+    return target
+
+
+def _clean(value):
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def records(table: pd.DataFrame) -> list[dict]:
+    """The records a table holds, in its order: what the report reads."""
+    out = []
+    for key, run in table.groupby(RUN, sort=False, dropna=False):
+        first = {c: _clean(v) for c, v in run.iloc[0].items()}
+        rec = dict(zip(RUN, key)) | {"seed": int(key[3])}
+        rec |= {k: first[col] for col, k in FLAT if col in first}
+        rec["stale"] = bool(rec.get("stale"))
+        rec |= {name: json.loads(first[name]) for name in NESTED if first.get(name) is not None}
+        named = run[run["metric"].notna()]
+        na = {m: why for m, why in zip(named["metric"], named["not_applicable"]) if _clean(why) is not None}
+        rec["not_applicable"] = na
+        values = {m: _clean(v) for m, v in zip(named["metric"], named["value"])
+                  if _clean(v) is not None or m not in na}
+        rec["metrics"] = values if values or rec["status"] == "done" else None
+        out.append(rec)
+    return out
+
+
+def load(store, suite: str) -> list[dict]:
+    """Rebuild the results directory's table, then read the suite's records from it."""
+    if rebuild(store) is None:
+        return []
+    table = pd.read_parquet(path(store.root))
+    return records(table[table["suite"] == suite])
