@@ -51,6 +51,8 @@ class Report:
     curves: pd.DataFrame  # training history: kind, used_by, seed, epoch, loss, temperature
     notes: list[str] = field(default_factory=list)  # seeds not run, patch-length trend, configuration differences
     chance: dict[str, float] = field(default_factory=dict)  # per metric of a class set: balanced accuracy of guessing
+    improvement: pd.DataFrame = field(default_factory=pd.DataFrame)  # P(A > B) per ordered pair of variants, metric
+    claims: pd.DataFrame = field(default_factory=pd.DataFrame)  # the paper's claims checked (bench.claims)
 
     @property
     def synthetic(self) -> bool:
