@@ -120,10 +120,10 @@ def _spearman(claim: Claim, scores: Scores, patches: dict[str, int], level: floa
     if not strata:
         return None
     ci = stats.bootstrap(strata, stats.spearman_of([p for p, _ in present]), level)
-    over = "/".join(str(p) for p, _ in present)
+    over = ", ".join(str(p) for p, _ in present)
     shown = (f"{ci.mean:+.2f}", "" if math.isnan(ci.low) else f"[{ci.low:+.2f}, {ci.high:+.2f}]")
     return _row("rho < 0", shown, ci, claim, seeds, by_user) | {
-        "claim": claim.text.replace(",", f" (Spearman rho, patch {over}),", 1)}
+        "claim": claim.text.replace(",", f" (Spearman rho over patch {over}),", 1)}
 
 
 def _row(paper: str, shown: tuple[str, str], ci: stats.Interval, claim: Claim, seeds: list[int],

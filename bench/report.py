@@ -99,16 +99,16 @@ def paired_differences(values: pd.DataFrame, variants: list[str], metrics: list[
             continue
         for m in metrics:
             ci, seeds = stats.paired(by_seed(v, m), by_seed(REFERENCE_VARIANT, m), method, level)
-            if method == "bootstrap":
-                ci = scores.paired_stratified(found, v, REFERENCE_VARIANT, m, level) or ci
+            by_user = scores.paired_stratified(found, v, REFERENCE_VARIANT, m, level) if method == "bootstrap" else None
+            ci = by_user or ci
             stale_pairs = set(seeds) & set(stale.get(v, []) + stale.get(REFERENCE_VARIANT, []))
             rows.append({"variant": v, "metric": m, "n": ci.n, "seeds": " ".join(map(str, seeds)),
                          "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high,
                          "excludes_zero": ci.excludes_zero,
                          "not_applicable": na.get((v, m)) or na.get((REFERENCE_VARIANT, m), ""),
-                         "stale": bool(stale_pairs)})
+                         "stale": bool(stale_pairs), "unit": scores.UNITS[by_user is not None]})
     return pd.DataFrame(rows, columns=["variant", "metric", "n", "seeds", "mean", "ci_low", "ci_high",
-                                       "excludes_zero", "not_applicable", "stale"])
+                                       "excludes_zero", "not_applicable", "stale", "unit"])
 
 
 def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, dict[str, float]]:

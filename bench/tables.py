@@ -232,7 +232,10 @@ def markdown(report: Report) -> str:
         parts += [_md_table(["method", "pairs"] + [metric_name(m) for m in report.metrics],
                             [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]),
                   "", f"- variant minus CPEP on the seeds both have; {SIGNIFICANT}: the interval excludes zero.",
-                  f"- {stats.describe(report.method, report.level)}, of the per-seed differences."]
+                  f"- {stats.describe(report.method, report.level)}, of the per-seed differences"
+                  + ("; where both have per-user scores, the mean of the per-(seed, user) differences and its "
+                     f"{stats.describe_stratified(report.level)}."
+                     if (report.differences["unit"] == scores.UNITS[True]).any() else ".")]
         parts += [f"- {n}" for n in na_notes(report) + difference_stale_note(report)]
     else:
         parts.append("None: the suite has no CPEP variant, or no other variant.")
