@@ -318,6 +318,23 @@ def test_scores_by_group_are_each_groups_balanced_accuracy():
     assert _scores_by(pred, labels, 2, users)["b"] == pytest.approx((1 / 2 + 1) / 2)
 
 
+def test_generalization_is_a_breakdown_only_where_the_test_windows_hold_several_values():
+    from bench.evaluation import _groups
+
+    class Data:
+        def __init__(self, generalization):
+            self.found = {"user": np.array(["a", "a", "b"]), "generalization": np.array(generalization)}
+
+        def window_groups(self, selection):
+            return self.found
+
+    assert set(_groups(Data(["user", "user", "user"]), "id_test", 3)) == {"user"}
+    assert set(_groups(Data(["user", "user_stage", "user"]), "id_test", 3)) == {"user", "generalization"}
+    with pytest.raises(ValueError, match="3 windows embedded"):
+        _groups(Data(["user"] * 2), "id_test", 3)  # a generalization for two of the three windows
+    assert _groups(object(), "id_test", 3) == {}  # a dataset that does not say
+
+
 def test_a_tiny_run_records_each_held_out_users_scores(tmp_path):
     results = tmp_path / "results"
     cli("run", "--suite", "smoke", "--variants", "cpep", "--seeds", "0", "--results-dir", results, *tiny_args(),
