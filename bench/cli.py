@@ -172,12 +172,15 @@ def report(
     format_: str = typer.Option("md,tex,csv", "--format",
                                 help="Table files to write: any of md, tex, csv (figures are always written, "
                                      "as PNG and SVG)."),
-    ci: str = typer.Option("t", help="Confidence interval over seeds: t (Student t) or bootstrap (percentile)."),
+    ci: str = typer.Option("t", help="Confidence interval of the means: t (Student t over seeds) or bootstrap "
+                                     "(percentile, stratified: seeds, then each seed's held-out users, where the "
+                                     "records have per-user scores; seeds only otherwise)."),
     level: float = typer.Option(0.95, help="Confidence level of the intervals."),
     results_dir: Optional[Path] = ResultsDir,
 ):
-    """Tables and figures of a suite's results: mean and CI over seeds, paired differences against CPEP, the
-    paper's numbers beside ours, and every run without a result."""
+    """Tables and figures of a suite's results: mean and CI over seeds, IQM over seeds x held-out users, paired
+    differences and P(variant > CPEP), the paper's numbers beside ours, the paper's claims with a verdict each,
+    and every run without a result."""
     from bench import report as report_module
     formats = report_module.parse_formats(format_)
     store = results_store(results_dir)

@@ -3,7 +3,7 @@
     bench/methods/NAME.py       class Method(plugins.Method)        stages, embeddings, config defaults
     bench/datasets/NAME.py      class Dataset(plugins.Dataset)      channels, pose dimensions, selections, identity
     bench/objectives/NAME.py    class Objective(plugins.Objective)  the alignment loss, chosen by align.objective
-    bench/metrics/NAME.py       class Metric(plugins.Metric)        a score from (train, test) embeddings
+    bench/metrics/NAME.py       class Metric(plugins.Metric)        a score, or a decision per window, from embeddings
 
 The file's name is the plug-in's name. More folders with the same four subfolders come from a suite's
 `plugins = ["DIR"]` or from $CPEP_BENCH_PLUGINS (folders separated by ':'); a name may be defined once.
@@ -109,7 +109,8 @@ class Dataset:
         raise NotImplementedError
 
     def open(self, cfg: dict, store):
-        """The readable dataset: `.windows(selection)` for each of `selections`."""
+        """The readable dataset: `.selection(name)` for each of `selections`, and optionally
+        `.window_groups(name)`: per window of a test selection, its recording's `user` and `generalization`."""
         raise NotImplementedError
 
     def validate(self, cfg: dict) -> None:
@@ -138,7 +139,11 @@ class Metric:
     train holds pose references (zs_reference), test EMG queries (zs_query). `compute` returns {key: value} for
     `keys`; records name them KEY_id and KEY_unseen. A metric that samples sets `seeded`: its `compute` is then
     also given `seed=`, the run's order seed (seeds.order, the run seed unless set), so that each seed draws its own
-    samples and the same seed the same."""
+    samples and the same seed the same.
+
+    A metric whose score is the balanced accuracy of one decision per test window defines `predict` instead of
+    `compute`: the evaluation scores the decisions, over all test windows and over each held-out user's (the
+    record's `by_user`)."""
     name = ""
     needs = "lp"
     keys: tuple[str, ...] = ()
@@ -148,6 +153,15 @@ class Metric:
                 device: "torch.device") -> dict[str, float]:
         """train and test are (embeddings, labels) tensors on the CPU; `device` is where the stage computes."""
         raise NotImplementedError
+
+    def predict(self, train: tuple, test: tuple, num_classes: int, cfg: dict,
+                device: "torch.device") -> dict[str, "torch.Tensor"]:
+        """{key: the class decided for each test window, in the order of test's labels} for `keys`."""
+        raise NotImplementedError
+
+    @property
+    def per_window(self) -> bool:
+        return type(self).predict is not Metric.predict
 
 
 BASES = {"method": Method, "dataset": Dataset, "objective": Objective, "metric": Metric}

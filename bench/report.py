@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 from scipy import stats as scipy_stats
 
-from bench import reference, results_table, stats, tables, variance
+from bench import claims, reference, results_table, scores, stats, tables, variance
 from bench.results import (BOUNDS_GROUP, PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame,
                            metric_name, metric_order, not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
@@ -61,7 +61,10 @@ def variant_order(suite: Suite, records: list[dict]) -> tuple[list[str], dict[st
 
 
 def summarise(values: pd.DataFrame, variants: list[str], labels: dict, groups: dict, metrics: list[str], na: dict,
-              stale: dict[str, list[int]], paper: pd.DataFrame, method: str, level: float) -> pd.DataFrame:
+              stale: dict[str, list[int]], paper: pd.DataFrame, method: str, level: float,
+              found: scores.Scores) -> pd.DataFrame:
+    """Per (variant, metric): the mean over seeds and its interval (with --ci bootstrap and per-user scores: the mean
+    of the seed x user scores and their stratified interval), the IQM, the paper's number."""
     main = reference.primary(paper).to_dict("index")  # (variant, metric) -> value, approximate, source
     other = reference.others(paper).set_index(["variant", "metric"]).to_dict("index")
     in_paper = {v for v, _ in main}
@@ -78,13 +81,14 @@ def summarise(values: pd.DataFrame, variants: list[str], labels: dict, groups: d
                 "other_paper": alt.get("value", math.nan), "other_source": alt.get("source", ""),
                 "stale": v in stale,
             })
-    df = pd.DataFrame(rows)
+    df = scores.robust_columns(found, pd.DataFrame(rows), method, level)
     df["paper_in_ci"] = (df["ci_low"] <= df["paper"]) & (df["paper"] <= df["ci_high"])
     return df
 
 
 def paired_differences(values: pd.DataFrame, variants: list[str], metrics: list[str], na: dict,
-                       stale: dict[str, list[int]], method: str, level: float) -> pd.DataFrame:
+                       stale: dict[str, list[int]], method: str, level: float, found: scores.Scores) -> pd.DataFrame:
+    """Variant minus CPEP per seed both have; with --ci bootstrap, per (seed, user) both have where recorded."""
     def by_seed(v, m):
         sel = values[(values["variant"] == v) & (values["metric"] == m)]
         return dict(zip(sel["seed"], sel["value"]))
@@ -95,14 +99,16 @@ def paired_differences(values: pd.DataFrame, variants: list[str], metrics: list[
             continue
         for m in metrics:
             ci, seeds = stats.paired(by_seed(v, m), by_seed(REFERENCE_VARIANT, m), method, level)
+            by_user = scores.paired_stratified(found, v, REFERENCE_VARIANT, m, level) if method == "bootstrap" else None
+            ci = by_user or ci
             stale_pairs = set(seeds) & set(stale.get(v, []) + stale.get(REFERENCE_VARIANT, []))
             rows.append({"variant": v, "metric": m, "n": ci.n, "seeds": " ".join(map(str, seeds)),
                          "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high,
                          "excludes_zero": ci.excludes_zero,
                          "not_applicable": na.get((v, m)) or na.get((REFERENCE_VARIANT, m), ""),
-                         "stale": bool(stale_pairs)})
+                         "stale": bool(stale_pairs), "unit": scores.UNITS[by_user is not None]})
     return pd.DataFrame(rows, columns=["variant", "metric", "n", "seeds", "mean", "ci_low", "ci_high",
-                                       "excludes_zero", "not_applicable", "stale"])
+                                       "excludes_zero", "not_applicable", "stale", "unit"])
 
 
 def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -227,7 +233,8 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
     done = {v: sorted(r["seed"] for r in records if r["variant"] == v and r["status"] == "done") for v in variants}
     stale = stale_seeds(records, variants)
     values, na = values_frame(records), not_applicable(records)
-    summary = summarise(values, variants, labels, groups, metrics, na, stale, reference.load(), method, level)
+    found = scores.Scores(values, scores.users_frame(records))
+    summary = summarise(values, variants, labels, groups, metrics, na, stale, reference.load(), method, level, found)
     order, tau = ordering(summary, metrics)
     notes = []
     unrun = sorted(set(suite.seeds) - set(seeds))
@@ -238,10 +245,12 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
     notes += patch_trend(values, metrics) + config_differences(records, suite)
     return Report(suite=suite.name, dataset=dataset, method=method, level=level, variants=variants, labels=labels,
                   groups=groups, metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
-                  differences=paired_differences(values, variants, metrics, na, stale, method, level),
+                  differences=paired_differences(values, variants, metrics, na, stale, method, level, found),
                   ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
                   curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics),
-                  variance=variance.by_source(values, metrics))
+                  variance=variance.by_source(values, metrics),
+                  improvement=scores.improvement_table(found, variants, metrics, level),
+                  claims=claims.table(found, records, claims.patch_lengths(values), level))
 
 
 # output
@@ -258,6 +267,10 @@ def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Pa
         files["differences.csv"] = report.differences.to_csv(index=False)
         files["ordering.csv"] = report.ordering.to_csv(index=False)
         files["incomplete.csv"] = report.incomplete.to_csv(index=False)
+        files["improvement.csv"] = report.improvement.to_csv(index=False)
+        files["claims.csv"] = report.claims.to_csv(index=False)
+    if "md" in formats:
+        files["claims.md"] = claims.markdown(report.claims, report.level)
     if not report.variance.empty:
         if "md" in formats:
             files["variance.md"] = variance.markdown(report)

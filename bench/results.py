@@ -52,6 +52,8 @@ class Report:
     notes: list[str] = field(default_factory=list)  # seeds not run, patch-length trend, configuration differences
     chance: dict[str, float] = field(default_factory=dict)  # per metric of a class set: balanced accuracy of guessing
     variance: pd.DataFrame = field(default_factory=pd.DataFrame)  # per seed source that varies alone (bench.variance)
+    improvement: pd.DataFrame = field(default_factory=pd.DataFrame)  # P(A > B) per ordered pair of variants, metric
+    claims: pd.DataFrame = field(default_factory=pd.DataFrame)  # the paper's claims checked (bench.claims)
 
     @property
     def synthetic(self) -> bool:

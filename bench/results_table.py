@@ -3,8 +3,9 @@
 Columns: suite, dataset, variant, seed, metric, value (null: no value), status, not_applicable (the reason a metric
 does not apply), the run's label, group, method, error, stale flag, run key and timings; its provenance (commit,
 dirty, config_hash, data_identity, device, device_name, precision, threads, host, slurm_job_id, and version_<package>
-for each package the record names); and, as JSON text, the parts of the record that are not flat (config, stages
-with their training histories, worker). A run without any metric (failed, running) has one row with metric null.
+for each package the record names); and `record`, the whole record as JSON text (its configuration, stages with
+their training histories, per-user scores...), from which the report reads it back exactly. A run without any
+metric (failed, running) has one row with metric null.
 
 SLURM jobs and local runs write records concurrently, each its own JSON file, so the table is never appended to:
 it is rebuilt from the JSON records, written to a temporary file and renamed into place, at the end of
@@ -23,11 +24,7 @@ from cpep.files import replace_atomically
 
 NAME = "results.parquet"
 RUN = ["suite", "dataset", "variant", "seed"]
-NESTED = ("config", "stages", "worker")  # stored as JSON text
-# (column, record key) of the flat run fields carried back into the records the report reads
-FLAT = [("label", "label"), ("group", "group"), ("method", "method"), ("status", "status"), ("error", "error"),
-        ("error_log", "error_log"), ("stale", "stale"), ("run_key", "run_key"), ("seconds", "seconds"),
-        ("updated", "updated"), ("schema", "schema")]
+FLAT = ["label", "group", "method", "status", "error", "error_log", "stale", "run_key", "seconds", "updated", "schema"]
 
 
 def path(root: Path) -> Path:
@@ -48,10 +45,9 @@ def _provenance(record: dict) -> dict:
 
 def rows(record: dict) -> list[dict]:
     """The table's rows of one record."""
-    run = {k: record.get(k) for k in RUN} | {col: record.get(key) for col, key in FLAT}
+    run = {k: record.get(k) for k in RUN + FLAT}
     run["stale"] = bool(run["stale"])
-    run |= {name: json.dumps(record[name], sort_keys=True) if name in record else None for name in NESTED}
-    run |= _provenance(record)
+    run |= _provenance(record) | {"record": json.dumps(record, sort_keys=True)}
     metrics, na = record.get("metrics") or {}, record.get("not_applicable") or {}
     names = list(metrics) + [m for m in na if m not in metrics]
     if not names:
@@ -77,29 +73,9 @@ def rebuild(store) -> Path | None:
     return target
 
 
-def _clean(value):
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 def records(table: pd.DataFrame) -> list[dict]:
     """The records a table holds, in its order: what the report reads."""
-    out = []
-    for key, run in table.groupby(RUN, sort=False, dropna=False):
-        first = {c: _clean(v) for c, v in run.iloc[0].items()}
-        rec = dict(zip(RUN, key)) | {"seed": int(key[3])}
-        rec |= {k: first[col] for col, k in FLAT if col in first}
-        rec["stale"] = bool(rec.get("stale"))
-        rec |= {name: json.loads(first[name]) for name in NESTED if first.get(name) is not None}
-        named = run[run["metric"].notna()]
-        na = {m: why for m, why in zip(named["metric"], named["not_applicable"]) if _clean(why) is not None}
-        rec["not_applicable"] = na
-        values = {m: _clean(v) for m, v in zip(named["metric"], named["value"])
-                  if _clean(v) is not None or m not in na}
-        rec["metrics"] = values if values or rec["status"] == "done" else None
-        out.append(rec)
-    return out
+    return [json.loads(run["record"].iloc[0]) for _, run in table.groupby(RUN, sort=False, dropna=False)]
 
 
 def load(store, suite: str) -> list[dict]:

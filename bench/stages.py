@@ -31,10 +31,10 @@ def execute(stage: Stage, store: Store, on_epoch: Callable[[int, dict], None] | 
     data = plugins.get("dataset", cfg["data"]["name"]).open(cfg, store)
     began = time.time()
     models = {kind: store.load_model(kind, key) for kind, key in stage.inputs}
-    state, history, metrics, not_applicable = None, [], None, None
+    state, history, metrics, not_applicable, breakdowns = None, [], None, None, {}
     if stage.kind == EVAL:
-        metrics, not_applicable = evaluate(cfg, data, device, plugins.get("method", stage.method), models,
-                                            config.seeds(cfg, stage.seed).order)
+        metrics, not_applicable, breakdowns = evaluate(cfg, data, device, plugins.get("method", stage.method),
+                                                       models, config.seeds(cfg, stage.seed).order)
         if on_epoch:
             on_epoch(1, {})
     else:
@@ -43,18 +43,20 @@ def execute(stage: Stage, store: Store, on_epoch: Callable[[int, dict], None] | 
     meta = {
         "kind": stage.kind, "key": stage.key, "config_key": stage.config_key, "code": stage.code,
         "seed": stage.seed, "seconds": round(time.time() - began, 3), "history": history, "metrics": metrics,
-        "not_applicable": not_applicable, "finished": provenance.now(), "device": provenance.describe_device(device),
-        "git": provenance.git_state(),
+        "not_applicable": not_applicable, **breakdowns, "finished": provenance.now(),
+        "device": provenance.describe_device(device), "git": provenance.git_state(),
     }
     store.save_stage(stage, meta, state)
     return meta
 
 
 def record(run: Run, status: str, store: Store, error: str | None = None, error_log: str | None = None) -> dict:
-    """The run's record: metrics (when done), config, seed, per-stage timings, curves and provenance."""
+    """The run's record: metrics and their breakdowns (when done), config, seed, per-stage timings, curves and
+    provenance."""
+    from bench.evaluation import BREAKDOWNS
     from cpep.train import pick_device
 
-    stages, metrics, not_applicable = [], None, {}
+    stages, metrics, not_applicable, breakdowns = [], None, {}, {}
     for stage in run.stages:
         meta = store.stage_meta(stage)
         entry = {"kind": stage.kind, "key": stage.key, "code": stage.code, "stale": stage.stale,
@@ -64,12 +66,14 @@ def record(run: Run, status: str, store: Store, error: str | None = None, error_
                          git=meta.get("git"), finished=meta["finished"])
             if stage.kind == EVAL:
                 metrics, not_applicable = meta["metrics"], meta.get("not_applicable") or {}
+                breakdowns = {field: meta[field] for field in BREAKDOWNS.values() if meta.get(field)}
         stages.append(entry)
     return {
         "schema": 2, "suite": run.suite, "variant": run.variant.name, "label": run.variant.label,
         "method": run.variant.method, "group": run.variant.group, "dataset": run.dataset, "seed": run.seed,
         "run_key": run.key, "status": status, "error": error, "error_log": error_log, "stale": run.stale,
         "metrics": metrics if status == "done" else None, "not_applicable": not_applicable,
+        **(breakdowns if status == "done" else {}),
         "config": run.config, "stages": stages,
         "seconds": round(sum(s.get("seconds", 0.0) for s in stages), 3),
         "provenance": provenance.collect(pick_device(run.config["train"]["device"])), "updated": provenance.now(),

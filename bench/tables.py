@@ -9,13 +9,16 @@ from rich.console import Console, Group
 from rich.table import Column, Table
 from rich.text import Text
 
-from bench import stats
-from bench.results import CLASS_SETS, STALE, Report, metric_name
+from bench import claims, scores, stats
+from bench.results import CLASS_SETS, REFERENCE_VARIANT, STALE, Report, metric_name
 
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 SYNTHETIC_NOTE = ("These runs use the built-in synthetic data: their levels are NOT comparable with the paper's "
                   "numbers (measured on emg2pose), only their ordering is; see 'Ordering against the paper'.")
 SIGNIFICANT = "*"
+IMPROVEMENT_NOTE = ("P(variant > CPEP): the fraction of matched (seed, held-out user) pairs on which the variant "
+                    "scores above CPEP, a tie counting one half (rliable's probability of improvement); 0.5: no "
+                    "difference; bold in the terminal: the interval excludes 0.5.")
 BOUNDS_NOTE = ("floor and ceiling (last rows): the same linear probe on features computed without learning, EMG "
                "log-power (floor) and the pose itself (ceiling), on the same windows; they have no paper numbers and "
                "are not in the ordering against the paper.")
@@ -71,25 +74,44 @@ def seeds_cell(report: Report, variant: str) -> str:
 
 
 def main_rows(report: Report) -> list[dict]:
-    """Per variant: label, seeds cell, fewer (bool), and per metric its (ours, paper) texts."""
+    """Per variant: label, seeds cell, fewer (bool), per metric its (ours, paper) texts and its IQM text."""
     marks = na_marks(report)
     rows = []
     for variant in report.variants:
         sub = report.summary[report.summary["variant"] == variant].set_index("metric")
-        cells, full_n = {}, len(report.done[variant])
+        cells, iqm, full_n = {}, {}, len(report.done[variant])
         for m in report.metrics:
             r = sub.loc[m]
             if r.not_applicable:
-                ours = "-" + str(marks[r.not_applicable]).translate(SUPERSCRIPT)
+                ours = iqm[m] = "-" + str(marks[r.not_applicable]).translate(SUPERSCRIPT)
             else:
                 ours = estimate(r["mean"], r.ci_low, r.ci_high, r.n, report.method)
+                iqm[m] = estimate(r.iqm, r.iqm_low, r.iqm_high, r.n, "bootstrap")
                 if 1 < r.n < full_n:
                     ours += f" (n={r.n})"
             cells[m] = (ours, paper_value(r))
         label = marked(report.labels[variant], variant in report.stale)
         rows.append({"variant": variant, "label": label, "seeds": seeds_cell(report, variant),
-                     "fewer": len(report.done[variant]) < len(report.seeds), "cells": cells,
+                     "fewer": len(report.done[variant]) < len(report.seeds), "cells": cells, "iqm": iqm,
                      "bound": report.is_bound(variant)})
+    return rows
+
+
+def improvement_rows(report: Report) -> list[dict]:
+    """P(variant > CPEP) per variant and metric, as difference_rows shapes them; none without CPEP."""
+    found = report.improvement[report.improvement["b"] == REFERENCE_VARIANT].set_index(["a", "metric"])
+    rows = []
+    for variant in dict.fromkeys(found.index.get_level_values("a")):
+        cells = {}
+        for m in report.metrics:
+            if (variant, m) not in found.index:
+                cells[m] = ("-", False)
+                continue
+            r = found.loc[(variant, m)]
+            text = estimate(r.p_a_above_b, r.ci_low, r.ci_high, len(r.seeds.split()), "bootstrap")
+            cells[m] = (text, bool(r.ci_low > 0.5 or r.ci_high < 0.5))
+        rows.append({"variant": variant, "label": report.labels[variant], "cells": cells,
+                     "strata": str(found.loc[variant, "strata"].max()), "bound": report.is_bound(variant)})
     return rows
 
 
@@ -132,7 +154,10 @@ def na_notes(report: Report) -> list[str]:
 
 
 def main_notes(report: Report) -> list[str]:
-    notes = [stats.describe(report.method, report.level) + ".",
+    users = report.method == "bootstrap" and (report.summary["unit"] == scores.UNITS[True]).any()
+    how = (f"mean of the seed x user scores and its {stats.describe_stratified(report.level)}" if users
+           else stats.describe(report.method, report.level))
+    notes = [how + ".",
              f"n: seeds with a result; 'k of {len(report.seeds)}': fewer than the seeds asked "
              f"({', '.join(map(str, report.seeds))}), see 'Runs without a result'."]
     summary = report.summary
@@ -158,7 +183,7 @@ def main_notes(report: Report) -> list[str]:
     if not report.synthetic and len(compared):
         notes.append(f"the paper's number lies inside our interval for {int(compared['paper_in_ci'].sum())} of "
                      f"{len(compared)} (variant, metric) pairs.")
-    return notes
+    return notes + scores.notes(report.summary, report.level)
 
 
 def ordering_lines(report: Report) -> list[str]:
@@ -196,9 +221,10 @@ def markdown(report: Report) -> str:
     parts = [f"# {report.suite}: balanced accuracy on {report.dataset} data", ""]
     if report.synthetic:
         parts += [f"> {SYNTHETIC_NOTE}", ""]
-    header = ["method", "n"] + [h for m in report.metrics for h in (metric_name(m), "paper")]
+    header = ["method", "n"] + [h for m in report.metrics for h in (metric_name(m), "IQM", "paper")]
     rows = [[r["label"], f"**{r['seeds']}**" if r["fewer"] else r["seeds"]]
-            + [c for m in report.metrics for c in r["cells"][m]] for r in main_rows(report)]
+            + [c for m in report.metrics for c in (r["cells"][m][0], r["iqm"][m], r["cells"][m][1])]
+            for r in main_rows(report)]
     parts += [_md_table(header, rows), ""] + [f"- {n}" for n in main_notes(report)]
     diffs = difference_rows(report)
     parts += ["", "## Paired differences against CPEP", ""]
@@ -206,10 +232,20 @@ def markdown(report: Report) -> str:
         parts += [_md_table(["method", "pairs"] + [metric_name(m) for m in report.metrics],
                             [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]),
                   "", f"- variant minus CPEP on the seeds both have; {SIGNIFICANT}: the interval excludes zero.",
-                  f"- {stats.describe(report.method, report.level)}, of the per-seed differences."]
+                  f"- {stats.describe(report.method, report.level)}, of the per-seed differences"
+                  + ("; where both have per-user scores, the mean of the per-(seed, user) differences and its "
+                     f"{stats.describe_stratified(report.level)}."
+                     if (report.differences["unit"] == scores.UNITS[True]).any() else ".")]
         parts += [f"- {n}" for n in na_notes(report) + difference_stale_note(report)]
     else:
         parts.append("None: the suite has no CPEP variant, or no other variant.")
+    better = improvement_rows(report)
+    if better:
+        parts += ["", "## Probability of improvement over CPEP", "",
+                  _md_table(["method", "strata"] + [metric_name(m) for m in report.metrics],
+                            [[r["label"], r["strata"]] + [r["cells"][m][0] for m in report.metrics] for r in better]),
+                  "", f"- {IMPROVEMENT_NOTE}", f"- {stats.describe_stratified(report.level)}; every pair of variants "
+                  f"is in improvement.csv."]
     parts += ["", "## Ordering against the paper", ""]
     parts += [f"- {line}" for line in ordering_lines(report)] or ["No metric has two variants with paper numbers."]
     parts += ["", "## Runs without a result", ""]
@@ -341,6 +377,13 @@ def print_report(report: Report, console: Console) -> None:
                       "pairs", diffs, report.metrics, _difference_cell)
         console.print(_notes([f"{SIGNIFICANT}: the interval excludes zero."] + na_notes(report)
                              + difference_stale_note(report)))
+    iqm = [r | {"n": r["seeds"], "cells": {m: (c, False) for m, c in r["iqm"].items()}} for r in main]
+    _print_tables(console, "IQM of the seed x user scores", "method", "n", iqm, report.metrics, _difference_cell)
+    better = improvement_rows(report)
+    if better:
+        _print_tables(console, "P(variant > CPEP)", "method", "strata", better, report.metrics, _difference_cell)
+        console.print(_notes([IMPROVEMENT_NOTE]))
+    claims.print_claims(report.claims, console, report.level)
     lines = ordering_lines(report)
     if lines:
         console.print(Group(Text("ordering against the paper", style="bold"), _notes(lines, "")))

@@ -27,6 +27,7 @@ from cpep.window_cache import PackedWindows, pack
 
 STATS_FILES = 32  # recordings sampled (evenly) to estimate normalisation statistics
 SELECTIONS = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
+GROUP_COLUMNS = ("user", "generalization")  # what the evaluation breaks each test score down by
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,13 @@ class Emg2PoseData:
     def selection(self, name: str) -> WindowDataset:
         """The windows of a named selection: "pretrain", or "<id|unseen>_<train|test>" (a probe's side)."""
         return self.windows(*self._selection_recordings(name))
+
+    def window_groups(self, name: str) -> dict[str, np.ndarray]:
+        """Per window of a named selection, in its order: the metadata.csv columns GROUP_COLUMNS of its recording,
+        as strings."""
+        recordings, kind = self._selection_recordings(name)
+        _, recording, _, _ = self._gather(recordings, kind)
+        return {column: recordings[column].astype(str).to_numpy()[recording] for column in GROUP_COLUMNS}
 
     def check_files(self, progress=None) -> dict[str, dict]:
         """Scan every recording the protocol reads, then count each selection's windows, before any work starts.

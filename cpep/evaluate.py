@@ -35,7 +35,15 @@ def embed(fn: Callable[[dict], torch.Tensor], dataset: WindowDataset,
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                  num_classes: int, weight_decay: float = 1e-3, max_iter: int = 200) -> float:
-    """Class-balanced multinomial logistic regression (full-batch L-BFGS) on standardised features."""
+    """Balanced accuracy of linear_probe_predictions."""
+    pred = linear_probe_predictions(train_x, train_y, test_x, num_classes, weight_decay, max_iter)
+    return balanced_accuracy(pred, test_y, num_classes)
+
+
+def linear_probe_predictions(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, num_classes: int,
+                             weight_decay: float = 1e-3, max_iter: int = 200) -> torch.Tensor:
+    """The class of each test window by class-balanced multinomial logistic regression (full-batch L-BFGS) on
+    standardised features."""
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     xs, xt = (train_x - mean) / std, (test_x - mean) / std
     counts = torch.bincount(train_y, minlength=num_classes).float()
@@ -53,7 +61,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
     opt.step(closure)
     with torch.no_grad():
-        return balanced_accuracy(linear(xt).argmax(1), test_y, num_classes)
+        return linear(xt).argmax(1)
 
 
 def zero_shot(queries: torch.Tensor, references: torch.Tensor, reference_labels: torch.Tensor,

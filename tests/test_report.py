@@ -208,8 +208,9 @@ def test_markdown_lists_failed_missing_and_not_applicable(results, fixture_suite
     row = next(line for line in md.splitlines() if line.startswith("| EMG-MAE |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "**2 of 4**"  # fewer seeds than asked, marked
-    assert cells[2] == "0.550 ± 0.635" and cells[3] == "~0.55 (0.347)"  # 0.05 * 12.706
-    assert cells[6] == "-¹" and cells[8] == "-¹"
+    assert cells[2] == "0.550 ± 0.635" and cells[4] == "~0.55 (0.347)"  # 0.05 * 12.706
+    assert cells[3] == "0.550 [0.500, 0.600]"  # the IQM of 0.50 and 0.60 (no per-user scores: over the seeds)
+    assert cells[8] == cells[9] == cells[11] == "-¹"
     assert "-¹ not applicable: no pose-aligned EMG embedding" in md
     assert "| emg_mae | 2 | failed | emg_mae: RuntimeError: out of memory |" in md
     assert "| avgpool | 1 | running | started on node7 (pid 42)" in md
@@ -276,11 +277,11 @@ def test_more_metrics_than_fit_are_printed_in_tables_of_four(tmp_path, fixture_s
     tables.print_report(rep, console)
     printed = console.export_text()
     assert "…" not in printed and max(map(len, printed.splitlines())) <= 80
-    for part in ("(1/3)", "(2/3)", "(3/3)"):  # the estimates' tables, then the differences'
-        assert sum(line.rstrip().endswith(part) for line in printed.splitlines()) == 2
-    assert sum(line.split()[:1] == ["method"] for line in printed.splitlines()) == 6
+    for part in ("(1/3)", "(2/3)", "(3/3)"):  # the estimates', the differences', the IQMs', P(variant > CPEP)
+        assert sum(line.rstrip().endswith(part) for line in printed.splitlines()) == 4
+    assert sum(line.split()[:1] == ["method"] for line in printed.splitlines()) == 12
     for key in ("lp_k01", "lp_k05", "lp_k10", "lp_k20"):  # in-dist and unseen, estimates and differences
-        assert printed.count(key) == 4, key
+        assert printed.count(key) == 8, key
     assert not any(line.rstrip().endswith(("no share", "unsee")) for line in printed.splitlines())
 
 
@@ -337,11 +338,11 @@ def test_a_new_metric_is_a_column_in_every_table_and_figure(fixture_suite, tmp_p
     assert rep.metrics == [*METRICS, "a_metric", "knn_id"]
 
     md = tables.markdown(rep)
-    assert md_row(md, "method")[-4:] == ["a_metric", "paper", "knn in-dist", "paper"]
+    assert md_row(md, "method")[-6:] == ["a_metric", "IQM", "paper", "knn in-dist", "IQM", "paper"]
     cpep = md_row(md, "CPEP")
-    assert cpep[-4] == "0.250 (n=1)"
-    assert cpep[-2] == "0.650 ± 0.205"  # 0.5 0.6 0.7 0.8: s = 0.1291, t(3) = 3.182, 3.182 * 0.1291 / 2
-    assert md_row(md, "EMG-MAE")[-2] == "0.550 ± 0.635"
+    assert cpep[-6] == cpep[-5] == "0.250 (n=1)"
+    assert cpep[-3] == "0.650 ± 0.205"  # 0.5 0.6 0.7 0.8: s = 0.1291, t(3) = 3.182, 3.182 * 0.1291 / 2
+    assert md_row(md, "EMG-MAE")[-3] == "0.550 ± 0.635"
     differences = md.split("## Paired differences")[1]
     assert md_row(differences, "ablation: EMG encoder frozen")[-1] == "+0.000 ± 0.000"  # same knn_id per seed
 
@@ -524,9 +525,10 @@ def test_floor_and_ceiling_are_the_last_rows_of_every_table(bounds_report, tmp_p
     rows = [line for line in md.split("## Paired differences")[0].splitlines() if line.startswith("| ")]
     assert [md_row(row, row.split("|")[1].strip())[0] for row in rows[-2:]] == [label for _, label in BOUNDS.values()]
     floor = md_row(md, "floor: EMG log-power + LR")
-    assert floor[1:4] == ["3", "0.460 ± 0.025", ""] and floor[6].startswith("-")  # no paper number, no zero-shot
+    assert floor[1:5] == ["3", "0.460 ± 0.025", "0.460 [0.450, 0.470]", ""]  # no paper number
+    assert floor[8].startswith("-")  # no zero-shot
     ceiling = md_row(md, "ceiling: pose features + LR")
-    assert ceiling[2] == "0.960 ± 0.025" and ceiling[6].startswith("-")
+    assert ceiling[2] == "0.960 ± 0.025" and ceiling[8].startswith("-")
     assert "pose input" in md and tables.BOUNDS_NOTE in md
     differences = md.split("## Paired differences")[1].split("## Ordering")[0]
     assert md_row(differences, "floor: EMG log-power + LR")[2] == "-0.280 ± 0.075 *"  # 0.45-0.70, 0.46-0.74, 0.47-0.78

@@ -8,6 +8,7 @@ import json
 import pandas as pd
 
 from conftest import tiny_args
+from bench import results_table
 from cpep import config
 from test_cli import cli
 
@@ -35,6 +36,9 @@ def test_run_writes_the_table_and_report_reads_a_record_written_by_hand(make_res
     assert table["precision"].iloc[0] == "float32" and table["device"].iloc[0] == "cpu"
     assert table["config_hash"].iloc[0] == config.digest(record["config"])
     assert table["data_identity"].iloc[0] == config.digest(record["config"]["data"])
+    # the report reads every record back whole, per-user scores included
+    on_disk = [json.loads(p.read_text()) for p in sorted(results.glob("runs/smoke/synthetic/*/seed-0.json"))]
+    assert results_table.records(table.sort_values("variant")) == on_disk and "by_user" in on_disk[0]
 
     # A record written by hand (as a SLURM job writes its own) reaches the table and the report.
     hand = record | {"variant": "by_hand", "label": "written by hand", "metrics": record["metrics"] | {"lp_id": 0.123}}

@@ -128,7 +128,7 @@ def test_each_selection_is_embedded_once_per_function(tiny_data, tiny_config, mo
     original = data.selection
     monkeypatch.setattr(data, "selection", lambda name: selected.append(name) or original(name))
     method = SharedFunctions()
-    values, _ = evaluate(cfg, data, torch.device("cpu"), method, {})
+    values, _, _ = evaluate(cfg, data, torch.device("cpu"), method, {})
     assert set(values) == {f"{m}_{kind}" for m in ("lp", "zs", "centroid") for kind in ("id", "unseen")}
     # Three metrics read the train sides through one function: one embedding each. The test sides are read by
     # two functions (LP and the EMG queries): two embeddings each.

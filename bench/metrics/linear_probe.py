@@ -8,7 +8,7 @@ class Metric(Base):
     needs = "lp"
     keys = ("lp",)
 
-    def compute(self, train, test, num_classes, cfg, device):
-        from cpep.evaluate import linear_probe
+    def predict(self, train, test, num_classes, cfg, device):
+        from cpep.evaluate import linear_probe_predictions
         e = cfg["eval"]
-        return {"lp": linear_probe(*train, *test, num_classes, e["lp_weight_decay"], e["lp_max_iter"])}
+        return {"lp": linear_probe_predictions(*train, test[0], num_classes, e["lp_weight_decay"], e["lp_max_iter"])}

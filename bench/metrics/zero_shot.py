@@ -8,8 +8,8 @@ class Metric(Base):
     needs = "zs"
     keys = ("zs",)
 
-    def compute(self, train, test, num_classes, cfg, device):
-        from cpep.evaluate import zero_shot
-        (references, reference_labels), (queries, query_labels) = train, test
-        return {"zs": zero_shot(queries, references, reference_labels, query_labels, num_classes, cfg["eval"]["k"],
-                                device)}
+    def predict(self, train, test, num_classes, cfg, device):
+        from cpep.evaluate import zero_shot_predictions
+        (references, reference_labels), (queries, _) = train, test
+        return {"zs": zero_shot_predictions(queries, references, reference_labels, num_classes, cfg["eval"]["k"],
+                                            device)}

@@ -1,0 +1,354 @@
+"""Statistics over seeds x held-out users (stratified bootstrap, IQM, P(A > B)), the paper's claims, and the
+per-user breakdown a real evaluation records."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as scipy_stats
+
+from bench import claims, report, stats, suites, tables
+from bench.evaluation import evaluate
+from bench.plugins import Embeddings, Method
+from bench.store import Store
+from conftest import tiny_args
+from cpep.evaluate import balanced_accuracy, embed, linear_probe, zero_shot
+from cpep.data import read_metadata
+from cpep.pipeline import open_data
+from test_cli import cli, records
+from test_report import fixture_suite, make_record  # noqa: F401 (a fixture)
+
+CLAIMS_SUITE = """
+description = "every variant a claim compares"
+seeds = [0, 1, 2]
+""" + "".join(f"""
+[[variants]]
+name = "{name}"
+method = "{method}"
+label = "{name}"
+group = "{group}"
+set = {{ {setting} }}
+""" for name, method, group, setting in (
+    ("cpep", "cpep", "", ""), ("emg2pose", "emg2pose", "", ""), ("emg_mae", "emg_mae", "", ""),
+    ("frozen_emg", "cpep", "", '"align.train_emg" = false'), ("random_init", "cpep", "", '"align.emg_init" = "random"'),
+    ("avgpool", "cpep", "", '"embedding.pooling" = "mean"'), ("joint", "cpep", "", '"align.train_pose" = true'),
+    ("patch50", "cpep", "patch_length", '"emg.patch" = 50'), ("patch100", "cpep", "patch_length", '"emg.patch" = 100'),
+    ("patch400", "cpep", "patch_length", '"emg.patch" = 400')))
+USERS = ("u1", "u2", "u3", "u4")
+METRICS = ("lp_id", "lp_unseen", "zs_id", "zs_unseen")
+
+
+@pytest.fixture
+def claims_suite(tmp_path) -> suites.Suite:
+    path = tmp_path / "claims.toml"
+    path.write_text(CLAIMS_SUITE)
+    return suites.load(str(path))
+
+
+def with_users(record: dict, by_user: dict[str, list[float]]) -> dict:
+    """The record with per-user scores of its metrics (USERS in order) and each metric the mean of its users'."""
+    record["by_user"] = {m: dict(zip(USERS, values)) for m, values in by_user.items()}
+    record["metrics"] |= {m: float(np.mean(values)) for m, values in by_user.items()}
+    return record
+
+
+def user_records(suite, scores: dict[str, dict[int, list[float]]], metric="lp_id") -> list[dict]:
+    """Done records of each variant and seed whose `metric` has these per-user scores."""
+    return [with_users(make_record(suite, v, s, (0.5, 0.5, 0.5, 0.5)), {metric: users})
+            for v, by_seed in scores.items() for s, users in by_seed.items()]
+
+
+# the stratified bootstrap
+
+def test_the_bootstrap_resamples_seeds_then_users_within_each_seed():
+    """Seed a: four users at 0; seed b: one user at 1. Drawing two seeds gives (a, a): 0, (b, b): 1, (a, b): 1/5;
+    drawing the five scores alike, as if one seed, would almost never reach a mean of 1."""
+    ci = stats.bootstrap([np.zeros((4, 1)), np.ones((1, 1))], stats.mean_of)
+    assert ci.mean == pytest.approx(0.2) and ci.n == 2
+    assert (ci.low, ci.high) == (0.0, 1.0)
+    pooled = stats.bootstrap([np.r_[np.zeros(4), 1.0].reshape(5, 1)], stats.mean_of)
+    assert not pooled.has_ci  # one seed: its users say nothing of the spread between training runs
+    assert stats.bootstrap([np.zeros((4, 1)), np.ones((1, 1))], stats.mean_of) == ci  # a fixed seed
+
+
+def test_an_interval_is_wider_when_users_disagree(fixture_suite):
+    """Two variants with the same per-seed means: one whose users agree, one whose users scatter."""
+    agree = {0: [0.60, 0.61, 0.59, 0.60], 1: [0.70, 0.71, 0.69, 0.70], 2: [0.65, 0.66, 0.64, 0.65]}
+    scatter = {s: [m - 0.3, m + 0.3, m - 0.1, m + 0.1] for s, m in ((0, 0.6), (1, 0.7), (2, 0.65))}
+    built = report.build(fixture_suite, user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter}),
+                         "synthetic", "bootstrap")
+    s = built.summary.set_index(["variant", "metric"])
+    a, b = s.loc[("cpep", "lp_id")], s.loc[("frozen_emg", "lp_id")]
+    assert a["unit"] == b["unit"] == "seeds x users"
+    assert a["mean"] == pytest.approx(0.65) and b["mean"] == pytest.approx(0.65)
+    assert b["ci_high"] - b["ci_low"] > 2 * (a["ci_high"] - a["ci_low"])
+    # Student t sees only the seeds' overall metrics, which are equal: the same interval for both
+    t = report.build(fixture_suite, user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter}),
+                     "synthetic", "t").summary.set_index(["variant", "metric"])
+    assert t.loc[("cpep", "lp_id"), "ci_low"] == pytest.approx(t.loc[("frozen_emg", "lp_id"), "ci_low"])
+    md = tables.markdown(built)
+    assert "stratified bootstrap interval: seeds resampled, and within each seed its held-out users" in md
+    assert "seeds only (no per-user breakdown" in md and "lp_unseen" in md  # the other metrics have no users
+
+
+def test_without_per_user_scores_the_bootstrap_resamples_the_seeds_and_says_so(fixture_suite):
+    from test_report import fixture_records
+    built = report.build(fixture_suite, fixture_records(fixture_suite), "synthetic", "bootstrap")
+    assert set(built.summary.loc[built.summary["n"] > 0, "unit"]) == {"seeds"}
+    md = tables.markdown(built)
+    assert "no record has a per-user breakdown: IQM, P(A > B) and the bootstrap resample the seeds only" in md
+    assert "0.820 [0.800, 0.840]" in md  # patch50's seeds 0.80, 0.82, 0.84, as the seeds-only bootstrap gives
+
+
+# IQM
+
+def test_iqm_is_the_mean_of_the_middle_half():
+    assert stats.iqm([np.arange(1.0, 9.0).reshape(8, 1)]).mean == pytest.approx(4.5)  # mean of 3, 4, 5, 6
+    outlier = np.array([0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 100.0]).reshape(8, 1)
+    assert stats.iqm([outlier]).mean == pytest.approx(0.5)
+    rng = np.random.default_rng(3)
+    for n in range(1, 12):
+        x = rng.random(n)
+        assert stats.iqm([x.reshape(n, 1)]).mean == pytest.approx(scipy_stats.trim_mean(x, 0.25))
+    # over seeds x users: the pooled scores of both seeds, 1..4 and 5..8
+    ci = stats.iqm([np.arange(1.0, 5.0).reshape(4, 1), np.arange(5.0, 9.0).reshape(4, 1)])
+    assert ci.mean == pytest.approx(4.5) and ci.low < 4.5 < ci.high
+
+
+def test_iqm_is_a_column_of_table_csv_and_of_the_markdown_table(fixture_suite, tmp_path):
+    scores = {"cpep": {s: [0.1, 0.6, 0.6, 0.9 + 0.01 * s] for s in range(3)}}
+    built = report.build(fixture_suite, user_records(fixture_suite, scores), "synthetic")
+    report.write_tables(built, tmp_path, ("md", "csv"))
+    row = next(r for r in csv.DictReader((tmp_path / "table.csv").open())
+               if (r["variant"], r["metric"]) == ("cpep", "lp_id"))
+    assert float(row["iqm"]) == pytest.approx(0.6)  # 12 scores: 3 cut at each end leave six at 0.6
+    assert float(row["mean"]) == pytest.approx(np.mean([0.1, 0.6, 0.6, 0.91]), abs=0.01)
+    assert row["unit"] == "seeds x users" and float(row["iqm_low"]) <= 0.6 <= float(row["iqm_high"])
+    md = (tmp_path / "table.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| method |"))
+    assert "| LP in-dist | IQM | paper |" in header
+    cpep = next(line for line in md.splitlines() if line.startswith("| CPEP |")).split(" | ")
+    assert cpep[2] == "0.552 ± 0.006" and cpep[3].startswith("0.600 [")  # mean over seeds; IQM over seeds x users
+
+
+# P(A > B)
+
+@pytest.mark.parametrize("a_minus_b, expected", [(0.1, 1.0), (0.0, 0.5), (-0.1, 0.0)])
+def test_probability_of_improvement_on_constructed_cases(a_minus_b, expected):
+    strata = [np.c_[b + a_minus_b, b] for b in (np.array([0.3, 0.5, 0.7]), np.array([0.4, 0.6, 0.8]))]
+    ci = stats.improvement(strata)
+    assert (ci.mean, ci.low, ci.high) == (expected, expected, expected)
+
+
+def test_probability_of_improvement_counts_matched_users_and_ties_as_half():
+    # per seed, A above B on two users, tied on one, below on one: (2 + 0.5) / 4
+    strata = [np.array([[0.6, 0.5], [0.7, 0.5], [0.5, 0.5], [0.4, 0.5]])] * 3
+    ci = stats.improvement(strata)
+    assert ci.mean == pytest.approx(0.625) and 0.0 <= ci.low < 0.625 < ci.high <= 1.0
+
+
+def test_improvement_csv_holds_every_ordered_pair_and_the_terminal_each_against_cpep(fixture_suite, tmp_path):
+    from rich.console import Console
+    base = [0.5, 0.6, 0.7, 0.8]
+    scores = {"cpep": {s: base for s in range(3)}, "frozen_emg": {s: [x - 0.1 for x in base] for s in range(3)},
+              "avgpool": {s: base for s in range(3)}, "patch50": {s: [x + 0.05 for x in base] for s in range(3)}}
+    built = report.build(fixture_suite, user_records(fixture_suite, scores), "synthetic")
+    report.write_tables(built, tmp_path, ("csv",))
+    rows = {(r["a"], r["b"]): r for r in csv.DictReader((tmp_path / "improvement.csv").open())
+            if r["metric"] == "lp_id"}
+    assert len(rows) == 4 * 3
+    for (a, b), p in ((("frozen_emg", "cpep"), 0.0), (("cpep", "frozen_emg"), 1.0), (("avgpool", "cpep"), 0.5),
+                      (("patch50", "frozen_emg"), 1.0)):
+        r = rows[(a, b)]
+        assert float(r["p_a_above_b"]) == float(r["ci_low"]) == float(r["ci_high"]) == p
+        assert r["unit"] == "seeds x users" and r["strata"] == "12" and r["seeds"] == "0 1 2"
+    console = Console(record=True, width=80)
+    tables.print_report(built, console)
+    printed = console.export_text()
+    assert "P(variant > CPEP)" in printed and max(map(len, printed.splitlines())) <= 80
+    part = printed.split("P(variant > CPEP)")[1].splitlines()
+    frozen = next(line for line in part if line.startswith("ablation: EMG"))
+    assert frozen.split()[2:4] == ["12", "0.000"]
+
+
+# the claims
+
+def claim_records(suite, joint_status=("failed", "failed", "failed")) -> list[dict]:
+    """Per-user scores (4 users x 3 seeds) built so that each claim gets a known verdict."""
+    base = np.array([0.60, 0.62, 0.64, 0.66])
+    shift = {  # variant -> (lp_id, lp_unseen, zs_id, zs_unseen) added to CPEP's scores, per seed
+        "emg2pose": ((-0.10,) * 3, (0.05,) * 3, (0.0,) * 3, (-0.2,) * 3),
+        "emg_mae": ((-0.05,) * 3, (0.0, 0.001, -0.001), (0.0,) * 3, (0.0,) * 3),
+        "frozen_emg": ((-0.20,) * 3, (-0.10,) * 3, (-0.15,) * 3, (-0.05,) * 3),
+        "random_init": ((0.0, 0.002, -0.002), (0.10, 0.10, -0.05), (0.0,) * 3, (0.0,) * 3),
+        "avgpool": ((0.05,) * 3, (0.0,) * 3, (0.0,) * 3, (0.0,) * 3),
+        "patch50": ((0.10,) * 3,) * 4, "patch100": ((0.05,) * 3,) * 4, "patch400": ((-0.05,) * 3,) * 4,
+        "cpep": ((0.0,) * 3,) * 4,
+    }
+    out = []
+    for variant, per_metric in shift.items():
+        for seed in range(3):
+            by_user = {m: list(base + d[seed] + 0.01 * seed) for m, d in zip(METRICS, per_metric)}
+            rec = make_record(suite, variant, seed, (0.5,) * 4)
+            if variant in ("emg2pose", "emg_mae"):
+                by_user = {m: v for m, v in by_user.items() if m.startswith("lp")}
+                rec["metrics"] = {"lp_id": 0.5, "lp_unseen": 0.5, "zs_id": None, "zs_unseen": None}
+                rec["not_applicable"] = {"zs_id": "none", "zs_unseen": "none"}
+            out.append(with_users(rec, by_user))
+    reasons = {"failed": "align: TrainingDiverged: loss became nan in epoch 3", "crashed": "align: OSError: disk"}
+    for seed, status in enumerate(joint_status):
+        done = status == "done"
+        out.append(make_record(suite, "joint", seed, (0.5,) * 4 if done else None,
+                               status="done" if done else "failed", error=None if done else reasons[status]))
+    return out
+
+
+def verdicts(suite, recs) -> dict[str, str]:
+    built = report.build(suite, recs, "synthetic")
+    return dict(zip(built.claims["claim"], built.claims["verdict"]))
+
+
+def test_each_claim_gets_the_verdict_its_records_call_for(claims_suite):
+    v = verdicts(claims_suite, claim_records(claims_suite))
+    assert v["CPEP above the emg2pose baseline, LP in-dist (+21 %)"] == "reproduced"
+    assert v["CPEP above the emg2pose baseline, LP unseen (+72 %)"] == "not reproduced"  # excludes zero below
+    assert v["CPEP above EMG-MAE, LP in-dist"] == "reproduced"
+    assert v["CPEP above EMG-MAE, LP unseen"] == "inconclusive"  # within 0.001 of zero
+    assert all(v[f"EMG encoder frozen far below CPEP, {n}"] == "reproduced"
+               for n in ("LP in-dist", "LP unseen", "ZS in-dist", "ZS unseen"))
+    assert v["EMG encoder random init below CPEP, LP in-dist"] == "inconclusive"
+    # +0.10, +0.10, -0.05 over the seeds: the interval spans zero, the estimate (+0.05) is beyond the margin
+    assert v["EMG encoder random init below CPEP, LP unseen"] == "not reproduced"
+    assert v["EMG encoder random init below CPEP, ZS in-dist"] == "inconclusive"  # an exact tie
+    assert v["[CLS] >= AvgPool, LP in-dist"] == "not reproduced"
+    patches = "longer EMG patches worse (Spearman rho over patch 50, 100, 200, 400)"
+    assert all(v[f"{patches}, {n}"] == "reproduced" for n in ("LP in-dist", "ZS unseen"))
+    assert v["joint training (pose encoder not frozen) diverges"] == "reproduced"
+    assert v["CPEP's ZS unseen above emg2pose's LP unseen"] == "not reproduced"  # 0.05 below
+    built = report.build(claims_suite, claim_records(claims_suite), "synthetic").claims.set_index("claim")
+    row = built.loc["CPEP above the emg2pose baseline, LP in-dist (+21 %)"]
+    assert row["paper"] == "+21 %" and row["estimate"] == pytest.approx(0.64 / 0.54 - 1)  # means over seeds x users
+    assert row["measured"] == "+18.5 %" and row["unit"] == "seeds x users" and row["seeds"] == "0 1 2"
+    assert built.loc["EMG encoder frozen far below CPEP, LP in-dist", "paper"] == "-0.410"
+    assert built.loc["CPEP above EMG-MAE, LP in-dist", "paper"] == "~+0.232"
+
+
+@pytest.mark.parametrize("joint, expected", [(("done", "done", "done"), "not reproduced"),
+                                             (("failed", "done", "done"), "inconclusive"),
+                                             (("failed", "crashed", "failed"), "inconclusive")])
+def test_joint_training_diverges_only_when_every_run_diverged(claims_suite, joint, expected):
+    assert verdicts(claims_suite, claim_records(claims_suite, joint))[
+        "joint training (pose encoder not frozen) diverges"] == expected
+
+
+def test_the_verdict_rule():
+    assert claims.verdict(0.1, 0.05, 0.15, 1, 0.02) == "reproduced"
+    assert claims.verdict(-0.1, -0.15, -0.05, -1, 0.02) == "reproduced"
+    assert claims.verdict(-0.1, -0.15, -0.05, 1, 0.02) == "not reproduced"
+    assert claims.verdict(-0.03, -0.08, 0.02, 1, 0.02) == "not reproduced"  # beyond the margin
+    assert claims.verdict(-0.01, -0.08, 0.02, 1, 0.02) == "inconclusive"
+    assert claims.verdict(0.1, float("nan"), float("nan"), 1, 0.02) == "inconclusive"  # one seed: no interval
+
+
+def test_claims_are_written_printed_and_skipped_without_their_variants(claims_suite, fixture_suite, tmp_path):
+    from rich.console import Console
+    store = Store(tmp_path / "results")
+    for r in claim_records(claims_suite):
+        path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    console = Console(record=True, width=80)
+    out = report.show(claims_suite, store, console, out=tmp_path / "rep", figures=False)
+    md = (out / "claims.md").read_text()
+    assert "| CPEP above the emg2pose baseline, LP in-dist (+21 %) | +21 % | +18.5 % |" in md
+    assert claims.RULE in md
+    rows = list(csv.DictReader((out / "claims.csv").open()))
+    assert len(rows) == 2 + 2 + 4 + 4 + 4 + 4 + 1 + 1
+    assert {r["verdict"] for r in rows} == set(claims.VERDICTS)
+    printed = console.export_text()
+    assert "the paper's claims" in printed and "…" not in printed and max(map(len, printed.splitlines())) <= 80
+    # the fixture suite has no emg2pose, random init or joint training: those rows are left out
+    from test_report import fixture_records
+    found = report.build(fixture_suite, fixture_records(fixture_suite), "synthetic").claims["claim"]
+    assert not any("emg2pose" in c or "random init" in c or "joint" in c for c in found)
+    assert any(c.startswith("EMG encoder frozen") for c in found)
+
+
+# the per-user breakdown of a real evaluation
+
+class Features(Method):
+    """An LP and zero-shot from fixed features of the windows: no training."""
+
+    def embeddings(self, cfg, data, models):
+        def pose(batch):
+            return batch["pose"].mean(-1)[:, :16]
+
+        def emg(batch):
+            return batch["emg"].pow(2).mean(-1)
+        return Embeddings(torch.nn.Identity(), lp=emg, zs_query=emg, zs_reference=pose)
+
+
+def test_breakdowns_leave_the_overall_scores_as_they_were(tiny_data, tiny_config):
+    data = open_data(tiny_config, tiny_data)
+    values, _, found = evaluate(tiny_config, data, torch.device("cpu"), Features(), {})
+    e = tiny_config["eval"]
+    for kind in ("id", "unseen"):
+        n = len(data.vocab.classes(kind))
+        method = Features().embeddings(tiny_config, data, {})
+        train, test = (embed(method.lp, data.selection(f"{kind}_{side}"), torch.device("cpu"))
+                       for side in ("train", "test"))
+        assert values[f"lp_{kind}"] == linear_probe(*train, *test, n, e["lp_weight_decay"], e["lp_max_iter"])
+        references = embed(method.zs_reference, data.selection(f"{kind}_train"), torch.device("cpu"))
+        assert values[f"zs_{kind}"] == zero_shot(test[0], *references, test[1], n, e["k"])
+        users = data.window_groups(f"{kind}_test")["user"]
+        assert set(found["by_user"][f"lp_{kind}"]) == set(users)  # one held-out user in the tiny data
+    assert "by_generalization" not in found  # the test windows of a class set share one generalization
+
+
+def test_scores_by_group_are_each_groups_balanced_accuracy():
+    from bench.evaluation import _scores_by
+    pred, labels = torch.tensor([0, 1, 1, 1, 0, 0]), torch.tensor([0, 1, 0, 1, 0, 1])
+    users = np.array(["b", "b", "b", "a", "a", "a"])
+    assert _scores_by(pred, labels, 2, users) == {
+        "a": balanced_accuracy(pred[3:], labels[3:], 2), "b": balanced_accuracy(pred[:3], labels[:3], 2)}
+    assert _scores_by(pred, labels, 2, users)["b"] == pytest.approx((1 / 2 + 1) / 2)
+
+
+def test_generalization_is_a_breakdown_only_where_the_test_windows_hold_several_values():
+    from bench.evaluation import _groups
+
+    class Data:
+        def __init__(self, generalization):
+            self.found = {"user": np.array(["a", "a", "b"]), "generalization": np.array(generalization)}
+
+        def window_groups(self, selection):
+            return self.found
+
+    assert set(_groups(Data(["user", "user", "user"]), "id_test", 3)) == {"user"}
+    assert set(_groups(Data(["user", "user_stage", "user"]), "id_test", 3)) == {"user", "generalization"}
+    with pytest.raises(ValueError, match="3 windows embedded"):
+        _groups(Data(["user"] * 2), "id_test", 3)  # a generalization for two of the three windows
+    assert _groups(object(), "id_test", 3) == {}  # a dataset that does not say
+
+
+def test_a_tiny_run_records_each_held_out_users_scores(tmp_path):
+    results = tmp_path / "results"
+    cli("run", "--suite", "smoke", "--variants", "cpep", "--seeds", "0", "--results-dir", results, *tiny_args(),
+        "--set", "data.synth.users=5", "--set", "data.synth.test_users=2")
+    (rec,) = records(results).values()
+    assert rec["status"] == "done", rec["error"]
+    (root,) = (results / "data").glob("synthetic-*")
+    meta = read_metadata(root)
+    held_out = set(meta.loc[meta["held_out_user"], "user"])
+    assert set(rec["by_user"]) == set(METRICS)
+    for metric, by_user in rec["by_user"].items():
+        assert set(by_user) == held_out and len(held_out) == 2, metric
+        assert all(0 <= v <= 1 for v in by_user.values())
+    assert "by_generalization" not in rec
+    built = report.build(suites.load("smoke"), [rec], "synthetic", "bootstrap")
+    s = built.summary.set_index(["variant", "metric"]).loc[("cpep", "lp_id")]
+    assert s["unit"] == "seeds x users" and s["iqm"] == pytest.approx(np.mean(list(rec["by_user"]["lp_id"].values())))
