@@ -228,7 +228,8 @@ def test_data_check_counts_what_the_dataset_holds(tmp_path):
                  "--set", "data.stride=200", "--results-dir", tmp_path / "r")
     for line in ("files: 17 present of 17 listed in metadata.csv (0 absent), 0 not listed",
                  "users: 4 (training 2; held out 2: validation 1, test 1)", "stages: 4 (training 2, held out 2)",
-                 "sessions: 5", "IK failures: 2.3 % of their rows", "windows of 400 samples every 200 (protocol default)", "ok (layouts-v1)"):
+                 "sessions: 5", "IK failures: 2.3 % of their rows",
+                 "windows of 400 samples every 200 (protocol default)", "ok (layouts-v1)"):
         assert line in result.stdout
 
 

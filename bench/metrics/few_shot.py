@@ -1,7 +1,8 @@
 """Few-shot linear probes: the linear probe (cpep.evaluate.linear_probe) trained on only k labelled training
 windows per class, k = 1, 5, 10, 20, scored on all the held-out users' windows (balanced accuracy). Each k is the
 mean over RESAMPLES draws of the k windows; the draws follow the run's order seed (the run seed unless seeds.order
-is set): the same seed draws the same windows, another seed others. A class with fewer than k training windows contributes all it has.
+is set): the same seed draws the same windows, another seed others. A class with fewer than k training windows
+contributes all it has.
 Keys lp_k01, lp_k05, lp_k10, lp_k20 (records: lp_k01_id, lp_k01_unseen, ...): two digits, so that they sort by k
 in the report, which shows metrics beyond the paper's four in name order.
 """
