@@ -6,9 +6,8 @@ import functools
 import hashlib
 from pathlib import Path
 
-from bench.plugins import Dataset as Base
+from bench.datasets._on_disk import OnDisk
 from cpep import protocols
-from cpep.errors import ConfigError, DataError
 from cpep.metadata import locate, read_filenames
 
 
@@ -23,7 +22,7 @@ def _present_digest(csv: str, mtime_ns: int) -> str:
     return hashlib.sha256("\n".join(present).encode()).hexdigest()[:16]
 
 
-class Dataset(Base):
+class Dataset(OnDisk):
     vocab = "emg2pose-v1"
 
     def identity(self, cfg):
@@ -36,16 +35,6 @@ class Dataset(Base):
         if d["allow_missing"]:  # which recordings are left out is part of the data
             ident["present"] = _present_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else ""
         return ident
-
-    def validate(self, cfg):
-        if not cfg["data"]["root"]:
-            raise ConfigError("the emg2pose dataset needs its location: --data-root DIR")
-
-    def root(self, cfg, store):
-        root = Path(cfg["data"]["root"]).expanduser()
-        if not root.is_dir():
-            raise DataError(f"data root {root} does not exist or is not a directory")
-        return root
 
     def open(self, cfg, store):
         from cpep.pipeline import open_data

@@ -5,12 +5,12 @@ pre-training reads (those the gesture vocabulary names in-distribution)."""
 
 from pathlib import Path
 
-from bench.plugins import Dataset as Base
-from cpep.errors import ConfigError, DataError
+from bench.datasets._on_disk import OnDisk
+from cpep.errors import ConfigError
 from cpep.ninapro import CHANNELS, GLOVE, SAMPLE_RATE, files_identity, vocab_movements
 
 
-class Dataset(Base):
+class Dataset(OnDisk):
     vocab = "ninapro-db2-v1"
     channels = CHANNELS
     pose_dims = GLOVE
@@ -25,17 +25,10 @@ class Dataset(Base):
                 "files": files_identity(Path(d["root"]))}
 
     def validate(self, cfg):
-        if not cfg["data"]["root"]:
-            raise ConfigError("the ninapro_db2 dataset needs its location: --data-root DIR")
+        super().validate(cfg)
         if cfg["data"]["protocol"] != "default":
             raise ConfigError(f"data.protocol={cfg['data']['protocol']} is a reading of emg2pose; the ninapro_db2 "
                               f"dataset is read with the default protocol only")
-
-    def root(self, cfg, store):
-        root = Path(cfg["data"]["root"]).expanduser()
-        if not root.is_dir():
-            raise DataError(f"data root {root} does not exist or is not a directory")
-        return root
 
     def open(self, cfg, store):
         from cpep.data import WindowSpec
