@@ -1,8 +1,8 @@
 """A fingerprint of the code a stage runs: its files and every project module they import, transitively.
 
 Files are compared by their syntax tree without docstrings, so comments, docstrings and formatting do not count,
-while any change to what the code does makes a new fingerprint (and so a new stage key). Imports of other packages (torch, timm, ...)
-are not followed: their versions are recorded in each result's provenance.
+while any change to what the code does makes a new fingerprint (and so a new stage key). Imports of other packages
+(torch, timm, ...) are not followed: their versions are recorded in each result's provenance.
 """
 
 from __future__ import annotations

@@ -95,20 +95,26 @@ def _stage(kind: str, method: str, seed: int, cfg: dict, sections, inputs: list[
                  stale=any(s.stale for s in inputs))
 
 
+def code_files(cfg: dict, files: list) -> list:
+    """The files whose code (with what they import) a stage's key covers: its own, and the dataset plug-in's, which
+    reads the windows every stage sees."""
+    return list(files) + [plugins.path("dataset", cfg["data"]["name"])]
+
+
 def stages_for(method_name: str, seed: int, cfg: dict, precision: str,
                reuse: Callable[[Stage], Stage | None] | None = None) -> tuple[Stage, ...]:
     """The method's training stages in order, then its evaluation. `reuse` may swap a stage for an older one."""
     method = plugins.get("method", method_name)
     made: dict[str, Stage] = {}
     for step in method.steps(cfg):
-        code = fingerprint([inspect.getfile(step.train)] +
-                           [plugins.path(kind, config.get(cfg, key)) for kind, key in step.uses])
+        code = fingerprint(code_files(cfg, [inspect.getfile(step.train)] +
+                                      [plugins.path(kind, config.get(cfg, key)) for kind, key in step.uses]))
         stage = _stage(step.name, method_name, seed, cfg, step.sections, [made[i] for i in step.inputs], code,
                        precision, keys=step.keys)
         made[step.name] = (reuse and reuse(stage)) or stage
     vocab = load_vocab(cfg["data"]["vocab"])
-    code = fingerprint([Path(__file__).with_name("evaluation.py"), plugins.path("method", method_name)] +
-                       [plugins.path("metric", m) for m in cfg["eval"]["metrics"]])
+    evaluation_files = [Path(__file__).with_name("evaluation.py"), plugins.path("method", method_name)]
+    code = fingerprint(code_files(cfg, evaluation_files + [plugins.path("metric", m) for m in cfg["eval"]["metrics"]]))
     extra = {"method": method_name, "vocab": {"in_distribution": vocab.in_distribution, "unseen": vocab.unseen}}
     evaluation = _stage(EVAL, method_name, seed, cfg, EVAL_SECTIONS, list(made.values()), code, precision, extra)
     return tuple(made.values()) + ((reuse and reuse(evaluation)) or evaluation,)

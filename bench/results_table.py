@@ -15,6 +15,7 @@ it is rebuilt from the JSON records, written to a temporary file and renamed int
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -63,13 +64,18 @@ def frame(records: list[dict]) -> pd.DataFrame:
 
 
 def rebuild(store) -> Path | None:
-    """Write the table of every record in the results directory; None (nothing written) when it has none."""
+    """Write the table of every record in the results directory; None (nothing written) when it has none, or when
+    it cannot be written (a read-only results directory: one warning line; the records themselves are intact)."""
     records = store.records()
     if not records:
         return None
     df = frame(records)
     target = path(store.root)
-    replace_atomically(target, lambda tmp: df.to_parquet(tmp, index=False))
+    try:
+        replace_atomically(target, lambda tmp: df.to_parquet(tmp, index=False))
+    except OSError as e:
+        print(f"warning: {target} not written ({e.strerror or e})", file=sys.stderr)
+        return None
     return target
 
 
@@ -79,8 +85,9 @@ def records(table: pd.DataFrame) -> list[dict]:
 
 
 def load(store, suite: str) -> list[dict]:
-    """Rebuild the results directory's table, then read the suite's records from it."""
+    """Rebuild the results directory's table, then read the suite's records from it (from the JSON records when
+    the table cannot be written)."""
     if rebuild(store) is None:
-        return []
+        return store.records(suite)
     table = pd.read_parquet(path(store.root))
     return records(table[table["suite"] == suite])

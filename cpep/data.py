@@ -228,6 +228,10 @@ class Emg2PoseData:
         _, recording, _, _ = self._gather(recordings, kind)
         return {column: recordings[column].astype(str).to_numpy()[recording] for column in GROUP_COLUMNS}
 
+    def protocol_paths(self) -> set[str]:
+        """The recordings some selection reads."""
+        return {path for name in SELECTIONS for path in self._selection_recordings(name)[0]["path"]}
+
     def check_files(self, progress=None) -> dict[str, dict]:
         """Scan every recording the protocol reads, then count each selection's windows, before any work starts.
 

@@ -128,6 +128,8 @@ def _read(path: str, key: str) -> Recording:
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise DataError(f"{path}: {name} holds {array.dtype}, not numbers")
     rows = min(len(found[name]) for name in FIELDS)
+    if rows == 0:
+        raise DataError(f"{path}: no rows (" + ", ".join(f"{name} {len(found[name])}" for name in FIELDS) + ")")
     emg = found["emg"][:rows].astype(np.float32)
     glove = found["glove"][:rows].astype(np.float32)
     for name, array in (("emg", emg), ("glove", glove), ("restimulus", found["restimulus"][:rows]),

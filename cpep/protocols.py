@@ -52,6 +52,12 @@ def get(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def identity(name: str) -> dict:
+    """What a dataset's identity (and so every stage key) holds of its protocol: nothing for the default one, so
+    that stages computed before protocols existed keep their configuration keys (--reuse-stale)."""
+    return {} if name == "default" else {"protocol": get(name).identity()}
+
+
 def sos(protocol: Protocol, rate: float) -> np.ndarray:
     """The protocol's EMG filter as second-order sections: the band-pass, then the notch."""
     from scipy import signal

@@ -21,7 +21,7 @@ from cpep.recordings import Scan, scan_recording
 
 @dataclass
 class Survey:
-    files: dict = field(default_factory=dict)      # listed, present, absent, skipped (absent, left out), unlisted
+    files: dict = field(default_factory=dict)      # listed, present, absent, unlisted
     users: dict = field(default_factory=dict)      # total, training, held-out (validation, test)
     stages: dict = field(default_factory=dict)     # total, training, held-out
     sessions: int = 0
@@ -63,7 +63,11 @@ def survey(cfg: dict, root: Path, cache_dir: Path | None, progress=None) -> Surv
         s.problem(text)
     _describe(s, present)
     try:
-        _scan(s, present["path"].tolist(), data.scan, progress)
+        read = data.protocol_paths()
+    except DataError:  # the metadata's own problems are listed above; every refusal then counts
+        read = None
+    try:
+        _scan(s, present["path"].tolist(), data.scan, progress, read)
     finally:
         data.save_index()
     if _protocol_possible(s, present):
@@ -112,8 +116,9 @@ def _describe(s: Survey, meta: pd.DataFrame) -> None:
     s.sessions = meta["session"].nunique()
 
 
-def _scan(s: Survey, paths: list[str], scan, progress) -> None:
-    """Hours and IK failures of the recordings the scan accepts; each refusal is a problem."""
+def _scan(s: Survey, paths: list[str], scan, progress, read: set[str] | None = None) -> None:
+    """Hours and IK failures of the recordings the scan accepts; each refusal is a problem, or a note for a
+    recording outside `read` (those the protocol reads, when known), which no run reads."""
     rows = ik_rows = 0
     for done, path in enumerate(paths, 1):
         try:
@@ -122,8 +127,10 @@ def _scan(s: Survey, paths: list[str], scan, progress) -> None:
             verdict = str(e)
         if isinstance(verdict, Scan):
             rows, ik_rows = rows + verdict.rows, ik_rows + verdict.ik_rows
-        else:
+        elif read is None or path in read:
             s.problem(verdict)
+        else:
+            s.notes.append(f"{verdict} (no selection reads it: not a problem for a run)")
         if progress:
             progress(done, len(paths))
     s.hours = rows / schema.SAMPLE_RATE / 3600

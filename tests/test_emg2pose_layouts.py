@@ -115,6 +115,11 @@ def test_the_protocol_is_part_of_the_stage_keys():
     default = {s.key for r in planner.plan(smoke) for s in r.stages}
     embridge = {s.key for r in planner.plan(smoke, overrides={"data.protocol": "embridge"}) for s in r.stages}
     assert default and not default & embridge
+    # the default protocol adds nothing to a dataset's identity: keys of stages computed before protocols existed
+    # stay valid (--reuse-stale)
+    cfg = plugins.resolve({})
+    assert "protocol" not in plugins.get("dataset", "synthetic").identity(cfg)
+    assert "protocol" in plugins.get("dataset", "synthetic").identity(plugins.resolve({"data.protocol": "embridge"}))
 
 
 def test_embridge_windows_are_2_s_without_overlap_filtered_whole_and_standardised_each(tmp_path):
@@ -231,6 +236,16 @@ def test_data_check_counts_what_the_dataset_holds(tmp_path):
                  "sessions: 5", "IK failures: 2.3 % of their rows",
                  "windows of 400 samples every 200 (protocol default)", "ok (layouts-v1)"):
         assert line in result.stdout
+
+
+def test_a_broken_recording_no_selection_reads_is_a_note_not_a_problem(tmp_path):
+    root = write_dataset(tmp_path / "data")
+    (root / "sub" / "s3-A_right.hdf5").write_bytes(b"not an HDF5 file")  # u3: a validation user, never read
+    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
+                 "--set", "data.stride=200", "--results-dir", tmp_path / "r")
+    note = [line for line in result.stdout.splitlines() if "s3-A_right.hdf5" in line]
+    assert len(note) == 1 and note[0].endswith("(no selection reads it: not a problem for a run)"), note
+    assert "problem: " not in result.stdout and "ok (layouts-v1)" in result.stdout
 
 
 def test_data_check_lists_every_problem_one_line_each(tmp_path):

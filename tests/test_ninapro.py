@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import scipy.io
 
+from bench import fingerprint, planner, plugins
 from conftest import tiny_args
 from cpep.data import WindowSpec
 from cpep.errors import DataError
 from cpep.gestures import load_vocab
-from cpep.ninapro import MOVEMENTS, files_identity, read_recording, vocab_movements
+from cpep.ninapro import MOVEMENTS, files_identity, read_recording, scan, vocab_movements
 from cpep.ninapro_data import TEST_REPETITIONS, TRAIN_REPETITIONS, NinaproData
 
 CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
@@ -186,6 +187,13 @@ def test_identity_follows_the_files(roots, tmp_path):
     assert after[0] == before[0] and after[1] != before[1]
 
 
+def test_the_readers_code_is_part_of_every_stage_key(roots):
+    # A change to how the .mat files become windows must recompute every stage, as a change to cpep/data.py does.
+    cfg = plugins.resolve({"data.name": "ninapro_db2", "data.root": str(roots["v5"])})
+    covered = {p.name for p in fingerprint.closure(planner.code_files(cfg, []))}
+    assert {"ninapro_db2.py", "ninapro.py", "ninapro_data.py", "mat.py"} <= covered
+
+
 def broken(roots, tmp_path, name="broken") -> Path:
     """A copy of the dataset whose subject 2 has NaN in its EMG and subject 3 too few glove sensors."""
     root = shutil.copytree(roots["v5"], tmp_path / name)
@@ -194,6 +202,12 @@ def broken(roots, tmp_path, name="broken") -> Path:
     save_v5(root / "DB2_s2" / "S2_E1_A1.mat", values)
     save_v73(root / "DB2_s3" / "S3_E1_A1.mat", {**variables(3), "glove": variables(3)["glove"][:, :18]})
     return root
+
+
+def test_a_file_without_rows_is_a_problem_not_a_crash(tmp_path):
+    path = tmp_path / "S1_E1_A1.mat"
+    save_v5(path, {name: value[:0] for name, value in variables(1).items()})
+    assert scan(str(path))["problem"].endswith("no rows (emg 0, glove 0, restimulus 0, rerepetition 0)")
 
 
 def test_data_check_reports_the_dataset_and_each_unusable_file(roots, tmp_path):

@@ -52,3 +52,10 @@ def test_run_writes_the_table_and_report_reads_a_record_written_by_hand(make_res
     assert csv.loc[(csv["variant"] == "by_hand") & (csv["metric"] == "lp_id"), "mean"].tolist() == [0.123]
     assert "written by hand" in out.stdout
     assert not list(results.glob(".results.parquet.*"))  # written to a temporary file and renamed
+
+    # A table that cannot be written (here a folder in its place) is one warning; the report reads the records.
+    (results / "results.parquet").unlink()
+    (results / "results.parquet").mkdir()
+    out = cli("report", "--suite", "smoke", "--results-dir", results, "--format", "csv")
+    assert out.stderr.count("warning: ") == 1 and "results.parquet not written" in out.stderr
+    assert "written by hand" in out.stdout and "Traceback" not in out.stderr

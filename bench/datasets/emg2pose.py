@@ -30,7 +30,7 @@ class Dataset(OnDisk):
         csv = Path(d["root"]).expanduser() / "metadata.csv"
         content = _file_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else str(csv)
         ident = {"name": self.name, "window": d["window"], "stride": d["stride"],
-                 "pose_decimation": d["pose_decimation"], "protocol": protocols.get(d["protocol"]).identity(),
+                 "pose_decimation": d["pose_decimation"], **protocols.identity(d["protocol"]),
                  "metadata.csv": content}
         if d["allow_missing"]:  # which recordings are left out is part of the data
             ident["present"] = _present_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else ""

@@ -21,7 +21,7 @@ class Dataset(Base):
     def identity(self, cfg):
         d = cfg["data"]
         return {"name": self.name, "window": d["window"], "stride": d["stride"],
-                "pose_decimation": d["pose_decimation"], "protocol": protocols.get(d["protocol"]).identity(),
+                "pose_decimation": d["pose_decimation"], **protocols.identity(d["protocol"]),
                 "synth": d["synth"], "simulator": fingerprint.simulator()}
 
     def validate(self, cfg):
