@@ -1,8 +1,9 @@
 """The report's figures (seaborn, PNG and SVG): bars with CIs, the patch-length curve, training curves, and for
-suites that sweep them, metric against the data fraction and against the users' variability."""
+suites that have them, few-shot curves and metric against the data fraction and against the users' variability."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -182,7 +183,39 @@ def user_variability(report: Report, out: Path) -> list[Path]:
                   out, (ticks, [str(t) for t in ticks]))
 
 
+FEW_SHOT = re.compile(r"lp_k(\d+)_(id|unseen)$")  # bench/metrics/few_shot.py's record keys
+
+
+def few_shot(report: Report, out: Path) -> list[Path]:
+    """The few-shot probes' balanced accuracy against k labelled windows per class, one line per variant and a
+    panel per class set, with intervals over seeds; chance dashed."""
+    parts = report.values["metric"].str.extract(FEW_SHOT)
+    df = report.values.assign(k=parts[0].astype(float), classes=parts[1].map({"id": "in-distribution",
+                                                                              "unseen": "unseen"}))
+    df = df[df["k"].notna()]
+    if df.empty:
+        return []
+    df = df.assign(label=df["variant"].map(report.labels))
+    grid = sns.relplot(df, kind="line", x="k", y="value", hue="label", col="classes",
+                       col_order=[c for c in ("in-distribution", "unseen") if c in set(df["classes"])],
+                       errorbar=stats.errorbar(report.method, report.level), err_style="bars",
+                       err_kws={"capsize": 3}, marker="o", height=3, aspect=1.2)
+    ks = sorted(df["k"].unique())
+    for classes, ax in grid.axes_dict.items():
+        chance = report.chance.get(df.loc[df["classes"] == classes, "metric"].iloc[0])
+        if chance is not None:
+            ax.axhline(chance, color="gray", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [f"{k:g}" for k in ks])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1.02)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("labelled windows per class (k)", "balanced accuracy")
+    grid.figure.suptitle(f"few-shot linear probes; dashed: chance\n{_subtitle(report)}", fontsize=8, y=1.08)
+    return save(grid.figure, out, "few_shot")
+
+
 def write_all(report: Report, out: Path) -> list[Path]:
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
-        return (bars(report, out) + patch_length(report, out) + training_curves(report, out)
+        return (bars(report, out) + patch_length(report, out) + training_curves(report, out) + few_shot(report, out)
                 + data_fraction(report, out) + user_variability(report, out))

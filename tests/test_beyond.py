@@ -163,6 +163,7 @@ def test_a_tiny_beyond_run_records_few_shot_probes(make_results, tmp_path):
     assert "logit_bias" not in aligned("soft_infonce")
     cli("report", "--suite", "beyond", "--results-dir", results, "--out", tmp_path / "report")
     header = (tmp_path / "report" / "table.md").read_text().split("| method |", 1)[1].splitlines()[0]
-    columns = [c.strip() for c in header.split("|") if c.strip() not in ("", "paper")]
+    columns = [c.strip() for c in header.split("|") if c.strip() not in ("", "paper", "IQM")]
     few_shot = [metric_name(key) for key in keys]  # "lp_k01 in-dist"...
     assert columns[1:] == ["LP in-dist", "LP unseen", "ZS in-dist", "ZS unseen"] + few_shot  # after the four
+    assert {"few_shot.png", "few_shot.svg"} <= {p.name for p in (tmp_path / "report").iterdir()}
