@@ -318,16 +318,9 @@ class Emg2PoseData:
         rows = self.pretrain_recordings()
         if rows.empty:
             raise DataError(f"{self.root}: metadata.csv has no training recordings (split == 'train')")
-        picks = rows["path"].iloc[np.linspace(0, len(rows) - 1, min(STATS_FILES, len(rows))).astype(int)].unique()
+        picks = rows["path"].iloc[evenly(len(rows))].tolist()
         self._scan(picks)  # no statistic from a recording the scan refuses
-        if self.cache_dir is None:
-            return self._measure_stats(picks)
-        cached = self.cache_dir / f"stats-{digest([file_key(p) for p in picks])}.json"
-        if cached.is_file():
-            return json.loads(cached.read_text())
-        stats = self._measure_stats(picks)
-        write_text_atomically(cached, json.dumps(stats))
-        return stats
+        return cached_stats(self.cache_dir, [file_key(p) for p in picks], lambda: self._measure_stats(picks))
 
     @staticmethod
     def _measure_stats(picks) -> dict:
@@ -346,13 +339,33 @@ class Emg2PoseData:
             n_pose += len(angles)
         if n_pose == 0:
             raise DataError("the training recordings sampled for normalisation hold no valid (non-IK-failure) pose rows")
-        pose_mean = pose_sum / n_pose
-        pose_std = np.sqrt(np.maximum(pose_sq / n_pose - pose_mean ** 2, 0.0))
-        return {
-            "emg_std": np.maximum(np.sqrt(emg_sq / n_emg), 1e-12).tolist(),
-            "pose_mean": pose_mean.tolist(),
-            "pose_std": np.maximum(pose_std, 1e-3).tolist(),
-        }
+        return normalisation(emg_sq, n_emg, pose_sum, pose_sq, n_pose)
+
+
+def evenly(n: int) -> np.ndarray:
+    """Positions of up to STATS_FILES of n items, evenly spread: the recordings normalisation is measured on."""
+    return np.unique(np.linspace(0, n - 1, min(STATS_FILES, n)).astype(int))
+
+
+def cached_stats(cache_dir: Path | None, key, measure) -> dict:
+    """measure()'s normalisation statistics, kept in cache_dir as stats-<digest of key>.json."""
+    if cache_dir is None:
+        return measure()
+    cached = cache_dir / f"stats-{digest(key)}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    stats = measure()
+    write_text_atomically(cached, json.dumps(stats))
+    return stats
+
+
+def normalisation(emg_sq, n_emg: int, pose_sum, pose_sq, n_pose: int) -> dict:
+    """From sums over rows: per-channel EMG RMS, per-dimension pose mean and spread (floored, so that a silent
+    channel or a still joint does not divide by zero)."""
+    pose_mean = pose_sum / n_pose
+    pose_std = np.sqrt(np.maximum(pose_sq / n_pose - pose_mean ** 2, 0.0))
+    return {"emg_std": np.maximum(np.sqrt(emg_sq / n_emg), 1e-12).tolist(), "pose_mean": pose_mean.tolist(),
+            "pose_std": np.maximum(pose_std, 1e-3).tolist()}
 
 
 def random_channel_roll(emg: torch.Tensor, max_shift: int) -> torch.Tensor:

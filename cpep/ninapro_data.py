@@ -14,16 +14,14 @@
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cpep.config import digest
-from cpep.data import STATS_FILES, WindowDataset, WindowSpec
+from cpep.data import SELECTIONS, WindowDataset, WindowSpec, cached_stats, evenly, normalisation
 from cpep.errors import DataError
-from cpep.files import write_text_atomically
 from cpep.gestures import Vocab
 from cpep.ninapro import (CHANNELS, GLOVE, MatFile, ScanIndex, exercise_of, find_files, read_recording,
                           vocab_movements)
@@ -31,7 +29,6 @@ from cpep.recordings import file_key
 
 TRAIN_REPETITIONS = (1, 3, 4, 6)
 TEST_REPETITIONS = (2, 5)
-SELECTIONS = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
 
 
 @dataclass(frozen=True)
@@ -177,15 +174,9 @@ class NinaproData:
         if not picks:
             raise DataError(f"{self.root}: no repetition {', '.join(map(str, TRAIN_REPETITIONS))} of an "
                             f"in-distribution movement of {self.vocab.ident}: nothing to pre-train on")
-        picks = [picks[i] for i in np.unique(np.linspace(0, len(picks) - 1, min(STATS_FILES, len(picks))).astype(int))]
-        if self.cache_dir is None:
-            return _measure_stats(picks)
-        cached = self.cache_dir / f"stats-{digest([[file_key(p), s.tolist()] for p, s in picks])}.json"
-        if cached.is_file():
-            return json.loads(cached.read_text())
-        stats = _measure_stats(picks)
-        write_text_atomically(cached, json.dumps(stats))
-        return stats
+        picks = [picks[i] for i in evenly(len(picks))]
+        return cached_stats(self.cache_dir, [[file_key(p), s.tolist()] for p, s in picks],
+                            lambda: _measure_stats(picks))
 
 
 def _measure_stats(picks: list[tuple[str, np.ndarray]]) -> dict:
@@ -198,7 +189,4 @@ def _measure_stats(picks: list[tuple[str, np.ndarray]]) -> dict:
         pose_sum = pose_sum + glove.sum(0)
         pose_sq = pose_sq + (glove ** 2).sum(0)
         n += len(rows)
-    pose_mean = pose_sum / n
-    pose_std = np.sqrt(np.maximum(pose_sq / n - pose_mean ** 2, 0.0))
-    return {"emg_std": np.maximum(np.sqrt(emg_sq / n), 1e-12).tolist(), "pose_mean": pose_mean.tolist(),
-            "pose_std": np.maximum(pose_std, 1e-3).tolist()}
+    return normalisation(emg_sq, n, pose_sum, pose_sq, n)
