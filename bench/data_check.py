@@ -24,6 +24,11 @@ def selection_table(counts: dict[str, dict], title: str | None = None) -> Table:
     return table
 
 
+def plain(console):
+    """Print a line as it is: no markup or highlighting (paths hold brackets)."""
+    return lambda text: console.print(text, markup=False, highlight=False)
+
+
 def scan_progress(status):
     return lambda done, total: status.update(f"checking data: {done} of {total} recordings scanned")
 
@@ -51,7 +56,7 @@ def check_ninapro(cfg: dict, root: Path, store, console) -> None:
     readable = [v for v in verdicts if "problem" not in v]
     movements = {int(segment[2]) for v in readable for segment in v["segments"]}
     hours = sum(v["rows"] for v in readable) / SAMPLE_RATE / 3600
-    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731 (paths hold brackets)
+    say = plain(console)
     subjects, exercises = {f.subject for f in dataset.files}, {f.exercise for f in dataset.files}
     say(f"files: {len(dataset.files)} ({len(readable)} readable), exercises {spans(exercises)}")
     say(f"subjects: {len(subjects)} ({spans(subjects)})")
@@ -76,7 +81,7 @@ def check_emg2pose(cfg: dict, root: Path, store, console) -> None:
     from cpep.survey import survey
     with console.status("checking data") as status:
         s = survey(cfg, root, store.cache_dir, scan_progress(status))
-    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731 (paths hold brackets)
+    say = plain(console)
     f, u, st = s.files, s.users, s.stages
     say(f"files: {f['present']} present of {f['listed']} listed in metadata.csv ({f['absent']} absent), "
         f"{f['unlisted']} not listed")
