@@ -211,6 +211,8 @@ def few_shot(report: Report, out: Path) -> list[Path]:
         ax.set_ylim(0, 1.02)
     grid.set_titles("{col_name}")
     grid.set_axis_labels("labelled windows per class (k)", "balanced accuracy")
+    if grid.legend is not None:
+        grid.legend.set_title("")
     grid.figure.suptitle(f"few-shot linear probes; dashed: chance\n{_subtitle(report)}", fontsize=8, y=1.08)
     return save(grid.figure, out, "few_shot")
 
