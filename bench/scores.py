@@ -67,8 +67,8 @@ def robust_columns(scores: Scores, summary: pd.DataFrame, method: str, level: fl
             row |= {"mean": mean.mean, "ci_low": mean.low, "ci_high": mean.high}
         rows.append(row)
     extra = pd.DataFrame(rows, index=out.index)
-    for column in extra.columns:
-        out[column] = extra[column]
+    for column in extra.columns:  # a (variant, metric) without per-user scores keeps its seeds-only mean and CI
+        out[column] = extra[column].where(extra[column].notna(), out[column]) if column in out else extra[column]
     return out
 
 

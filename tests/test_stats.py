@@ -86,6 +86,8 @@ def test_an_interval_is_wider_when_users_disagree(fixture_suite):
     assert a["unit"] == b["unit"] == "seeds x users"
     assert a["mean"] == pytest.approx(0.65) and b["mean"] == pytest.approx(0.65)
     assert b["ci_high"] - b["ci_low"] > 2 * (a["ci_high"] - a["ci_low"])
+    # a metric without per-user scores keeps its seeds-only mean and interval beside them
+    assert s.loc[("cpep", "lp_unseen"), "mean"] == pytest.approx(0.5) and s.loc[("cpep", "lp_unseen"), "n"] == 3
     # Student t sees only the seeds' overall metrics, which are equal: the same interval for both
     t = report.build(fixture_suite, user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter}),
                      "synthetic", "t").summary.set_index(["variant", "metric"])
