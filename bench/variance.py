@@ -47,22 +47,21 @@ def _rows(report: Report) -> list[list[str]]:
     return out
 
 
-def caption(report: Report) -> str:
-    return ("variance over seeds of each metric with one source of randomness varied and the others fixed "
-            "(sample variance; sd in parentheses)")
+CAPTION = ("variance over seeds of each metric with one source of randomness varied and the others fixed "
+           "(sample variance; sd in parentheses)")
 
 
 def markdown(report: Report) -> str:
     header = ["source (variant)", "n"] + [metric_name(m) for m in report.metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(report)]
-    return f"{caption(report)}\n\n" + "\n".join(lines) + "\n"
+    return f"{CAPTION}\n\n" + "\n".join(lines) + "\n"
 
 
 def print_table(report: Report, console: Console) -> None:
     if report.variance.empty:
         return
-    table = Table("source (variant)", "n", *[metric_name(m) for m in report.metrics], title=caption(report))
+    table = Table("source (variant)", "n", *[metric_name(m) for m in report.metrics], title=CAPTION)
     for row in _rows(report):
         table.add_row(*row)
     console.print(table)
