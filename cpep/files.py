@@ -1,4 +1,5 @@
-"""Writing files so that a reader, or a process killed mid-write, never sees half of one."""
+"""Writing files so that a reader, or a process killed mid-write, never sees half of one; and the directory a
+dataset is read from."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from cpep.errors import DataError
+
+
+def data_root(path) -> Path:
+    """`path` (a leading ~ expanded) as the directory a dataset is read from; DataError (one line) when it is not
+    one."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist or is not a directory")
+    return root
 
 
 def replace_atomically(path: Path, write: Callable[[str], None]) -> None:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from cpep import schema
 from cpep.errors import DataError
+from cpep.files import data_root
 
 SUFFIX = ".hdf5"
 HANDS = ("both", "left", "right")
@@ -30,9 +31,7 @@ def has_metadata(root: Path) -> bool:
 
 def read_metadata(root: Path) -> pd.DataFrame:
     """metadata.csv, checked, with `hand_moves` and `path` (the file found for each row; "" when absent)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data root {root} does not exist or is not a directory")
+    root = data_root(root)
     csv = root / "metadata.csv"
     if not csv.is_file():
         raise DataError(f"{root} is not an emg2pose dataset: it has no metadata.csv")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cpep.errors import DataError
-from cpep.files import write_text_atomically
+from cpep.files import data_root, write_text_atomically
 from cpep.gestures import Vocab
 from cpep.recordings import file_key
 
@@ -48,9 +48,7 @@ class MatFile:
 def find_files(root: Path) -> list[MatFile]:
     """Every `S<n>_E<e>_A1.mat` under `root`, by subject then exercise. DataError for a root without one, for
     two files of one subject and exercise, or for an exercise DB2 does not have."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data root {root} does not exist or is not a directory")
+    root = data_root(root)
     found: dict[tuple[int, int], MatFile] = {}
     for path in sorted(root.rglob(PATTERN)):
         match = NAME.fullmatch(path.name)

@@ -15,6 +15,7 @@ import pandas as pd
 from cpep import schema
 from cpep.data import SELECTIONS
 from cpep.errors import DataError
+from cpep.files import data_root
 from cpep.metadata import has_metadata, recordings_from_files
 from cpep.recordings import Scan, scan_recording
 
@@ -40,9 +41,7 @@ class Survey:
 def survey(cfg: dict, root: Path, cache_dir: Path | None, progress=None) -> Survey:
     """The survey of `root` read with configuration `cfg`. DataError only when `root` holds no dataset at all."""
     from cpep.pipeline import open_data
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data root {root} does not exist or is not a directory")
+    root = data_root(root)
     if not has_metadata(root):
         return _without_metadata(root, cfg, progress)
     data = open_data(cfg, root, cache_dir, lenient=True)

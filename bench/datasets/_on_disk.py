@@ -1,9 +1,8 @@
 """What the datasets that users bring share: a data root that must be given and must exist."""
 
-from pathlib import Path
-
 from bench.plugins import Dataset
-from cpep.errors import ConfigError, DataError
+from cpep.errors import ConfigError
+from cpep.files import data_root
 
 
 class OnDisk(Dataset):
@@ -12,7 +11,4 @@ class OnDisk(Dataset):
             raise ConfigError(f"the {self.name} dataset needs its location: --data-root DIR")
 
     def root(self, cfg, store):
-        root = Path(cfg["data"]["root"]).expanduser()
-        if not root.is_dir():
-            raise DataError(f"data root {root} does not exist or is not a directory")
-        return root
+        return data_root(cfg["data"]["root"])
