@@ -18,7 +18,7 @@ def emg_log_power(emg: torch.Tensor, bin_samples: int = EMG_BIN) -> torch.Tensor
     usable = w // bin_samples * bin_samples
     if usable == 0:
         raise ValueError(f"a window of {w} samples is shorter than one power bin ({bin_samples})")
-    power = emg[..., :usable].float().reshape(b, c, -1, bin_samples).pow(2).mean(-1)
+    power = emg[..., :usable].float().reshape(b, c, -1, bin_samples).square().mean(-1)
     log_power = torch.log(power + 1e-6)
     return torch.cat([log_power.mean(-1), log_power.std(-1, unbiased=False)], dim=1)
 

@@ -72,9 +72,9 @@ class Encoder(nn.Module):
         """(B, C, T) -> (B, N, C * token_size): what the tokens are embedded from (and the MAE rebuilds)."""
         return patchify(log_power(x, self.bin_size) if self.bin_size > 1 else x, self.token_size)
 
-    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) -> (B, N, D): embedded patches plus their positions."""
-        return self.embed(self.patches(x)) + self.pos_embed[:, 1:]
+    def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, N, C * token_size) -> (B, N, D): embedded patches plus their positions."""
+        return self.embed(patches) + self.pos_embed[:, 1:]
 
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Prepend [CLS] to (already position-embedded) patch tokens and run the blocks: (B, 1 + N, D)."""
@@ -82,7 +82,7 @@ class Encoder(nn.Module):
         return self.norm(self.blocks(torch.cat([cls, tokens], dim=1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.encode_tokens(self.patch_tokens(x))
+        out = self.encode_tokens(self.embed_patches(self.patches(x)))
         return out[:, 0] if self.pooling == "cls" else out[:, 1:].mean(dim=1)
 
 
@@ -124,9 +124,10 @@ class MaskedAutoencoder(nn.Module):
         mask[:, :keep] = 0.0
         return x_masked, torch.gather(mask, 1, ids_restore), ids_restore
 
-    def forward_encoder(self, x: torch.Tensor, mask_ratio: float):
-        """(B, C, T) -> latent (B, 1 + keep, D) of [CLS] and the kept patches, mask, ids_restore."""
-        tokens, mask, ids_restore = self.random_masking(self.encoder.patch_tokens(x), mask_ratio)
+    def forward_encoder(self, patches: torch.Tensor, mask_ratio: float):
+        """Patches (B, N, C * token_size) -> latent (B, 1 + keep, D) of [CLS] and the kept patches, mask,
+        ids_restore."""
+        tokens, mask, ids_restore = self.random_masking(self.encoder.embed_patches(patches), mask_ratio)
         return self.encoder.encode_tokens(tokens), mask, ids_restore
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
@@ -139,16 +140,17 @@ class MaskedAutoencoder(nn.Module):
         x = torch.cat([x[:, :1], tokens], dim=1) + self.decoder_pos_embed
         return self.predict(self.decoder_norm(self.decoder(x)))[:, 1:]
 
-    def forward_loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_loss(self, patches: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean squared error per patch, averaged over the removed patches only."""
-        per_patch = (pred.float() - self.encoder.patches(x).float()).pow(2).mean(dim=-1)
+        per_patch = (pred.float() - patches.float()).square().mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum()
 
     def forward(self, x: torch.Tensor):
-        """(loss, pred, mask) of one batch."""
-        latent, mask, ids_restore = self.forward_encoder(x, self.mask_ratio)
+        """(loss, pred, mask) of one batch (B, C, T)."""
+        patches = self.encoder.patches(x)  # what the encoder sees, and the reconstruction's target
+        latent, mask, ids_restore = self.forward_encoder(patches, self.mask_ratio)
         pred = self.forward_decoder(latent, ids_restore)
-        return self.forward_loss(x, pred, mask), pred, mask
+        return self.forward_loss(patches, pred, mask), pred, mask
 
 
 class ProjectionHead(nn.Module):

@@ -92,14 +92,14 @@ def test_mae_loss_ignores_predictions_of_kept_patches():
     x = torch.randn(2, 4, 80)
     pred = torch.randn(2, 4, 80)
     mask = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0]])
-    loss = model.forward_loss(x, pred, mask)
+    target = model.encoder.patches(x)
+    loss = model.forward_loss(target, pred, mask)
     changed = pred.clone()
     changed[0, 1] += 100.0  # kept
     changed[1, 3] -= 100.0  # kept
-    assert model.forward_loss(x, changed, mask) == loss
+    assert model.forward_loss(target, changed, mask) == loss
     changed[0, 3] += 1.0  # removed
-    assert model.forward_loss(x, changed, mask) > loss
-    target = model.encoder.patches(x)
+    assert model.forward_loss(target, changed, mask) > loss
     expected = ((pred - target) ** 2).mean(-1)[mask.bool()].mean()
     assert torch.isclose(loss, expected)
 
@@ -108,7 +108,7 @@ def test_decoder_reassembles_tokens_in_their_original_places():
     torch.manual_seed(0)
     model = mae(mask_ratio=0.25).eval()
     x = torch.randn(2, 4, 80)
-    latent, mask, ids_restore = model.forward_encoder(x, 0.25)
+    latent, mask, ids_restore = model.forward_encoder(model.encoder.patches(x), 0.25)
     assert latent.shape == (2, 1 + 3, 16)
     seen = []
     model.decoder[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
