@@ -1,9 +1,11 @@
-"""The report's figures (seaborn, PNG and SVG): bars with CIs, the patch-length curve, training curves, and for
-suites that have them, few-shot curves and metric against the data fraction and against the users' variability."""
+"""The report's figures (matplotlib and seaborn, PNG and SVG): bars with intervals, the patch-length curve,
+training curves, and for suites that have them, few-shot curves and metric against the data fraction and against
+the users' variability. Estimates and intervals are the tables' (the report's summary), never recomputed here."""
 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -13,8 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench import stats  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench import scores  # noqa: E402
 from bench.results import PATCH_GROUP, REFERENCE_VARIANT, STALE, USER_KNOBS, Report, metric_name  # noqa: E402
+from bench.tables import marked  # noqa: E402
 from cpep.files import replace_atomically  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -34,74 +40,115 @@ def save(fig, out: Path, stem: str) -> list[Path]:
 def _subtitle(report: Report) -> str:
     note = " (synthetic data: levels not comparable with the paper, only the ordering)" if report.synthetic else ""
     stale = f"; {STALE}: stale, computed by older code" if report.stale else ""
-    return f"{report.suite} on {report.dataset}{note}; {stats.describe(report.method, report.level)}{stale}"
+    return f"{report.suite} on {report.dataset}{note}; {scores.interval_text(report.summary, report.method, report.level)}{stale}"
+
+
+def _estimates(report: Report) -> pd.DataFrame:
+    """Each (variant, metric) with a result: the estimate and interval the tables print (the summary's), with the
+    variant's swept settings. Every figure but the training curves draws these, so that no figure shows another
+    number than the tables."""
+    s = report.summary[(report.summary["n"] > 0) & (report.summary["not_applicable"] == "")]
+    settings = report.values.groupby("variant")[["patch", "method", "fraction", "users"]].first()
+    return s.join(settings, on="variant")
+
+
+def _errors(df: pd.DataFrame) -> np.ndarray:
+    """(2, rows) error-bar lengths below and above the estimate; none where there is no interval (one seed)."""
+    return np.vstack([(df["mean"] - df["ci_low"]).fillna(0.0).clip(lower=0.0),
+                      (df["ci_high"] - df["mean"]).fillna(0.0).clip(lower=0.0)])
+
+
+def _panels(count: int, cols: int, height: float, aspect: float):
+    """A figure of `count` panels sharing the y axis, `cols` per row, sized to them."""
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(height * aspect * cols, height * rows), squeeze=False,
+                             sharey=True)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def _lines(ax, df: pd.DataFrame, x: str, hue: str | None = None) -> None:
+    """Estimate against `x` with its interval as error bars, one line per value of `hue`."""
+    for name, g in df.groupby(hue, sort=False) if hue else [(None, df)]:
+        g = g.sort_values(x)
+        ax.errorbar(g[x], g["mean"], yerr=_errors(g), marker="o", markersize=4, capsize=3, label=name)
+
+
+def _finish(fig, axes, title: str, stem: str, out: Path) -> list[Path]:
+    """The legend under the panels and the title above them, wrapped to the figure's width."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 3),
+                   frameon=False, fontsize=7)
+    fig.tight_layout()
+    chars = max(40, int(fig.get_figwidth() * 15))  # about 15 characters per inch at 8 points
+    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in title.split("\n")), fontsize=8, y=1.0,
+                 va="bottom")
+    return save(fig, out, stem)
+
+
+def _chance(ax, report: Report, metric: str, vertical: bool = False) -> None:
+    if metric in report.chance:
+        line = ax.axvline if vertical else ax.axhline
+        line(report.chance[metric], color="gray", linestyle="--", linewidth=1, zorder=4, label="chance")
 
 
 def bars(report: Report, out: Path) -> list[Path]:
-    """Per metric: our mean with its CI per variant, the paper's number as a marker (hollow: read off a figure)."""
-    shown = {v: label + STALE if v in report.stale else label for v, label in report.labels.items()}
-    df = report.values.assign(label=report.values["variant"].map(shown),
-                              metric=report.values["metric"].map(metric_name))
-    if df.empty:
+    """Per metric: our estimate with its interval per variant, the paper's number as a marker (hollow: read off a
+    figure), chance dashed."""
+    est = _estimates(report)
+    if est.empty:
         return []
-    order = [shown[v] for v in report.variants]
-    metrics = [metric_name(m) for m in report.metrics]
-    grid = sns.catplot(df, kind="bar", x="value", y="label", col="metric", col_order=metrics, order=order,
-                       col_wrap=min(2, len(metrics)), errorbar=stats.errorbar(report.method, report.level),
-                       capsize=0.3, height=0.32 * len(order) + 1.5, aspect=1.6, color="tab:blue")
-    paper = report.summary[report.summary["paper"].notna()]
-    for metric, ax in zip(report.metrics, grid.axes.flat):
-        sub = paper[paper["metric"] == metric]
+    shown = {v: marked(report.labels[v], v in report.stale) for v in report.variants}
+    row = {v: i for i, v in enumerate(report.variants)}
+    fig, axes = _panels(len(report.metrics), min(2, len(report.metrics)), 0.32 * len(row) + 1.5, 1.6)
+    for metric, ax in zip(report.metrics, axes):
+        sub = est[est["metric"] == metric]
+        ax.barh(sub["variant"].map(row), sub["mean"], xerr=_errors(sub), capsize=3, color="tab:blue",
+                error_kw={"linewidth": 1})
+        paper = report.summary[(report.summary["metric"] == metric) & report.summary["paper"].notna()]
         for approximate, face in ((False, "black"), (True, "none")):
-            part = sub[sub["paper_approximate"] == approximate]
-            ax.scatter(part["paper"], [order.index(shown[v]) for v in part["variant"]], marker="D",
-                       facecolors=face, edgecolors="black", zorder=5,
-                       label="paper (hollow: read off a figure)" if not approximate else None)
-        if metric in report.chance:
-            ax.axvline(report.chance[metric], color="gray", linestyle="--", linewidth=1, zorder=4, label="chance")
-        missing = report.summary[(report.summary["metric"] == metric) & (report.summary["not_applicable"] != "")]
-        for variant in missing["variant"]:
-            ax.text(0.01, order.index(shown[variant]), "not applicable", va="center", fontsize=7,
-                    color="gray")
+            part = paper[paper["paper_approximate"] == approximate]
+            ax.scatter(part["paper"], part["variant"].map(row), marker="D", facecolors=face, edgecolors="black",
+                       zorder=5, label=None if approximate else "paper (hollow: read off a figure)")
+        _chance(ax, report, metric, vertical=True)
+        summary = report.summary[report.summary["metric"] == metric].set_index("variant")
+        for variant in set(row) - set(sub["variant"]):
+            why = "not applicable" if summary.loc[variant, "not_applicable"] else "no result"
+            ax.text(0.01, row[variant], why, va="center", fontsize=7, color="gray")
+        ax.set_yticks(range(len(row)), [shown[v] for v in row])
+        ax.set_ylim(len(row) - 0.5, -0.5)  # the first variant on top
         ax.set_xlim(0, 1.02)  # a t interval of few seeds can reach past [0, 1]
-    grid.set_axis_labels("balanced accuracy", "")
-    grid.set_titles("{col_name}")
-    handles, labels = grid.axes.flat[0].get_legend_handles_labels()
-    if handles:
-        grid.figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
-                           frameon=False)
-    grid.figure.suptitle(_subtitle(report), fontsize=8, y=1.02)
-    return save(grid.figure, out, "bars")
+        ax.set_xlabel("balanced accuracy")
+        ax.set_title(metric_name(metric))
+    return _finish(fig, axes, _subtitle(report), "bars", out)
 
 
 def patch_length(report: Report, out: Path) -> list[Path]:
     """Metric against EMG patch length over the patch-length variants and CPEP itself."""
-    values = report.values
-    df = values[(values["group"] == PATCH_GROUP) | (values["variant"] == REFERENCE_VARIANT)]
-    if (values["group"] != PATCH_GROUP).all() or df["patch"].nunique() < 2:
+    est = _estimates(report)
+    df = est[(est["group"] == PATCH_GROUP) | (est["variant"] == REFERENCE_VARIANT)]
+    if (est["group"] != PATCH_GROUP).all() or df["patch"].nunique() < 2:
         return []
-    df = df.assign(metric=df["metric"].map(metric_name))
-    metrics = [metric_name(m) for m in report.metrics]
-    grid = sns.relplot(df, kind="line", x="patch", y="value", col="metric", col_order=metrics,
-                       col_wrap=min(4, len(metrics)), errorbar=stats.errorbar(report.method, report.level),
-                       err_style="bars", err_kws={"capsize": 3}, marker="o", height=3, aspect=1.0)
     patches = sorted(df["patch"].unique())
     default = df.loc[df["variant"] == REFERENCE_VARIANT, "patch"]
-    for metric, ax in zip(report.metrics, grid.axes.flat):
-        if metric in report.chance:
-            ax.axhline(report.chance[metric], color="gray", linestyle="--", linewidth=1)
+    metrics = [m for m in report.metrics if m in set(df["metric"])]
+    fig, axes = _panels(len(metrics), min(4, len(metrics)), 3.0, 1.0)
+    for metric, ax in zip(metrics, axes):
+        _lines(ax, df[df["metric"] == metric], "patch")
+        _chance(ax, report, metric)
         ax.set_xscale("log", base=2)
         ax.set_xticks(patches, [str(p) for p in patches])
         ax.minorticks_off()
         ax.set_ylim(0, 1.02)  # a t interval of few seeds can reach past [0, 1]
         if len(default):
             ax.axvline(default.iloc[0], color="gray", linestyle=":", linewidth=1)
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("EMG patch (samples)", "balanced accuracy")
-    grid.figure.suptitle(f"EMG patch length (the paper: longer patches are worse; dotted: CPEP's patch; dashed: "
-                         f"chance)\n"
-                         f"{_subtitle(report)}", fontsize=8, y=1.08)
-    return save(grid.figure, out, "patch_length")
+        ax.set_title(metric_name(metric))
+        ax.set_xlabel("EMG patch (samples)")
+    axes[0].set_ylabel("balanced accuracy")
+    return _finish(fig, axes, "EMG patch length (the paper: longer patches are worse; dotted: CPEP's patch; "
+                   f"dashed: chance)\n{_subtitle(report)}", "patch_length", out)
 
 
 def training_curves(report: Report, out: Path) -> list[Path]:
@@ -135,30 +182,28 @@ def training_curves(report: Report, out: Path) -> list[Path]:
     return save(fig, out, "training_curves")
 
 
-def _sweep(report: Report, df, x: str, xlabel: str, title: str, stem: str, out: Path, ticks, log=False) -> list[Path]:
-    """Metric against a swept setting `x`, one line per method, with intervals over seeds; chance dashed."""
-    df = df.assign(metric=df["metric"].map(metric_name))
-    metrics = [metric_name(m) for m in report.metrics]
-    grid = sns.relplot(df, kind="line", x=x, y="value", hue="method", col="metric", col_order=metrics,
-                       col_wrap=min(4, len(metrics)), errorbar=stats.errorbar(report.method, report.level),
-                       err_style="bars", err_kws={"capsize": 3}, marker="o", height=3, aspect=1.0)
-    for metric, ax in zip(report.metrics, grid.axes.flat):
-        if metric in report.chance:
-            ax.axhline(report.chance[metric], color="gray", linestyle="--", linewidth=1)
+def _sweep(report: Report, df: pd.DataFrame, x: str, xlabel: str, title: str, stem: str, out: Path, ticks,
+           log: bool = False) -> list[Path]:
+    """Metric against a swept setting `x`, one line per method, with the tables' intervals; chance dashed."""
+    metrics = [m for m in report.metrics if m in set(df["metric"])]
+    fig, axes = _panels(len(metrics), min(4, len(metrics)), 3.0, 1.0)
+    for metric, ax in zip(metrics, axes):
+        _lines(ax, df[df["metric"] == metric], x, hue="method")
+        _chance(ax, report, metric)
         if log:
             ax.set_xscale("log")
         ax.set_xticks(*ticks)
         ax.minorticks_off()
         ax.set_ylim(0, 1.02)
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels(xlabel, "balanced accuracy")
-    grid.figure.suptitle(f"{title}; dashed: chance\n{_subtitle(report)}", fontsize=8, y=1.08)
-    return save(grid.figure, out, stem)
+        ax.set_title(metric_name(metric))
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("balanced accuracy")
+    return _finish(fig, axes, f"{title}; dashed: chance\n{_subtitle(report)}", stem, out)
 
 
 def data_fraction(report: Report, out: Path) -> list[Path]:
     """Metric against the fraction of the pre-training windows the alignment read, for suites that vary it."""
-    df = report.values
+    df = _estimates(report)
     varied = df.groupby("method")["fraction"].nunique()
     df = df[df["method"].isin(varied[varied > 1].index)]  # methods whose runs vary it
     if df.empty:
@@ -171,7 +216,8 @@ def data_fraction(report: Report, out: Path) -> list[Path]:
 
 def user_variability(report: Report, out: Path) -> list[Path]:
     """Metric against the synthetic users' variability level (USER_KNOBS), for suites that vary it."""
-    df = report.values[report.values["users"].notna()]
+    df = _estimates(report)
+    df = df[df["users"].notna()]
     levels = sorted(set(df["users"]))
     if len(levels) < 2:
         return []
@@ -184,37 +230,32 @@ def user_variability(report: Report, out: Path) -> list[Path]:
 
 
 FEW_SHOT = re.compile(r"lp_k(\d+)_(id|unseen)$")  # bench/metrics/few_shot.py's record keys
+CLASSES = {"id": "in-distribution", "unseen": "unseen"}
 
 
 def few_shot(report: Report, out: Path) -> list[Path]:
     """The few-shot probes' balanced accuracy against k labelled windows per class, one line per variant and a
-    panel per class set, with intervals over seeds; chance dashed."""
-    parts = report.values["metric"].str.extract(FEW_SHOT)
-    df = report.values.assign(k=parts[0].astype(float), classes=parts[1].map({"id": "in-distribution",
-                                                                              "unseen": "unseen"}))
-    df = df[df["k"].notna()]
+    panel per class set, with the tables' intervals; chance dashed."""
+    df = _estimates(report)
+    parts = df["metric"].str.extract(FEW_SHOT)
+    df = df.assign(k=parts[0].astype(float), classes=parts[1])[parts[0].notna()]
     if df.empty:
         return []
-    df = df.assign(label=df["variant"].map(report.labels))
-    grid = sns.relplot(df, kind="line", x="k", y="value", hue="label", col="classes",
-                       col_order=[c for c in ("in-distribution", "unseen") if c in set(df["classes"])],
-                       errorbar=stats.errorbar(report.method, report.level), err_style="bars",
-                       err_kws={"capsize": 3}, marker="o", height=3, aspect=1.2)
+    sets = [c for c in CLASSES if c in set(df["classes"])]
     ks = sorted(df["k"].unique())
-    for classes, ax in grid.axes_dict.items():
-        chance = report.chance.get(df.loc[df["classes"] == classes, "metric"].iloc[0])
-        if chance is not None:
-            ax.axhline(chance, color="gray", linestyle="--", linewidth=1)
+    fig, axes = _panels(len(sets), len(sets), 3.0, 1.2)
+    for classes, ax in zip(sets, axes):
+        sub = df[df["classes"] == classes]
+        _lines(ax, sub, "k", hue="label")
+        _chance(ax, report, sub["metric"].iloc[0])
         ax.set_xscale("log")
         ax.set_xticks(ks, [f"{k:g}" for k in ks])
         ax.minorticks_off()
         ax.set_ylim(0, 1.02)
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("labelled windows per class (k)", "balanced accuracy")
-    if grid.legend is not None:
-        grid.legend.set_title("")
-    grid.figure.suptitle(f"few-shot linear probes; dashed: chance\n{_subtitle(report)}", fontsize=8, y=1.08)
-    return save(grid.figure, out, "few_shot")
+        ax.set_title(CLASSES[classes])
+        ax.set_xlabel("labelled windows per class (k)")
+    axes[0].set_ylabel("balanced accuracy")
+    return _finish(fig, axes, f"few-shot linear probes; dashed: chance\n{_subtitle(report)}", "few_shot", out)
 
 
 def write_all(report: Report, out: Path) -> list[Path]:

@@ -72,6 +72,15 @@ def robust_columns(scores: Scores, summary: pd.DataFrame, method: str, level: fl
     return out
 
 
+def interval_text(summary: pd.DataFrame, method: str, level: float) -> str:
+    """What the summary's estimates and intervals are (the tables' and figures' caption)."""
+    if method == "bootstrap" and (summary["unit"] == UNITS[True]).any():
+        mixed = " (over the seeds alone where records have no per-user scores)" if (
+            summary["unit"] == UNITS[False]).any() else ""
+        return f"mean of the seed x user scores and its {stats.describe_stratified(level)}{mixed}"
+    return stats.describe(method, level)
+
+
 def paired_stratified(scores: Scores, variant: str, reference: str, metric: str, level: float):
     """variant minus reference on matched (seed, user) strata with its stratified interval, or None where either
     lacks per-user scores on a shared seed (the caller then uses the seeds)."""
