@@ -111,8 +111,8 @@ def improvement_rows(report: Report) -> list[dict]:
     marks, na = na_marks(report), report.summary.set_index(["variant", "metric"])["not_applicable"]
     rows = []
     for variant in dict.fromkeys(found.index.get_level_values("a")):
-        cells, stale_seeds = {}, set(report.stale.get(variant, []) + report.stale.get(REFERENCE_VARIANT, []))
-        stale = False
+        stale_seeds = set(report.stale.get(variant, []) + report.stale.get(REFERENCE_VARIANT, []))
+        cells, stale = {}, False
         for m in report.metrics:
             if (variant, m) not in found.index:
                 reason = na.get((variant, m)) or na.get((REFERENCE_VARIANT, m))
