@@ -158,9 +158,16 @@ def patch_lengths(values: pd.DataFrame) -> dict[str, int]:
     return {v: int(p) for v, p in sel.groupby("variant")["patch"].first().items()}
 
 
-def notes(level: float) -> list[str]:
-    return [f"Intervals: {stats.describe_stratified(level)}; matched on the seeds and users that every variant of "
-            f"the claim has (the seeds alone where a record has no per-user breakdown).", f"Verdicts: {RULE}"]
+def notes(claims_table: pd.DataFrame, level: float) -> list[str]:
+    """How the intervals are computed, the verdict rule, and what the marks in the table's cells mean."""
+    found = [f"Intervals: {stats.describe_stratified(level)}; matched on the seeds and users that every variant of "
+             f"the claim has (the seeds alone where a record has no per-user breakdown).", f"Verdicts: {RULE}"]
+    if claims_table["paper"].str.startswith("~").any():
+        found.append("paper: ~ marks a value computed from a number read off a figure by a third party "
+                     "(results/paper.csv).")
+    if (claims_table["interval"] == "").any():
+        found.append("no interval: one seed only, or a count of runs.")
+    return found
 
 
 def markdown(claims_table: pd.DataFrame, level: float) -> str:
@@ -171,7 +178,7 @@ def markdown(claims_table: pd.DataFrame, level: float) -> str:
     parts += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     parts += ["| " + " | ".join(str(r[c]).replace("|", "\\|") for c in header) + " |"
               for _, r in claims_table.iterrows()]
-    return "\n".join(parts + [""] + [f"- {n}" for n in notes(level)]) + "\n"
+    return "\n".join(parts + [""] + [f"- {n}" for n in notes(claims_table, level)]) + "\n"
 
 
 def print_claims(claims_table: pd.DataFrame, console, level: float) -> None:
@@ -186,4 +193,4 @@ def print_claims(claims_table: pd.DataFrame, console, level: float) -> None:
         table.add_row(r["claim"], r["paper"], r["measured"], r["interval"],
                       Text(r["verdict"], style=styles[r["verdict"]]))
     console.print(table)
-    console.print(Text("\n".join(notes(level)), style="dim"))
+    console.print(Text("\n".join(notes(claims_table, level)), style="dim"))

@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 from scipy import stats as scipy_stats
 
-from bench import claims, reference, results_table, scores, stats, tables, variance
+from bench import claims, latex, reference, results_table, scores, stats, tables, variance
 from bench.results import (BOUNDS_GROUP, PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame,
                            metric_name, metric_order, not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
@@ -260,8 +260,13 @@ def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Pa
     if "md" in formats:
         files["table.md"] = tables.markdown(report)
     if "tex" in formats:
-        files["table.tex"] = tables.latex(report)
-        files["differences.tex"] = tables.latex_differences(report)
+        files["table.tex"] = latex.table(report)
+        files["iqm.tex"] = latex.iqm(report)
+        files["differences.tex"] = latex.differences(report)
+        if tables.improvement_rows(report):
+            files["improvement.tex"] = latex.improvement(report)
+        if not report.claims.empty:
+            files["claims.tex"] = latex.claims(report)
     if "csv" in formats:
         files["table.csv"] = tidy(report).to_csv(index=False)
         files["differences.csv"] = report.differences.to_csv(index=False)

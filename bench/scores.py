@@ -108,17 +108,19 @@ def improvement_table(scores: Scores, variants: list[str], metrics: list[str], l
                                        "unit"])
 
 
-def notes(summary: pd.DataFrame, level: float) -> list[str]:
-    """How the IQM is computed, and which variants' statistics fell back to one score per seed (records without a
-    per-user breakdown)."""
-    iqm = [f"IQM: interquartile mean (the middle half) of the seed x user scores (each held-out user's score on "
-           f"each seed), with its {stats.describe_stratified(level)}."]
+def iqm_note(level: float) -> str:
+    return (f"IQM: interquartile mean (the middle half) of the seed x user scores (each held-out user's score on "
+            f"each seed), with its {stats.describe_stratified(level)}.")
+
+
+def fallback_notes(summary: pd.DataFrame) -> list[str]:
+    """Which variants' statistics fell back to one score per seed (records without a per-user breakdown)."""
     seed_level = summary[summary["unit"] == UNITS[False]]
     if seed_level.empty:
-        return iqm
+        return []
     if (summary.loc[summary["unit"] != "", "unit"] == UNITS[False]).all():
-        return iqm + ["no record has a per-user breakdown: IQM, P(A > B) and the bootstrap resample the seeds "
-                      "only (one score per seed)."]
+        return ["no record has a per-user breakdown: IQM, P(A > B) and the bootstrap resample the seeds only (one "
+                "score per seed)."]
     which = "; ".join(f"{v} ({', '.join(g['metric'])})" for v, g in seed_level.groupby("variant", sort=False))
-    return iqm + [f"seeds only (no per-user breakdown in their records; IQM, P(A > B) and the bootstrap then "
-                  f"resample one score per seed, and so does any comparison with them): {which}."]
+    return [f"seeds only (no per-user breakdown in their records; IQM, P(A > B) and the bootstrap then resample one "
+            f"score per seed, and so does any comparison with them): {which}."]

@@ -1,8 +1,11 @@
-"""The report's tables as text: Markdown, LaTeX (booktabs) and rich tables for the terminal, from the same cells."""
+"""The report's tables as text: Markdown and rich tables for the terminal, with the cells and notes that
+bench.latex shares."""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
 
 from rich import box
 from rich.console import Console, Group
@@ -18,7 +21,8 @@ SYNTHETIC_NOTE = ("These runs use the built-in synthetic data: their levels are 
 SIGNIFICANT = "*"
 IMPROVEMENT_NOTE = ("P(variant > CPEP): the fraction of matched (seed, held-out user) pairs on which the variant "
                     "scores above CPEP, a tie counting one half (rliable's probability of improvement); 0.5: no "
-                    "difference; bold in the terminal: the interval excludes 0.5.")
+                    f"difference; {SIGNIFICANT}: the interval excludes 0.5; strata: the matched pairs.")
+PAIR_STALE = "the variant's or CPEP's result on one of the shared seeds is stale"
 BOUNDS_NOTE = ("floor and ceiling (last rows): the same linear probe on features computed without learning, EMG "
                "log-power (floor) and the pose itself (ceiling), on the same windows; they have no paper numbers and "
                "are not in the ordering against the paper.")
@@ -68,6 +72,10 @@ def na_marks(report: Report) -> dict[str, int]:
     return {reason: i + 1 for i, reason in enumerate(dict.fromkeys(reasons))}
 
 
+def na_cell(marks: dict[str, int], reason: str) -> str:
+    return "-" + str(marks[reason]).translate(SUPERSCRIPT)
+
+
 def seeds_cell(report: Report, variant: str) -> str:
     have, asked = len(report.done[variant]), len(report.seeds)
     return str(have) if have >= asked else f"{have} of {asked}"
@@ -83,7 +91,7 @@ def main_rows(report: Report) -> list[dict]:
         for m in report.metrics:
             r = sub.loc[m]
             if r.not_applicable:
-                ours = iqm[m] = "-" + str(marks[r.not_applicable]).translate(SUPERSCRIPT)
+                ours = iqm[m] = na_cell(marks, r.not_applicable)
             else:
                 ours = estimate(r["mean"], r.ci_low, r.ci_high, r.n, report.method)
                 iqm[m] = estimate(r.iqm, r.iqm_low, r.iqm_high, r.n, "bootstrap")
@@ -100,25 +108,25 @@ def main_rows(report: Report) -> list[dict]:
 def improvement_rows(report: Report) -> list[dict]:
     """P(variant > CPEP) per variant and metric, as difference_rows shapes them; none without CPEP."""
     found = report.improvement[report.improvement["b"] == REFERENCE_VARIANT].set_index(["a", "metric"])
+    marks, na = na_marks(report), report.summary.set_index(["variant", "metric"])["not_applicable"]
     rows = []
     for variant in dict.fromkeys(found.index.get_level_values("a")):
-        cells = {}
+        stale_seeds = set(report.stale.get(variant, []) + report.stale.get(REFERENCE_VARIANT, []))
+        cells, stale = {}, False
         for m in report.metrics:
             if (variant, m) not in found.index:
-                cells[m] = ("-", False)
+                reason = na.get((variant, m)) or na.get((REFERENCE_VARIANT, m))
+                cells[m] = (na_cell(marks, reason) if reason else "no shared seeds", False)
                 continue
             r = found.loc[(variant, m)]
             text = estimate(r.p_a_above_b, r.ci_low, r.ci_high, len(r.seeds.split()), "bootstrap")
-            cells[m] = (text, bool(r.ci_low > 0.5 or r.ci_high < 0.5))
-        rows.append({"variant": variant, "label": report.labels[variant], "cells": cells,
-                     "strata": str(found.loc[variant, "strata"].max()), "bound": report.is_bound(variant)})
+            significant = bool(r.ci_low > 0.5 or r.ci_high < 0.5)
+            cells[m] = (text + (f" {SIGNIFICANT}" if significant else ""), significant)
+            stale |= bool(stale_seeds & set(map(int, r.seeds.split())))
+        rows.append({"variant": variant, "label": marked(report.labels[variant], stale), "cells": cells,
+                     "strata": str(found.loc[variant, "strata"].max()), "bound": report.is_bound(variant),
+                     "stale": stale})
     return rows
-
-
-def difference_stale_note(report: Report) -> list[str]:
-    if not report.differences["stale"].any():
-        return []
-    return stale_note(report, "the variant's or CPEP's result on one of the shared seeds is stale")
 
 
 def difference_rows(report: Report) -> list[dict]:
@@ -130,7 +138,7 @@ def difference_rows(report: Report) -> list[dict]:
         for m in report.metrics:
             r = sub.loc[m]
             if r.not_applicable:
-                cells[m] = ("-" + str(marks[r.not_applicable]).translate(SUPERSCRIPT), False)
+                cells[m] = (na_cell(marks, r.not_applicable), False)
             elif r.n == 0:
                 cells[m] = ("no shared seeds", False)
             else:
@@ -153,21 +161,39 @@ def na_notes(report: Report) -> list[str]:
     return [f"-{str(i).translate(SUPERSCRIPT)} not applicable: {reason}." for reason, i in na_marks(report).items()]
 
 
+def seeds_note(report: Report) -> str:
+    asked = len(report.seeds)
+    return (f"n: seeds with a result; 'k of {asked}': a result on only k of the {asked} seeds asked "
+            f"({', '.join(map(str, report.seeds))}); cpep-bench report lists each run without a result and why.")
+
+
+def count_notes(cells: Iterable[str]) -> list[str]:
+    """What the '(n=1)' and '(n=k)' found in the cells mean."""
+    found = {int(k) for cell in cells for k in re.findall(r"\(n=(\d+)\)", cell)}
+    notes = ["(n=1): one seed only (in a comparison: one seed both have), so no interval."] if 1 in found else []
+    if found - {1}:
+        notes.append("(n=k) after an interval: that metric has a result on only k of the variant's n seeds.")
+    return notes
+
+
 def main_notes(report: Report) -> list[str]:
+    """What the main table's cells (mean and paper columns) and marks mean."""
     users = report.method == "bootstrap" and (report.summary["unit"] == scores.UNITS[True]).any()
     how = (f"mean of the seed x user scores and its {stats.describe_stratified(report.level)}" if users
            else stats.describe(report.method, report.level))
-    notes = [how + ".",
-             f"n: seeds with a result; 'k of {len(report.seeds)}': fewer than the seeds asked "
-             f"({', '.join(map(str, report.seeds))}), see 'Runs without a result'."]
+    notes = [how + ".", seeds_note(report)] + (scores.fallback_notes(report.summary) if users else [])
     summary = report.summary
     if summary["paper_approximate"].any():
         notes.append("paper: ~ marks a number read off a figure by a third party (results/paper.csv).")
     others = sorted({s.split(" via ")[0] for s in summary.loc[summary["other_paper"].notna(), "other_source"]})
     if others:
         notes.append(f"paper (x): the number in {'; '.join(others)}, where it differs from the CPEP paper's.")
+    if (summary["in_paper"] & summary["paper"].isna()).any():
+        notes.append("paper -: the paper has no number for this metric of the variant (an empty paper cell: the "
+                     "variant is not in the paper).")
     if ((summary["n"] > 1) & (summary["ci_low"] == summary["ci_high"])).any():
         notes.append("± 0.000: the same value for every seed.")
+    notes += count_notes(r["cells"][m][0] for r in main_rows(report) for m in report.metrics)
     notes += na_notes(report)
     notes += stale_note(report)
     if any(report.is_bound(v) for v in report.variants):
@@ -183,7 +209,38 @@ def main_notes(report: Report) -> list[str]:
     if not report.synthetic and len(compared):
         notes.append(f"the paper's number lies inside our interval for {int(compared['paper_in_ci'].sum())} of "
                      f"{len(compared)} (variant, metric) pairs.")
-    return notes + scores.notes(report.summary, report.level)
+    return notes
+
+
+def iqm_notes(report: Report) -> list[str]:
+    """What the IQM cells and their marks mean."""
+    notes = [scores.iqm_note(report.level), seeds_note(report)] + scores.fallback_notes(report.summary)
+    notes += count_notes(c for r in main_rows(report) for c in r["iqm"].values())
+    notes += na_notes(report) + stale_note(report)
+    return notes + ([BOUNDS_NOTE] if any(report.is_bound(v) for v in report.variants) else [])
+
+
+def difference_notes(report: Report) -> list[str]:
+    """What the paired differences and their marks mean."""
+    users = (report.differences["unit"] == scores.UNITS[True]).any()
+    how = (f"{stats.describe(report.method, report.level)}, of the per-seed differences"
+           + ("; where both have per-user scores, the mean of the per-(seed, user) differences and its "
+              f"{stats.describe_stratified(report.level)}." if users else "."))
+    notes = [f"variant minus CPEP on the seeds both have (pairs: how many); {SIGNIFICANT}: the interval excludes "
+             f"zero.", how]
+    notes += count_notes(r["cells"][m][0] for r in difference_rows(report) for m in report.metrics)
+    notes += na_notes(report)
+    return notes + (stale_note(report, PAIR_STALE) if report.differences["stale"].any() else [])
+
+
+def improvement_notes(report: Report) -> list[str]:
+    """What the P(variant > CPEP) cells and their marks mean."""
+    rows = improvement_rows(report)
+    notes = [IMPROVEMENT_NOTE, f"{stats.describe_stratified(report.level)}; every pair of variants is in "
+                               f"improvement.csv."] + scores.fallback_notes(report.summary)
+    notes += count_notes(r["cells"][m][0] for r in rows for m in report.metrics)
+    notes += na_notes(report)
+    return notes + (stale_note(report, PAIR_STALE) if any(r["stale"] for r in rows) else [])
 
 
 def ordering_lines(report: Report) -> list[str]:
@@ -225,18 +282,13 @@ def markdown(report: Report) -> str:
     rows = [[r["label"], f"**{r['seeds']}**" if r["fewer"] else r["seeds"]]
             + [c for m in report.metrics for c in (r["cells"][m][0], r["iqm"][m], r["cells"][m][1])]
             for r in main_rows(report)]
-    parts += [_md_table(header, rows), ""] + [f"- {n}" for n in main_notes(report)]
+    parts += [_md_table(header, rows), ""] + [f"- {n}" for n in dict.fromkeys(main_notes(report) + iqm_notes(report))]
     diffs = difference_rows(report)
     parts += ["", "## Paired differences against CPEP", ""]
     if diffs:
         parts += [_md_table(["method", "pairs"] + [metric_name(m) for m in report.metrics],
                             [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]),
-                  "", f"- variant minus CPEP on the seeds both have; {SIGNIFICANT}: the interval excludes zero.",
-                  f"- {stats.describe(report.method, report.level)}, of the per-seed differences"
-                  + ("; where both have per-user scores, the mean of the per-(seed, user) differences and its "
-                     f"{stats.describe_stratified(report.level)}."
-                     if (report.differences["unit"] == scores.UNITS[True]).any() else ".")]
-        parts += [f"- {n}" for n in na_notes(report) + difference_stale_note(report)]
+                  ""] + [f"- {n}" for n in difference_notes(report)]
     else:
         parts.append("None: the suite has no CPEP variant, or no other variant.")
     better = improvement_rows(report)
@@ -244,8 +296,7 @@ def markdown(report: Report) -> str:
         parts += ["", "## Probability of improvement over CPEP", "",
                   _md_table(["method", "strata"] + [metric_name(m) for m in report.metrics],
                             [[r["label"], r["strata"]] + [r["cells"][m][0] for m in report.metrics] for r in better]),
-                  "", f"- {IMPROVEMENT_NOTE}", f"- {stats.describe_stratified(report.level)}; every pair of variants "
-                  f"is in improvement.csv."]
+                  ""] + [f"- {n}" for n in improvement_notes(report)]
     parts += ["", "## Ordering against the paper", ""]
     parts += [f"- {line}" for line in ordering_lines(report)] or ["No metric has two variants with paper numbers."]
     parts += ["", "## Runs without a result", ""]
@@ -255,57 +306,6 @@ def markdown(report: Report) -> str:
         parts.append("None: every variant has a result for every seed asked.")
     parts += ["", "## Notes", ""] + [f"- {n}" for n in report.notes + footer(report)]
     return "\n".join(parts) + "\n"
-
-
-# LaTeX
-
-def _tex(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("_", r"\_"),
-                 ("~", r"$\sim$"), ("±", r"$\pm$"), ("×", r"$\times$"), ("†", r"\dag{}"), ("--", "-{}-")):
-        text = text.replace(a, b)
-    for digit, sup in zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"):
-        text = text.replace(sup, rf"\textsuperscript{{{digit}}}")
-    return text
-
-
-def _tex_table(columns: str, header: list[str], rows: list[list[str]], caption: str, label: str,
-               group: str = "", rule: int | None = None) -> str:
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{columns}}}", r"\toprule"]
-    if group:
-        lines.append(group)
-    lines += [" & ".join(header) + r" \\", r"\midrule"]
-    for i, row in enumerate(rows):
-        if i == rule:
-            lines.append(r"\midrule")
-        lines.append(" & ".join(_tex(c) for c in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def latex(report: Report) -> str:
-    k = len(report.metrics)
-    names = [_tex(metric_name(m)) for m in report.metrics]
-    group = (" & & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{name}}}" for name in names) + r" \\"
-             + "\n" + " ".join(rf"\cmidrule(lr){{{3 + 2 * i}-{4 + 2 * i}}}" for i in range(k)))
-    header = ["Method", "$n$"] + ["ours", "paper"] * k
-    main = main_rows(report)
-    rows = [[r["label"], r["seeds"]] + [c for m in report.metrics for c in r["cells"][m]] for r in main]
-    caption = " ".join(_tex(n) for n in main_notes(report))
-    if report.synthetic:
-        caption = _tex(SYNTHETIC_NOTE.split(";")[0]) + ". " + caption
-    return _tex_table("l" + "r" + "rr" * k, header, rows, f"Balanced accuracy, {report.suite} suite. {caption}",
-                      f"tab:{report.suite}", group, rule_before(main))
-
-
-def latex_differences(report: Report) -> str:
-    diffs = difference_rows(report)
-    rows = [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]
-    caption = (f"Paired differences against CPEP (variant minus CPEP on shared seeds); {SIGNIFICANT}: the "
-               f"interval excludes zero. {_tex(stats.describe(report.method, report.level))}.")
-    caption = " ".join([caption] + [_tex(n) for n in na_notes(report) + difference_stale_note(report)])
-    header = ["Method", "pairs"] + [_tex(metric_name(m)) for m in report.metrics]
-    return _tex_table("lr" + "r" * len(report.metrics), header,
-                      rows, caption, f"tab:{report.suite}-differences", rule=rule_before(diffs))
 
 
 # terminal
@@ -368,21 +368,22 @@ def print_report(report: Report, console: Console) -> None:
     main = [r | {"n": Text(r["seeds"], style="bold red" if r["fewer"] else "")} for r in main_rows(report)]
     _print_tables(console, f"{report.suite}: balanced accuracy on {report.dataset} data", "method", "n", main,
                   report.metrics, _main_cell)
-    console.print(_notes(main_notes(report)))
+    shown = main_notes(report)
+    console.print(_notes(shown))
     if report.synthetic:
         console.print(Text(SYNTHETIC_NOTE, style="bold yellow"))
     diffs = difference_rows(report)
     if diffs:
         _print_tables(console, "paired differences against CPEP (variant minus CPEP on shared seeds)", "method",
                       "pairs", diffs, report.metrics, _difference_cell)
-        console.print(_notes([f"{SIGNIFICANT}: the interval excludes zero."] + na_notes(report)
-                             + difference_stale_note(report)))
+        console.print(_notes(difference_notes(report)))
     iqm = [r | {"n": r["seeds"], "cells": {m: (c, False) for m, c in r["iqm"].items()}} for r in main]
     _print_tables(console, "IQM of the seed x user scores", "method", "n", iqm, report.metrics, _difference_cell)
+    console.print(_notes([n for n in iqm_notes(report) if n not in shown]))
     better = improvement_rows(report)
     if better:
         _print_tables(console, "P(variant > CPEP)", "method", "strata", better, report.metrics, _difference_cell)
-        console.print(_notes([IMPROVEMENT_NOTE]))
+        console.print(_notes(improvement_notes(report)))
     claims.print_claims(report.claims, console, report.level)
     lines = ordering_lines(report)
     if lines:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import plugins, report, stats, suites, tables
+from bench import latex, plugins, report, stats, suites, tables
 from bench.results import METRICS, Report, metric_order
 from bench.store import Store
 from cpep.errors import UserError
@@ -233,8 +233,8 @@ def test_show_writes_every_file_and_prints(results, fixture_suite, tmp_path):
     console = Console(record=True, width=160)
     out = report.show(fixture_suite, Store(results), console, out=tmp_path / "rep", figures=False)
     names = {p.name for p in out.iterdir()}
-    assert {"table.md", "table.tex", "table.csv", "differences.csv", "differences.tex", "ordering.csv",
-            "incomplete.csv"} <= names
+    assert {"table.md", "table.tex", "iqm.tex", "table.csv", "differences.csv", "differences.tex", "improvement.tex",
+            "claims.tex", "ordering.csv", "incomplete.csv"} <= names
     assert not any(n.endswith(".tmp") for n in names)
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert len(rows) == 6 * 4 and rows[0]["suite"] == "fixture" and rows[0]["ci_method"] == "t"
@@ -396,7 +396,7 @@ def test_stale_runs_are_marked_in_every_table_and_named_in_a_note(fixture_suite,
     assert d["frozen_emg"] and not d["avgpool"]
     assert set(rep.ordering.loc[~rep.ordering["stale"], ["first", "second"]].stack()) <= {
         "emg_mae", "frozen_emg", "avgpool", "patch400"}
-    tex = tables.latex(rep)
+    tex = latex.table(rep)
     assert r"CPEP\dag{} & 4 &" in tex and "-{}-reuse-stale" in tex
     console = Console(record=True, width=250)
     tables.print_report(rep, console)
@@ -404,7 +404,7 @@ def test_stale_runs_are_marked_in_every_table_and_named_in_a_note(fixture_suite,
     assert "CPEP†" in printed and note in printed
 
     fresh = report.build(fixture_suite, fixture_records(fixture_suite), "synthetic")
-    fresh_md = tables.markdown(fresh) + tables.latex(fresh)
+    fresh_md = tables.markdown(fresh) + latex.table(fresh)
     assert md_row(fresh_md, "CPEP")[1] == "4"
     assert "†" not in fresh_md and "dag" not in fresh_md and "Stale runs" not in fresh_md
     assert not report.tidy(fresh)["stale"].any() and not fresh.differences["stale"].any()
@@ -467,7 +467,7 @@ def test_chance_is_drawn_and_explained_from_the_records_vocabulary(results, fixt
     rep = build(results, fixture_suite)
     assert rep.chance == {m: 0.25 for m in METRICS}  # synthetic-v1: 4 + 4 classes
     note = "chance (balanced accuracy of guessing): 0.250 in-distribution (4 classes), 0.250 unseen (4 classes)."
-    assert note in tables.markdown(rep) and tables._tex(note) in tables.latex(rep)
+    assert note in tables.markdown(rep) and latex.tex(note) in latex.table(rep)
     drawn = []
     real = plt.Axes.axvline
     monkeypatch.setattr(plt.Axes, "axvline", lambda ax, x, **k: drawn.append((x, k.get("label"))) or real(ax, x, **k))
