@@ -40,7 +40,8 @@ def save(fig, out: Path, stem: str) -> list[Path]:
 def _subtitle(report: Report) -> str:
     note = " (synthetic data: levels not comparable with the paper, only the ordering)" if report.synthetic else ""
     stale = f"; {STALE}: stale, computed by older code" if report.stale else ""
-    return f"{report.suite} on {report.dataset}{note}; {scores.interval_text(report.summary, report.method, report.level)}{stale}"
+    how = scores.interval_text(report.summary, report.method, report.level)
+    return f"{report.suite} on {report.dataset}{note}; {how}{stale}"
 
 
 def _estimates(report: Report) -> pd.DataFrame:

@@ -179,9 +179,8 @@ def count_notes(cells: Iterable[str]) -> list[str]:
 def main_notes(report: Report) -> list[str]:
     """What the main table's cells (mean and paper columns) and marks mean."""
     users = report.method == "bootstrap" and (report.summary["unit"] == scores.UNITS[True]).any()
-    how = (f"mean of the seed x user scores and its {stats.describe_stratified(report.level)}" if users
-           else stats.describe(report.method, report.level))
-    notes = [how + ".", seeds_note(report)] + (scores.fallback_notes(report.summary) if users else [])
+    notes = [scores.interval_text(report.summary, report.method, report.level) + ".", seeds_note(report)]
+    notes += scores.fallback_notes(report.summary) if users else []
     summary = report.summary
     if summary["paper_approximate"].any():
         notes.append("paper: ~ marks a number read off a figure by a third party (results/paper.csv).")

@@ -96,7 +96,8 @@ def test_the_latex_files_compile(written, tmp_path):
     assert (tmp_path / "document.pdf").stat().st_size > 0
 
 
-def test_claims_and_improvement_tables_are_written_only_where_the_report_has_rows(fixture_suite, tmp_path):  # noqa: F811
+def test_claims_and_improvement_tables_are_written_only_where_the_report_has_rows(
+        fixture_suite, tmp_path):  # noqa: F811
     alone = [r for r in fixture_records(fixture_suite) if r["variant"] == "cpep"]
     report.write_tables(report.build(fixture_suite, alone, "synthetic"), tmp_path / "tex", ("tex",))
     assert sorted(p.name for p in (tmp_path / "tex").iterdir()) == ["differences.tex", "iqm.tex", "table.tex"]
