@@ -65,14 +65,6 @@ def interval(values: Iterable[float], method: str = "t", level: float = 0.95) ->
     return bootstrap([[[v]] for v in x], mean_of, level)
 
 
-def errorbar(method: str, level: float):
-    """`interval` as a seaborn errorbar function: values -> (low, high)."""
-    def bounds(values) -> tuple[float, float]:
-        ci = interval(values, method, level)
-        return ci.low, ci.high
-    return bounds
-
-
 def describe(method: str, level: float) -> str:
     pct = f"{level * 100:g} %"
     if method == "t":
