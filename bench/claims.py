@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench import reference, stats
-from bench.results import PATCH_GROUP, REFERENCE_VARIANT, metric_name
+from bench.results import FRACTION_GROUP, PATCH_GROUP, REFERENCE_VARIANT, metric_name
 from bench.scores import UNITS, Scores
 
 MARGINS = {"relative": 0.05, "difference": 0.02, "spearman": 0.5}
@@ -37,6 +37,7 @@ class Claim:
     columns: tuple[tuple[str, str], ...] = ()  # (variant, metric)
     side: int = 1  # the sign the paper reports
     variant: str = ""  # diverges: the variant
+    setting: str = ""  # spearman: the swept setting (SWEEPS), ranked against the metric
 
 
 def claims() -> list[Claim]:
@@ -50,11 +51,13 @@ def claims() -> list[Claim]:
                  for m in ABLATION_METRICS]
     rows += [Claim(f"[CLS] >= AvgPool, {metric_name(m)}", "difference", (("cpep", m), ("avgpool", m)))
              for m in ABLATION_METRICS]
-    rows += [Claim(f"longer EMG patches worse, {metric_name(m)}", "spearman", ((REFERENCE_VARIANT, m),), -1)
-             for m in ABLATION_METRICS]
+    rows += [Claim(f"longer EMG patches worse, {metric_name(m)}", "spearman", ((REFERENCE_VARIANT, m),), -1,
+                   setting="patch") for m in ABLATION_METRICS]
     rows.append(Claim("joint training (pose encoder not frozen) diverges", "diverges", variant="joint"))
     rows.append(Claim("CPEP's ZS unseen above emg2pose's LP unseen", "difference",
                       (("cpep", "zs_unseen"), ("emg2pose", "lp_unseen"))))
+    rows += [Claim(f"CPEP better with more paired data as in EMBridge, {metric_name(m)}", "spearman",
+                   ((REFERENCE_VARIANT, m),), setting="fraction") for m in ABLATION_METRICS]
     return rows
 
 
@@ -69,16 +72,16 @@ def verdict(estimate: float, low: float, high: float, side: int, margin: float) 
     return "inconclusive"
 
 
-def table(scores: Scores, records: list[dict], patches: dict[str, int], level: float) -> pd.DataFrame:
-    """The claims the records can check. `patches`: the EMG patch length of each variant of the patch-length
-    group and of CPEP."""
+def table(scores: Scores, records: list[dict], swept: dict[str, dict[str, float]], level: float) -> pd.DataFrame:
+    """The claims the records can check. `swept`: per swept setting, its value for CPEP and each variant of the
+    setting's group (`sweeps`)."""
     paper = reference.primary(reference.load())
     rows = []
     for claim in claims():
         if claim.kind == "diverges":
             row = _diverges(claim, records)
         elif claim.kind == "spearman":
-            row = _spearman(claim, scores, patches, level)
+            row = _spearman(claim, scores, swept[claim.setting], level)
         else:
             row = _compare(claim, scores, paper, level)
         if row is not None:
@@ -111,19 +114,20 @@ def _compare(claim: Claim, scores: Scores, paper: pd.DataFrame, level: float) ->
     return _row(_paper_value(claim, paper), shown, ci, claim, seeds, by_user)
 
 
-def _spearman(claim: Claim, scores: Scores, patches: dict[str, int], level: float) -> dict | None:
+def _spearman(claim: Claim, scores: Scores, setting: dict[str, float], level: float) -> dict | None:
     metric = claim.columns[0][1]
-    present = sorted((p, v) for v, p in patches.items() if scores.seeds(v, metric))
+    present = sorted((x, v) for v, x in setting.items() if scores.seeds(v, metric))
     if len({p for p, _ in present}) < 3:
         return None
     strata, by_user, seeds = scores.strata(*((v, metric) for _, v in present))
     if not strata:
         return None
     ci = stats.bootstrap(strata, stats.spearman_of([p for p, _ in present]), level)
-    over = ", ".join(str(p) for p, _ in present)
+    over = ", ".join(f"{x:g}" for x, _ in present)
     shown = (f"{ci.mean:+.2f}", "" if math.isnan(ci.low) else f"[{ci.low:+.2f}, {ci.high:+.2f}]")
-    return _row("rho < 0", shown, ci, claim, seeds, by_user) | {
-        "claim": claim.text.replace(",", f" (Spearman rho over patch {over}),", 1)}
+    paper = f"rho {'<' if claim.side < 0 else '>'} 0"
+    return _row(paper, shown, ci, claim, seeds, by_user) | {
+        "claim": claim.text.replace(", ", f" (Spearman rho over {SWEEPS[claim.setting][1]} {over}), ", 1)}
 
 
 def _row(paper: str, shown: tuple[str, str], ci: stats.Interval, claim: Claim, seeds: list[int],
@@ -152,10 +156,16 @@ def _diverges(claim: Claim, records: list[dict]) -> dict | None:
                 runs, key=lambda r: r["seed"])), "unit": "runs"}
 
 
-def patch_lengths(values: pd.DataFrame) -> dict[str, int]:
-    """The EMG patch length of CPEP and of each variant of the patch-length group, from the values frame."""
-    sel = values[(values["group"] == PATCH_GROUP) | (values["variant"] == REFERENCE_VARIANT)]
-    return {v: int(p) for v, p in sel.groupby("variant")["patch"].first().items()}
+SWEEPS = {"patch": (PATCH_GROUP, "EMG patch"), "fraction": (FRACTION_GROUP, "data fraction")}  # column: group, name
+
+
+def sweeps(values: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per swept setting (a column of the values frame): its value for CPEP and each variant of its group."""
+    found = {}
+    for column, (group, _) in SWEEPS.items():
+        sel = values[(values["group"] == group) | (values["variant"] == REFERENCE_VARIANT)]
+        found[column] = {v: float(x) for v, x in sel.groupby("variant")[column].first().items()}
+    return found
 
 
 def notes(claims_table: pd.DataFrame, level: float) -> list[str]:

@@ -250,7 +250,7 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
                   curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics),
                   variance=variance.by_source(values, metrics),
                   improvement=scores.improvement_table(found, variants, metrics, level),
-                  claims=claims.table(found, records, claims.patch_lengths(values), level))
+                  claims=claims.table(found, records, claims.sweeps(values), level))
 
 
 # output

@@ -17,6 +17,7 @@ METRIC_NAMES = {"lp_id": "LP in-dist", "lp_unseen": "LP unseen", "zs_id": "ZS in
 CLASS_SET_NAMES = {"id": "in-dist", "unseen": "unseen"}
 REFERENCE_VARIANT = "cpep"
 PATCH_GROUP = "patch_length"
+FRACTION_GROUP = "data_fraction"
 BOUNDS_GROUP = "bounds"  # the floor and ceiling: no-learning references, shown last in every table
 STALE = "†"  # marks a variant with a result computed by older code
 

@@ -253,7 +253,7 @@ def test_each_claim_gets_the_verdict_its_records_call_for(claims_suite):
     assert v["EMG encoder random init below CPEP, LP unseen"] == "not reproduced"
     assert v["EMG encoder random init below CPEP, ZS in-dist"] == "inconclusive"  # an exact tie
     assert v["[CLS] >= AvgPool, LP in-dist"] == "not reproduced"
-    patches = "longer EMG patches worse (Spearman rho over patch 50, 100, 200, 400)"
+    patches = "longer EMG patches worse (Spearman rho over EMG patch 50, 100, 200, 400)"
     assert all(v[f"{patches}, {n}"] == "reproduced" for n in ("LP in-dist", "ZS unseen"))
     assert v["joint training (pose encoder not frozen) diverges"] == "reproduced"
     assert v["CPEP's ZS unseen above emg2pose's LP unseen"] == "not reproduced"  # 0.05 below
@@ -271,6 +271,19 @@ def test_each_claim_gets_the_verdict_its_records_call_for(claims_suite):
 def test_joint_training_diverges_only_when_every_run_diverged(claims_suite, joint, expected):
     assert verdicts(claims_suite, claim_records(claims_suite, joint))[
         "joint training (pose encoder not frozen) diverges"] == expected
+
+
+@pytest.mark.parametrize("slope, expected", [(0.1, "reproduced"), (-0.1, "not reproduced"), (0.0, "inconclusive")])
+def test_the_data_efficiency_claim_ranks_the_data_fraction_against_each_metric(slope, expected):
+    suite = suites.load("data_fraction")
+    base = np.array([0.50, 0.55, 0.45, 0.52])
+    recs = [with_users(make_record(suite, v, s, (0.5,) * 4), {m: list(base + slope * f + 0.01 * s) for m in METRICS})
+            for v, f in (("cpep", 1.0), ("fraction40", 0.4), ("fraction20", 0.2), ("fraction10", 0.1))
+            for s in range(3)]
+    found = verdicts(suite, recs)
+    claim = "CPEP better with more paired data as in EMBridge (Spearman rho over data fraction 0.1, 0.2, 0.4, 1)"
+    assert {n: found[f"{claim}, {n}"] for n in ("LP in-dist", "LP unseen", "ZS in-dist", "ZS unseen")} == {
+        n: expected for n in ("LP in-dist", "LP unseen", "ZS in-dist", "ZS unseen")}
 
 
 def test_the_verdict_rule():
