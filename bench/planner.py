@@ -80,11 +80,25 @@ def step_of(stage: Stage) -> plugins.Step:
     raise ValueError(f"method {stage.method} has no stage {stage.kind!r}")
 
 
+def seed_key(cfg: dict, seed: int, keys: tuple[str, ...]) -> int | dict:
+    """The seeds a stage's key holds: the run seed, or once any seed is set the resolved seeds, so that runs that
+    resolve alike share their stages. The data seed only where the stage draws windows by it (it declares
+    data.fraction, and that is < 1): otherwise it chooses the dataset at most (synthetic users), whose identity the
+    key holds already, and runs on data that does not follow it (emg2pose, NinaPro) share their stages instead of
+    repeating them."""
+    seeds = config.seeds(cfg, seed)
+    if not seeds.explicit:
+        return seed
+    key = seeds.key()
+    if "data.fraction" not in keys or cfg["data"]["fraction"] == 1.0:
+        del key["data"]
+    return key
+
+
 def _stage(kind: str, method: str, seed: int, cfg: dict, sections, inputs: list[Stage], code: str,
            precision: str, extra: dict | None = None, keys: tuple[str, ...] = ()) -> Stage:
     dataset = plugins.get("dataset", cfg["data"]["name"])
-    seeds = config.seeds(cfg, seed)  # the resolved seeds once any is set: runs that resolve alike share stages
-    ident = {"kind": kind, "seed": seeds.key() if seeds.explicit else seed, "data": dataset.identity(cfg),
+    ident = {"kind": kind, "seed": seed_key(cfg, seed, keys), "data": dataset.identity(cfg),
              "precision": precision, "config": {s: cfg[s] for s in sections}, **(extra or {})}
     changed = {k: config.get(cfg, k) for k in keys if config.get(cfg, k) != config.get(plugins.defaults(), k)}
     if changed:

@@ -71,6 +71,22 @@ def test_the_fraction_changes_the_alignment_stage_only():
     assert len({k["align"] for k in keys.values()}) == 4
 
 
+def test_the_data_seed_is_in_a_stage_key_only_where_it_draws_something():
+    def keys(**overrides):
+        runs = plan(load_suite("variance"), (0, 1, 2), variants=["vary_data", "vary_init"], overrides=TINY | overrides)
+        return {(r.variant.name, r.seed): {s.kind: s.key for s in r.stages} for r in runs}
+
+    def distinct(found, variant, kind):
+        return len({found[(variant, s)][kind] for s in (0, 1, 2)})
+
+    fixed_data = keys(**{"data.synth.seed_per_run": False})  # as on emg2pose: the data seed chooses no users
+    assert all(distinct(fixed_data, "vary_data", k) == 1 for k in ("pose_mae", "emg_mae", "align"))
+    assert all(distinct(fixed_data, "vary_init", k) == 3 for k in ("pose_mae", "emg_mae", "align"))
+    assert all(distinct(keys(), "vary_data", k) == 3 for k in ("pose_mae", "emg_mae", "align"))  # users per seed
+    part = keys(**{"data.synth.seed_per_run": False, "data.fraction": 0.4})  # the data seed draws the windows
+    assert distinct(part, "vary_data", "align") == 3 and distinct(part, "vary_data", "emg_mae") == 1
+
+
 # ------------------------------------------------------------------ cross-user
 
 def test_the_cross_user_levels_reach_the_generated_data(tmp_path):
