@@ -15,11 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench import scores  # noqa: E402
-from bench.results import PATCH_GROUP, REFERENCE_VARIANT, STALE, USER_KNOBS, Report, metric_name  # noqa: E402
+from bench.results import (FRACTION_GROUP, PATCH_GROUP, REFERENCE_VARIANT, STALE, USER_KNOBS, Report,  # noqa: E402
+                           metric_name)
 from bench.tables import marked  # noqa: E402
 from cpep.files import replace_atomically  # noqa: E402
 
@@ -37,11 +37,13 @@ def save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def _subtitle(report: Report) -> str:
+def _subtitle(report: Report, drawn: pd.DataFrame) -> str:
+    """What the figure shows: the suite, the data, and how the intervals of the `drawn` summary rows are computed."""
     note = " (synthetic data: levels not comparable with the paper, only the ordering)" if report.synthetic else ""
+    how = scores.interval_text(drawn, report.method, report.level)
+    single = "; a point without a bar: one seed, no interval" if (drawn["n"] < 2).any() else ""
     stale = f"; {STALE}: stale, computed by older code" if report.stale else ""
-    how = scores.interval_text(report.summary, report.method, report.level)
-    return f"{report.suite} on {report.dataset}{note}; {how}{stale}"
+    return f"{report.suite} on {report.dataset}{note}; {how}{single}{stale}"
 
 
 def _estimates(report: Report) -> pd.DataFrame:
@@ -53,10 +55,15 @@ def _estimates(report: Report) -> pd.DataFrame:
     return s.join(settings, on="variant")
 
 
-def _errors(df: pd.DataFrame) -> np.ndarray:
-    """(2, rows) error-bar lengths below and above the estimate; none where there is no interval (one seed)."""
-    return np.vstack([(df["mean"] - df["ci_low"]).fillna(0.0).clip(lower=0.0),
-                      (df["ci_high"] - df["mean"]).fillna(0.0).clip(lower=0.0)])
+def _errors(ax, df: pd.DataFrame, at: str, horizontal: bool = False, **style) -> None:
+    """Error bars from the interval of each row that has one (two seeds or more), at positions `at`."""
+    df = df[df["ci_low"].notna()]
+    if len(df):
+        bars = [(df["mean"] - df["ci_low"]).clip(lower=0.0), (df["ci_high"] - df["mean"]).clip(lower=0.0)]
+        if horizontal:
+            ax.errorbar(df["mean"], df[at], xerr=bars, fmt="none", capsize=3, linewidth=1, **style)
+        else:
+            ax.errorbar(df[at], df["mean"], yerr=bars, fmt="none", capsize=3, linewidth=1, **style)
 
 
 def _panels(count: int, cols: int, height: float, aspect: float):
@@ -73,7 +80,8 @@ def _lines(ax, df: pd.DataFrame, x: str, hue: str | None = None) -> None:
     """Estimate against `x` with its interval as error bars, one line per value of `hue`."""
     for name, g in df.groupby(hue, sort=False) if hue else [(None, df)]:
         g = g.sort_values(x)
-        ax.errorbar(g[x], g["mean"], yerr=_errors(g), marker="o", markersize=4, capsize=3, label=name)
+        (line,) = ax.plot(g[x], g["mean"], marker="o", markersize=4, label=name)
+        _errors(ax, g, x, color=line.get_color())
 
 
 def _finish(fig, axes, title: str, stem: str, out: Path) -> list[Path]:
@@ -105,9 +113,9 @@ def bars(report: Report, out: Path) -> list[Path]:
     row = {v: i for i, v in enumerate(report.variants)}
     fig, axes = _panels(len(report.metrics), min(2, len(report.metrics)), 0.32 * len(row) + 1.5, 1.6)
     for metric, ax in zip(report.metrics, axes):
-        sub = est[est["metric"] == metric]
-        ax.barh(sub["variant"].map(row), sub["mean"], xerr=_errors(sub), capsize=3, color="tab:blue",
-                error_kw={"linewidth": 1})
+        sub = est[est["metric"] == metric].assign(row=lambda d: d["variant"].map(row))
+        ax.barh(sub["row"], sub["mean"], color="tab:blue")
+        _errors(ax, sub, "row", horizontal=True, color="black")
         paper = report.summary[(report.summary["metric"] == metric) & report.summary["paper"].notna()]
         for approximate, face in ((False, "black"), (True, "none")):
             part = paper[paper["paper_approximate"] == approximate]
@@ -123,7 +131,7 @@ def bars(report: Report, out: Path) -> list[Path]:
         ax.set_xlim(0, 1.02)  # a t interval of few seeds can reach past [0, 1]
         ax.set_xlabel("balanced accuracy")
         ax.set_title(metric_name(metric))
-    return _finish(fig, axes, _subtitle(report), "bars", out)
+    return _finish(fig, axes, _subtitle(report, est), "bars", out)
 
 
 def patch_length(report: Report, out: Path) -> list[Path]:
@@ -149,7 +157,7 @@ def patch_length(report: Report, out: Path) -> list[Path]:
         ax.set_xlabel("EMG patch (samples)")
     axes[0].set_ylabel("balanced accuracy")
     return _finish(fig, axes, "EMG patch length (the paper: longer patches are worse; dotted: CPEP's patch; "
-                   f"dashed: chance)\n{_subtitle(report)}", "patch_length", out)
+                   f"dashed: chance)\n{_subtitle(report, df)}", "patch_length", out)
 
 
 def training_curves(report: Report, out: Path) -> list[Path]:
@@ -199,20 +207,20 @@ def _sweep(report: Report, df: pd.DataFrame, x: str, xlabel: str, title: str, st
         ax.set_title(metric_name(metric))
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel("balanced accuracy")
-    return _finish(fig, axes, f"{title}; dashed: chance\n{_subtitle(report)}", stem, out)
+    return _finish(fig, axes, f"{title}; dashed: chance\n{_subtitle(report, df)}", stem, out)
 
 
 def data_fraction(report: Report, out: Path) -> list[Path]:
-    """Metric against the fraction of the pre-training windows the alignment read, for suites that vary it."""
-    df = _estimates(report)
-    varied = df.groupby("method")["fraction"].nunique()
-    df = df[df["method"].isin(varied[varied > 1].index)]  # methods whose runs vary it
-    if df.empty:
+    """Metric against the fraction of the pre-training windows the alignment read: CPEP and the variants of the
+    data-fraction group, as the data-efficiency claim ranks them."""
+    est = _estimates(report)
+    df = est[(est["group"] == FRACTION_GROUP) | (est["variant"] == REFERENCE_VARIANT)]
+    if (est["group"] != FRACTION_GROUP).all() or df["fraction"].nunique() < 2:
         return []
     fractions = sorted(df["fraction"].unique())
-    return _sweep(report, df.assign(fraction=df["fraction"] * 100), "fraction", "alignment windows (%)",
-                  "data efficiency: the alignment on a fraction of the paired windows", "data_fraction", out,
-                  ([f * 100 for f in fractions], [f"{f * 100:g}" for f in fractions]), log=True)
+    return _sweep(report, df.assign(fraction=df["fraction"] * 100, method="CPEP"), "fraction",
+                  "alignment windows (%)", "data efficiency: the alignment on a fraction of the paired windows",
+                  "data_fraction", out, ([f * 100 for f in fractions], [f"{f * 100:g}" for f in fractions]), log=True)
 
 
 def user_variability(report: Report, out: Path) -> list[Path]:
@@ -239,7 +247,8 @@ def few_shot(report: Report, out: Path) -> list[Path]:
     panel per class set, with the tables' intervals; chance dashed."""
     df = _estimates(report)
     parts = df["metric"].str.extract(FEW_SHOT)
-    df = df.assign(k=parts[0].astype(float), classes=parts[1])[parts[0].notna()]
+    df = df.assign(k=parts[0].astype(float), classes=parts[1],
+                   label=[marked(report.labels[v], v in report.stale) for v in df["variant"]])[parts[0].notna()]
     if df.empty:
         return []
     sets = [c for c in CLASSES if c in set(df["classes"])]
@@ -256,7 +265,7 @@ def few_shot(report: Report, out: Path) -> list[Path]:
         ax.set_title(CLASSES[classes])
         ax.set_xlabel("labelled windows per class (k)")
     axes[0].set_ylabel("balanced accuracy")
-    return _finish(fig, axes, f"few-shot linear probes; dashed: chance\n{_subtitle(report)}", "few_shot", out)
+    return _finish(fig, axes, f"few-shot linear probes; dashed: chance\n{_subtitle(report, df)}", "few_shot", out)
 
 
 def write_all(report: Report, out: Path) -> list[Path]:

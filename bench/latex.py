@@ -97,7 +97,7 @@ def claims(report: Report) -> str:
     """claims.tex: the paper's claims, each with our estimate, its interval and the verdict."""
     columns = ["claim", "paper", "measured", "interval", "verdict"]
     rows = [[str(r[c]) for c in columns] for _, r in report.claims.iterrows()]
-    caption = _caption(f"The CPEP paper's claims checked on the {report.suite} suite.",
+    caption = _caption(f"The papers' claims checked on the {report.suite} suite.",
                        _synthetic(report) + paper_claims.notes(report.claims, report.level))
     return _table(r"p{0.4\linewidth}llll", [c.capitalize() for c in columns], rows, caption,
                   f"tab:{report.suite}-claims")

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
-from scipy import stats as scipy_stats
 
 from bench import claims, latex, reference, results_table, scores, stats, tables, variance
-from bench.results import (BOUNDS_GROUP, PATCH_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame,
-                           metric_name, metric_order, not_applicable, stale_seeds, values_frame)
+from bench.results import (BOUNDS_GROUP, REFERENCE_VARIANT, Report, chance_levels, curves_frame, metric_order,
+                           not_applicable, stale_seeds, values_frame)
 from cpep.errors import UserError
 from cpep.files import write_text_atomically
 
@@ -207,22 +206,6 @@ def config_differences(records: list[dict], suite: Suite) -> list[str]:
     return notes
 
 
-def patch_trend(values: pd.DataFrame, metrics: list[str]) -> list[str]:
-    """Spearman's rho between EMG patch length and the mean per metric (the paper: longer patches are worse)."""
-    sel = values[(values["group"] == PATCH_GROUP) | (values["variant"] == REFERENCE_VARIANT)]
-    notes = []
-    for m in metrics:
-        by_seed = sel[sel["metric"] == m].pivot_table(index="patch", columns="seed", values="value")
-        means = by_seed.dropna(axis=1).mean(axis=1)  # over the seeds every patch length has
-        if len(means) < 3 or means.isna().any() or means.nunique() < 2:  # rho needs a varying mean
-            continue
-        rho = scipy_stats.spearmanr(means.index, means.values).statistic
-        verdict = "agrees" if rho < 0 else "does not agree"
-        notes.append(f"patch length vs {metric_name(m)}: Spearman rho = {rho:+.2f} over patches "
-                     f"{', '.join(map(str, means.index))} ({verdict} with the paper's 'longer patches are worse')")
-    return notes
-
-
 def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", level: float = 0.95) -> Report:
     records = [r for r in records if r["dataset"] == dataset]
     if not records:
@@ -242,7 +225,7 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
         which = f"seeds {', '.join(map(str, unrun))} have" if len(unrun) > 1 else f"seed {unrun[0]} has"
         notes.append(f"the suite's default {which} no record for any variant: not run, so not asked "
                      f"(`cpep-bench run --suite {suite.name} --seeds ...` runs them)")
-    notes += patch_trend(values, metrics) + config_differences(records, suite)
+    notes += config_differences(records, suite)
     return Report(suite=suite.name, dataset=dataset, method=method, level=level, variants=variants, labels=labels,
                   groups=groups, metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
                   differences=paired_differences(values, variants, metrics, na, stale, method, level, found),

@@ -190,7 +190,7 @@ def main_notes(report: Report) -> list[str]:
     if (summary["in_paper"] & summary["paper"].isna()).any():
         notes.append("paper -: the paper has no number for this metric of the variant (an empty paper cell: the "
                      "variant is not in the paper).")
-    if ((summary["n"] > 1) & (summary["ci_low"] == summary["ci_high"])).any():
+    if report.method == "t" and ((summary["n"] > 1) & (summary["ci_low"] == summary["ci_high"])).any():
         notes.append("± 0.000: the same value for every seed.")
     notes += count_notes(r["cells"][m][0] for r in main_rows(report) for m in report.metrics)
     notes += na_notes(report)

@@ -97,32 +97,6 @@ def test_an_interval_is_wider_when_users_disagree(fixture_suite):
     assert "seeds only (no per-user breakdown" in md and "lp_unseen" in md  # the other metrics have no users
 
 
-def test_the_bars_figure_draws_the_tables_estimates_and_intervals(fixture_suite, tmp_path, monkeypatch):
-    """Under --ci bootstrap with per-user scores the bars are the stratified estimates: two variants with the same
-    per-seed means get the tables' different intervals, not one recomputed over seeds."""
-    import matplotlib.pyplot as plt
-
-    from bench import figures
-    agree = {0: [0.60, 0.61, 0.59, 0.60], 1: [0.70, 0.71, 0.69, 0.70], 2: [0.65, 0.66, 0.64, 0.65]}
-    scatter = {s: [m - 0.3, m + 0.3, m - 0.1, m + 0.1] for s, m in ((0, 0.6), (1, 0.7), (2, 0.65))}
-    built = report.build(fixture_suite, user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter}),
-                         "synthetic", "bootstrap")
-    drawn = []
-    real = plt.Axes.barh
-    monkeypatch.setattr(plt.Axes, "barh", lambda ax, y, width, **k: drawn.append(
-        (ax, list(y), list(width), np.asarray(k["xerr"]))) or real(ax, y, width, **k))
-    figures.bars(built, tmp_path)
-    lp_id = next(d for d in drawn if d[0].get_title() == "LP in-dist")
-    s = built.summary.set_index(["variant", "metric"])
-    for row, variant in zip(lp_id[1], ("cpep", "frozen_emg")):
-        r = s.loc[(variant, "lp_id")]
-        assert row == built.variants.index(variant)
-        i = lp_id[1].index(row)
-        assert lp_id[2][i] == pytest.approx(r["mean"])
-        assert lp_id[3][:, i] == pytest.approx([r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]])
-    assert lp_id[3][:, 1].sum() > 2 * lp_id[3][:, 0].sum()
-
-
 def test_without_per_user_scores_the_bootstrap_resamples_the_seeds_and_says_so(fixture_suite):
     from test_report import fixture_records
     built = report.build(fixture_suite, fixture_records(fixture_suite), "synthetic", "bootstrap")
@@ -281,7 +255,7 @@ def test_the_data_efficiency_claim_ranks_the_data_fraction_against_each_metric(s
             for v, f in (("cpep", 1.0), ("fraction40", 0.4), ("fraction20", 0.2), ("fraction10", 0.1))
             for s in range(3)]
     found = verdicts(suite, recs)
-    claim = "CPEP better with more paired data as in EMBridge (Spearman rho over data fraction 0.1, 0.2, 0.4, 1)"
+    claim = "CPEP better with more paired data (Spearman rho over data fraction 0.1, 0.2, 0.4, 1)"
     assert {n: found[f"{claim}, {n}"] for n in ("LP in-dist", "LP unseen", "ZS in-dist", "ZS unseen")} == {
         n: expected for n in ("LP in-dist", "LP unseen", "ZS in-dist", "ZS unseen")}
 

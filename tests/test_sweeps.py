@@ -132,7 +132,15 @@ set = { "seeds.init" = 0, "seeds.data" = 0 }
 name = "fraction10"
 method = "cpep"
 label = "10 %"
+group = "data_fraction"
 set = { "data.fraction" = 0.1 }
+
+[[variants]]
+name = "fraction20"
+method = "cpep"
+label = "20 %"
+group = "data_fraction"
+set = { "data.fraction" = 0.2 }
 
 [[variants]]
 name = "floor_high"
@@ -143,7 +151,7 @@ set = { "data.synth.ring_rotation" = 4.0 }
 """
 
 LP = {"vary_init": (0.50, 0.56, 0.53), "vary_order": (0.50, 0.51, 0.52), "fraction10": (0.40, 0.42, 0.41),
-      "floor_high": (0.30, 0.31, 0.32)}
+      "fraction20": (0.44, 0.45, 0.46), "floor_high": (0.30, 0.31, 0.32)}
 
 
 def test_the_report_tabulates_each_seed_source_and_draws_the_sweeps(tmp_path):

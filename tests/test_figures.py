@@ -1,0 +1,55 @@
+"""The report's figures draw the tables' estimates and intervals, and their titles say which intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench import report, stats
+from test_report import fixture_suite  # noqa: F401 (a fixture)
+from test_stats import user_records
+
+
+def drawn_by(monkeypatch, name: str) -> list[tuple]:
+    """(axes, args, kwargs) of every call of matplotlib's Axes.<name> from now on."""
+    import matplotlib.pyplot as plt
+    calls, real = [], getattr(plt.Axes, name)
+    monkeypatch.setattr(plt.Axes, name, lambda ax, *a, **k: calls.append((ax, a, k)) or real(ax, *a, **k))
+    return calls
+
+
+def test_the_figures_draw_the_tables_estimates_and_intervals(fixture_suite, tmp_path, monkeypatch):
+    """Under --ci bootstrap with per-user scores the bars are the stratified estimates: two variants with the same
+    per-seed means get the tables' different intervals, not one recomputed over seeds; so do the patch-length
+    points, and a variant on one seed gets no error bar."""
+    from bench import figures
+    agree = {0: [0.60, 0.61, 0.59, 0.60], 1: [0.70, 0.71, 0.69, 0.70], 2: [0.65, 0.66, 0.64, 0.65]}
+    scatter = {s: [m - 0.3, m + 0.3, m - 0.1, m + 0.1] for s, m in ((0, 0.6), (1, 0.7), (2, 0.65))}
+    recs = user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter, "patch50": scatter,
+                                        "patch400": {0: agree[0]}})
+    built = report.build(fixture_suite, recs, "synthetic", "bootstrap")
+    s = built.summary.set_index(["variant", "metric"])
+    bars, errors = drawn_by(monkeypatch, "barh"), drawn_by(monkeypatch, "errorbar")
+    figures.bars(built, tmp_path)
+    ((ax, (rows, widths), _),) = [c for c in bars if c[0].get_title() == "LP in-dist"]
+    ((_, (means, at), k),) = [c for c in errors if c[0] is ax]
+    assert list(at) == [r for r in rows if built.variants[r] != "patch400"]  # one seed: a bar, no interval
+    for row, width in zip(rows, widths):
+        assert width == pytest.approx(s.loc[(built.variants[row], "lp_id"), "mean"])
+    lengths = np.asarray(k["xerr"])
+    for i, row in enumerate(at):
+        r = s.loc[(built.variants[row], "lp_id")]
+        assert lengths[:, i] == pytest.approx([r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]])
+    assert lengths[:, list(at).index(built.variants.index("frozen_emg"))].sum() > 2 * lengths[
+        :, list(at).index(built.variants.index("cpep"))].sum()
+    # each figure's title names the interval of what it draws: here only lp_id has per-user scores
+    assert "stratified" in figures._subtitle(built, built.summary[built.summary["metric"] == "lp_id"])
+    seeds_only = figures._subtitle(built, built.summary[built.summary["metric"] == "lp_unseen"])
+    assert stats.describe("bootstrap", 0.95) in seeds_only and "stratified" not in seeds_only
+    errors.clear()
+    figures.patch_length(built, tmp_path)
+    ((ax, (patches, means), k),) = [c for c in errors if c[0].get_title() == "LP in-dist"]
+    assert sorted(patches) == [50, 200]  # patch400 has one seed: a point, no bar
+    for patch, variant, i in ((50, "patch50", list(patches).index(50)), (200, "cpep", list(patches).index(200))):
+        r = s.loc[(variant, "lp_id")]
+        assert np.asarray(k["yerr"])[:, i] == pytest.approx([r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]])
