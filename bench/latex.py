@@ -65,32 +65,31 @@ def table(report: Report) -> str:
                   tables.rule_before(main))
 
 
+def _per_metric(report: Report, found: list[dict], count: str, cell, title: str, notes: list[str],
+                label: str) -> str:
+    """A row per entry of `found` (tables' row dicts): label, its `count` column, cell(row, metric) per metric."""
+    rows = [[r["label"], r[count]] + [cell(r, m) for m in report.metrics] for r in found]
+    header = _metric_header(report, "Method", "$n$" if count == "seeds" else count)
+    return _table("lr" + "r" * len(report.metrics), header, rows, _caption(f"{title}, {report.suite} suite.", notes),
+                  f"tab:{report.suite}-{label}", rule=tables.rule_before(found))
+
+
 def iqm(report: Report) -> str:
     """iqm.tex: per variant and metric, the IQM of the seed x user scores and its stratified interval."""
-    main = tables.main_rows(report)
-    rows = [[r["label"], r["seeds"]] + [r["iqm"][m] for m in report.metrics] for r in main]
-    caption = _caption(f"Interquartile mean of balanced accuracy, {report.suite} suite.", tables.iqm_notes(report))
-    return _table("lr" + "r" * len(report.metrics), _metric_header(report, "Method", "$n$"), rows, caption,
-                  f"tab:{report.suite}-iqm", rule=tables.rule_before(main))
+    return _per_metric(report, tables.main_rows(report), "seeds", lambda r, m: r["iqm"][m],
+                       "Interquartile mean of balanced accuracy", tables.iqm_notes(report), "iqm")
 
 
 def differences(report: Report) -> str:
     """differences.tex: each variant minus CPEP, paired on the seeds (and users) both have."""
-    diffs = tables.difference_rows(report)
-    rows = [[r["label"], r["pairs"]] + [r["cells"][m][0] for m in report.metrics] for r in diffs]
-    caption = _caption(f"Paired differences against CPEP, {report.suite} suite.", tables.difference_notes(report))
-    return _table("lr" + "r" * len(report.metrics), _metric_header(report, "Method", "pairs"), rows, caption,
-                  f"tab:{report.suite}-differences", rule=tables.rule_before(diffs))
+    return _per_metric(report, tables.difference_rows(report), "pairs", lambda r, m: r["cells"][m][0],
+                       "Paired differences against CPEP", tables.difference_notes(report), "differences")
 
 
 def improvement(report: Report) -> str:
     """improvement.tex: P(variant > CPEP) and its stratified interval."""
-    better = tables.improvement_rows(report)
-    rows = [[r["label"], r["strata"]] + [r["cells"][m][0] for m in report.metrics] for r in better]
-    caption = _caption(f"Probability of improvement over CPEP, {report.suite} suite.",
-                       tables.improvement_notes(report))
-    return _table("lr" + "r" * len(report.metrics), _metric_header(report, "Method", "strata"), rows, caption,
-                  f"tab:{report.suite}-improvement", rule=tables.rule_before(better))
+    return _per_metric(report, tables.improvement_rows(report), "strata", lambda r, m: r["cells"][m][0],
+                       "Probability of improvement over CPEP", tables.improvement_notes(report), "improvement")
 
 
 def claims(report: Report) -> str:
