@@ -59,6 +59,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self._files = OpenFiles()
         self._filtered: tuple[str, np.ndarray] | None = None  # the last recording whose EMG was filtered
         self._packed: PackedWindows | None = None
+        self._part_of: tuple[WindowDataset, np.ndarray] | None = None  # (selection, positions): see part()
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -113,10 +114,22 @@ class WindowDataset(torch.utils.data.Dataset):
         return type(self)(self.paths, self.recording[index], self.starts[index], self.labels[index].numpy(),
                           self.spec, self.stats, self.cache_dir)
 
+    def part(self, index: np.ndarray) -> "WindowDataset":
+        """The windows at these positions, in this order, packed as part of this selection: their batches come from
+        its window cache instead of one of their own (the data fraction's subsets)."""
+        part = self.subset(index)
+        whole, rows = self._part_of or (self, np.arange(len(self)))
+        part._part_of = whole, rows[np.asarray(index, dtype=np.int64)]
+        return part
+
     def packed(self) -> PackedWindows:
         """Every window from the window cache (cpep.window_cache), written there by the first process to ask."""
         if self._packed is None:
-            self._packed = pack(self, self.cache_dir)
+            if self._part_of is not None:
+                whole, rows = self._part_of
+                self._packed = whole.packed().part(rows)
+            else:
+                self._packed = pack(self, self.cache_dir)
         return self._packed
 
 

@@ -147,7 +147,7 @@ def fraction_of(windows, fraction: float, seed: int):
         return windows
     n = max(1, round(fraction * len(windows)))
     keep = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))[:n]
-    return windows.subset(keep.sort().values.numpy())
+    return windows.part(keep.sort().values.numpy())
 
 
 def align(ctx, objective, cache_pose: bool = True):

@@ -42,32 +42,43 @@ DEVICE_CHUNK = 4096  # windows copied to the device at a time (bounds the host m
 
 class PackedWindows:
     """A selection's windows as arrays: emg (N, C, W) float16, pose (N, J, W / decimation) float32, labels (N,)
-    int64. Memory-mapped from the cache directory, or held in memory when there is none."""
+    int64. Memory-mapped from the cache directory, or held in memory when there is none. With `rows`, only those
+    rows of the arrays, in that order: a part of a selection read from the selection's own cache."""
 
-    def __init__(self, emg: np.ndarray, pose: np.ndarray, labels: np.ndarray, directory: Path | None = None):
-        self.emg, self.pose, self.labels, self.directory = emg, pose, labels, directory
+    def __init__(self, emg: np.ndarray, pose: np.ndarray, labels: np.ndarray, directory: Path | None = None,
+                 rows: np.ndarray | None = None):
+        self.emg, self.pose, self.labels, self.directory, self.rows = emg, pose, labels, directory, rows
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.labels) if self.rows is None else len(self.rows)
 
     def __getstate__(self):
         # A loader process maps the files itself rather than receive a copy of them.
-        return {"directory": self.directory} if self.directory is not None else self.__dict__
+        return {"directory": self.directory, "rows": self.rows} if self.directory is not None else self.__dict__
 
     def __setstate__(self, state):
         if "emg" in state:
             self.__dict__.update(state)
         else:
-            self.__dict__.update(_load(state["directory"])[0].__dict__)
+            self.__dict__.update(_load(state["directory"])[0].__dict__, rows=state["rows"])
+
+    def part(self, index) -> "PackedWindows":
+        """Windows `index` of these (in that order), read from the same arrays."""
+        index = np.asarray(index, dtype=np.int64)
+        return PackedWindows(self.emg, self.pose, self.labels, self.directory,
+                             index if self.rows is None else self.rows[index])
 
     def nbytes(self, emg_dtype: torch.dtype = torch.float16) -> int:
         """The size of every window, with EMG held as `emg_dtype`."""
-        return self.emg.size * emg_dtype.itemsize + self.pose.nbytes + self.labels.nbytes
+        full = self.emg.size * emg_dtype.itemsize + self.pose.nbytes + self.labels.nbytes
+        return full * len(self) // len(self.labels)
 
     def gather(self, idx) -> dict[str, torch.Tensor]:
         """Windows `idx` (in that order) as host tensors, EMG float16: one sorted fancy index per array (reading a
         memory map in file order), then put back in the order asked for."""
         idx = np.asarray(idx, dtype=np.int64)
+        if self.rows is not None:
+            idx = self.rows[idx]
         order = np.argsort(idx, kind="stable")
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
@@ -80,9 +91,10 @@ class PackedWindows:
         out = {}
         for name, array in (("emg", self.emg), ("pose", self.pose), ("label", self.labels)):
             dtype = emg_dtype if name == "emg" else torch.from_numpy(np.empty(0, array.dtype)).dtype
-            t = torch.empty(array.shape, dtype=dtype, device=device)
-            for i in range(0, len(array), DEVICE_CHUNK):
-                t[i:i + DEVICE_CHUNK] = torch.from_numpy(np.array(array[i:i + DEVICE_CHUNK]))
+            t = torch.empty((len(self), *array.shape[1:]), dtype=dtype, device=device)
+            for i in range(0, len(self), DEVICE_CHUNK):
+                chunk = slice(i, i + DEVICE_CHUNK)
+                t[chunk] = torch.from_numpy(np.array(array[chunk] if self.rows is None else array[self.rows[chunk]]))
             out[name] = t
         return out
 

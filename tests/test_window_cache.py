@@ -76,6 +76,22 @@ def test_the_cache_is_written_once_and_reused(copy, monkeypatch):
     assert np.array_equal(again.emg, first.emg) and np.array_equal(again.pose, first.pose)
 
 
+@pytest.mark.parametrize("in_memory_bytes, workers", [(4e9, 0), (0.0, 0), (0.0, 1)])
+def test_a_part_of_a_selection_reads_the_selections_cache(copy, in_memory_bytes, workers):
+    """The data fraction's windows: batches equal to those of the same windows packed alone, from the one cache."""
+    root, cache = copy
+    windows = Emg2PoseData(root, VOCAB, SPEC, cache).selection("pretrain")
+    index = np.sort(np.random.default_rng(0).choice(len(windows), len(windows) // 3, replace=False))
+    part = windows.part(index).part(np.arange(1, len(index)))  # a part of a part
+    alone = windows.subset(index[1:])
+    assert len(part) == len(alone) and np.array_equal(part.starts, alone.starts)
+    batches = [list(Batches(d, 8, CPU, seed=3, in_memory_bytes=in_memory_bytes, workers=workers).epoch(1))
+               for d in (part, alone)]
+    assert len(packed_dirs(cache)) == 2  # the selection's and the windows packed alone; the part has none
+    for got, expected in zip(*batches):
+        assert all(torch.equal(got[k], expected[k]) for k in ("emg", "pose", "label", "index"))
+
+
 def test_the_key_follows_the_window_config_the_selection_and_the_files(copy):
     root, cache = copy
     data = Emg2PoseData(root, VOCAB, SPEC, cache)
