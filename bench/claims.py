@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench import reference, stats
-from bench.results import FRACTION_GROUP, PATCH_GROUP, REFERENCE_VARIANT, metric_name
+from bench.results import FRACTION_GROUP, PATCH_GROUP, REFERENCE_VARIANT, metric_name, sweep_rows
 from bench.scores import UNITS, Scores
 
 MARGINS = {"relative": 0.05, "difference": 0.02, "spearman": 0.5}
@@ -166,7 +166,7 @@ def sweeps(values: pd.DataFrame) -> dict[str, dict[str, float]]:
     seed's: a setting that differs between seeds is reported by the report's configuration notes)."""
     found = {}
     for column, (group, _) in SWEEPS.items():
-        sel = values[(values["group"] == group) | (values["variant"] == REFERENCE_VARIANT)]
+        sel = sweep_rows(values, group)
         found[column] = {v: float(x) for v, x in sel.groupby("variant")[column].first().items()}
     return found
 

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 
 from bench import scores  # noqa: E402
 from bench.results import (FRACTION_GROUP, PATCH_GROUP, REFERENCE_VARIANT, STALE, USER_KNOBS, Report,  # noqa: E402
-                           metric_name)
+                           metric_name, sweep_rows)
 from bench.tables import marked  # noqa: E402
 from cpep.files import replace_atomically  # noqa: E402
 
@@ -137,7 +137,7 @@ def bars(report: Report, out: Path) -> list[Path]:
 def patch_length(report: Report, out: Path) -> list[Path]:
     """Metric against EMG patch length over the patch-length variants and CPEP itself."""
     est = _estimates(report)
-    df = est[(est["group"] == PATCH_GROUP) | (est["variant"] == REFERENCE_VARIANT)]
+    df = sweep_rows(est, PATCH_GROUP)
     if (est["group"] != PATCH_GROUP).all() or df["patch"].nunique() < 2:
         return []
     patches = sorted(df["patch"].unique())
@@ -214,7 +214,7 @@ def data_fraction(report: Report, out: Path) -> list[Path]:
     """Metric against the fraction of the pre-training windows the alignment read: CPEP and the variants of the
     data-fraction group, as the data-efficiency claim ranks them."""
     est = _estimates(report)
-    df = est[(est["group"] == FRACTION_GROUP) | (est["variant"] == REFERENCE_VARIANT)]
+    df = sweep_rows(est, FRACTION_GROUP)
     if (est["group"] != FRACTION_GROUP).all() or df["fraction"].nunique() < 2:
         return []
     fractions = sorted(df["fraction"].unique())

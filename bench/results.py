@@ -30,6 +30,11 @@ def metric_name(metric: str) -> str:
     return f"{key} {CLASS_SET_NAMES[kind]}" if key and kind in CLASS_SET_NAMES else metric
 
 
+def sweep_rows(frame: pd.DataFrame, group: str) -> pd.DataFrame:
+    """The rows of a sweep's variants (its group) and of CPEP, the sweep's default point."""
+    return frame[(frame["group"] == group) | (frame["variant"] == REFERENCE_VARIANT)]
+
+
 @dataclass
 class Report:
     suite: str
