@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cpep.models import Encoder
+from cpep.nn.models import Encoder
 
 
 class PoseTransformer(nn.Module):

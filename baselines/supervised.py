@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from cpep.data import random_channel_roll
-from cpep.pipeline import batches, initialised, schedule
-from cpep.train import fit
+from cpep.data.windows import random_channel_roll
+from cpep.nn.train import fit
+from cpep.pretraining import batches, initialised, schedule
 
 
 def train(build, ctx):

@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import planner, plugins, suites
-from bench.data_check import scan_progress
-from bench.store import Store
+from bench import plugins, suites
+from bench.check.show import scan_progress
+from bench.run import planner
+from bench.run.store import Store
 from cpep import config
 from cpep.errors import UserError
-from cpep.synth_config import SynthConfig
+from cpep.synth.config import SynthConfig
 
 app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive pose-EMG pre-training).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -27,14 +28,14 @@ app.add_typer(data_app, name="data")
 # Piped output (logs, CI) is not squeezed into 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
-DEFAULT_RESULTS = "cpep-runs"
-ResultsDir = typer.Option(None, "--results-dir",
-                          help=f"Where runs, stage outputs and generated data go (default: $CPEP_BENCH_RESULTS "
-                               f"or ./{DEFAULT_RESULTS}).")
+DEFAULT_RUNS = "cpep-runs"
+RunsDir = typer.Option(None, "--runs-dir",
+                          help=f"Where runs, stage outputs and generated data go (default: $CPEP_BENCH_RUNS "
+                               f"or ./{DEFAULT_RUNS}).")
 
 
-def results_store(results_dir: Optional[Path]) -> Store:
-    return Store(results_dir or Path(os.environ.get("CPEP_BENCH_RESULTS", DEFAULT_RESULTS)))
+def runs_store(runs_dir: Optional[Path]) -> Store:
+    return Store(runs_dir or Path(os.environ.get("CPEP_BENCH_RUNS", DEFAULT_RUNS)))
 
 
 def precision(device: str, gpus: bool) -> str:
@@ -43,8 +44,8 @@ def precision(device: str, gpus: bool) -> str:
         return "float32"
     if device.startswith("cuda") or gpus:
         return "bf16"
-    from bench.provenance import precision as of_device
-    from cpep.train import pick_device
+    from bench.run.provenance import precision as of_device
+    from cpep.nn.train import pick_device
     return of_device(pick_device("auto"))
 
 
@@ -103,7 +104,7 @@ def run(
     reuse_stale: bool = typer.Option(False, "--reuse-stale",
                                      help="Reuse stages made by older code when the current code has not made "
                                           "them yet; their runs are marked stale in the report."),
-    results_dir: Optional[Path] = ResultsDir,
+    runs_dir: Optional[Path] = RunsDir,
 ):
     """Train and evaluate every run of a suite (variants x seeds); finished runs are skipped. A stage whose code
     changed since it was made is recomputed (or, with --reuse-stale, reused and marked). Exits 1 when a run
@@ -111,14 +112,14 @@ def run(
     if executor not in ("local", "slurm"):
         raise UserError(f"unknown executor {executor!r} (choose local or slurm)")
     if executor == "slurm":
-        from bench.executors.slurm import submit
-        from bench.executors.slurm.profile import check_available, load_profile
+        from bench.run.slurm import submit
+        from bench.run.slurm.profile import check_available, load_profile
         slurm_profile = load_profile(profile)
         check_available()
-    store = results_store(results_dir)
+    store = runs_store(runs_dir)
     gpus = executor == "slurm" and slurm_profile.params.get("slurm_gpus_per_task", 0) > 0
     runs = selection(suite, data, data_root, seeds, variants, set_, device, gpus, store if reuse_stale else None)
-    with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):  # one sweep at a time in a results directory
+    with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):  # one sweep at a time in a runs directory
         if executor == "slurm":
             submit.check_idle(store, runs)
         preflight(runs, store)
@@ -126,8 +127,8 @@ def run(
             sweep(runs, store, executor, slurm_profile if executor == "slurm" else None, force, fail_fast, wait,
                   wait_timeout)
         finally:  # the records written so far, finished or not, as one table
-            from bench import results_table
-            results_table.rebuild(store)
+            from bench.run import records_table
+            records_table.rebuild(store)
 
 
 def sweep(runs: list[planner.Run], store: Store, executor: str, slurm_profile, force: bool, fail_fast: bool,
@@ -140,11 +141,11 @@ def sweep(runs: list[planner.Run], store: Store, executor: str, slurm_profile, f
                   f"results in {store.root}")
     if not todo:
         return
-    from bench import runner
+    from bench.run import runner
     runner.prepare(todo, store, force)
     if executor == "slurm":
-        from bench.executors.slurm import submit
-        from bench.executors.slurm.watch import WaitStopped
+        from bench.run.slurm import submit
+        from bench.run.slurm.watch import WaitStopped
         try:
             records = submit.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
         except WaitStopped as stopped:
@@ -168,7 +169,7 @@ def report(
     data: Optional[str] = typer.Option(None, help="Dataset whose records to report: synthetic or emg2pose "
                                                   "(default: the one the suite has records on)."),
     out: Optional[Path] = typer.Option(None, help="Directory for the tables and figures "
-                                                  "(default: <results-dir>/report/<suite>/<dataset>)."),
+                                                  "(default: <runs-dir>/report/<suite>/<dataset>)."),
     format_: str = typer.Option("md,tex,csv", "--format",
                                 help="Table files to write: any of md, tex, csv (figures are always written, "
                                      "as PNG and SVG)."),
@@ -176,14 +177,14 @@ def report(
                                      "(percentile, stratified: seeds, then each seed's held-out users, where the "
                                      "records have per-user scores; seeds only otherwise)."),
     level: float = typer.Option(0.95, help="Confidence level of the intervals."),
-    results_dir: Optional[Path] = ResultsDir,
+    runs_dir: Optional[Path] = RunsDir,
 ):
     """Tables and figures of a suite's results: mean and CI over seeds, IQM over seeds x held-out users, paired
     differences and P(variant > CPEP), the paper's numbers beside ours, the paper's claims with a verdict each,
     and every run without a result."""
-    from bench import report as report_module
+    from bench.report import build as report_module
     formats = report_module.parse_formats(format_)
-    store = results_store(results_dir)
+    store = runs_store(runs_dir)
     report_module.show(suites.load(suite), store, console, out=out, formats=formats, method=ci, level=level,
                        data=data)
 
@@ -191,23 +192,23 @@ def report(
 @app.command()
 def status(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
-    results_dir: Optional[Path] = ResultsDir,
+    runs_dir: Optional[Path] = RunsDir,
 ):
     """Each run of a suite: queued, running, done, failed (with its reason), interrupted or cancelled, from the
     records and, for runs submitted with --executor slurm, from squeue."""
-    from bench.status import show_status
-    show_status(results_store(results_dir), suites.load(suite).name, console)
+    from bench.run.status import show_status
+    show_status(runs_store(runs_dir), suites.load(suite).name, console)
 
 
 @app.command()
 def cancel(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
-    results_dir: Optional[Path] = ResultsDir,
+    runs_dir: Optional[Path] = RunsDir,
 ):
     """Cancel the suite's queued and running SLURM jobs. Records are left as they are: finished runs stay
     finished, and the next `cpep-bench run` redoes the others (resuming from their checkpoints)."""
-    from bench.executors.slurm import watch
-    watch.cancel(results_store(results_dir), suites.load(suite).name, console)
+    from bench.run.slurm import watch
+    watch.cancel(runs_store(runs_dir), suites.load(suite).name, console)
 
 
 @app.command("suites")
@@ -249,7 +250,7 @@ def data_synth(
     """Write a synthetic dataset in the emg2pose format (HDF5 files + metadata.csv)."""
     from rich.progress import Progress
 
-    from cpep.synth import generate
+    from cpep.synth.simulator import generate
     cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty, one_handed=one_handed,
                       stages=stages, sessions=sessions)
     try:
@@ -276,7 +277,7 @@ def data_check(
     set_: list[str] = typer.Option([], "--set", help="Override a data key, e.g. --set data.protocol=embridge or "
                                                      "--set data.allow_missing=true (emg2pose rows whose file is "
                                                      "absent are left out, and counted)."),
-    results_dir: Optional[Path] = ResultsDir,
+    runs_dir: Optional[Path] = RunsDir,
 ):
     """Check that a directory is a usable dataset and describe it: for emg2pose its files, users, stages,
     sessions, hours of EMG and IK failures; for NinaPro DB2 its files, subjects, movements and hours; then the
@@ -287,16 +288,16 @@ def data_check(
         raise UserError(f"data check reads emg2pose or ninapro_db2 datasets, not {data!r}")
     overrides = dict(config.parse_assignment(s) for s in set_)
     if data == "ninapro_db2":
-        from bench.data_check import check_ninapro
+        from bench.check.show import check_ninapro
         cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root), "data.vocab": vocab})
-        check_ninapro(cfg, root, results_store(results_dir), console)
+        check_ninapro(cfg, root, runs_store(runs_dir), console)
         return
-    from bench.data_check import check_emg2pose
-    from cpep.synth import vocabulary
+    from bench.check.show import check_emg2pose
+    from cpep.synth.simulator import vocabulary
     default = vocabulary(root) if (root / "SYNTHETIC.txt").is_file() else "emg2pose-v1"
     cfg = plugins.resolve(overrides, {"data.name": "emg2pose", "data.root": str(root),
                                       "data.vocab": vocab or default})
-    check_emg2pose(cfg, root, results_store(results_dir), console)
+    check_emg2pose(cfg, root, runs_store(runs_dir), console)
 
 
 @app.command()
@@ -313,8 +314,8 @@ def perf(
                                                "on emg2pose's training split from the measured paper-size step "
                                                "rates, beside the paper's GPU-hours."),
     out: Optional[Path] = typer.Option(None, help="Directory for the CSV and JSON files (default: "
-                                                  "<results-dir>/perf)."),
-    results_dir: Optional[Path] = ResultsDir,
+                                                  "<runs-dir>/perf)."),
+    runs_dir: Optional[Path] = RunsDir,
 ):
     """The device's GEMM roofline, training steps at the default and paper model sizes (windows/s, FLOP/s and
     their fraction of the roofline, peak memory), data paths beside a plain memory copy, zero-shot queries/s and
@@ -324,7 +325,7 @@ def perf(
     overrides = dict(config.parse_assignment(s) for s in set_)
     if device is not None:
         overrides["train.device"] = device
-    store = results_store(results_dir)
+    store = runs_store(runs_dir)
     show(overrides, store, out or store.root / "perf", repeats, quick, project, console)
 
 

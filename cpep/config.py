@@ -16,11 +16,11 @@ import re
 import tomllib
 from dataclasses import dataclass
 
-from cpep import protocols
+from cpep.data import protocols
 from cpep.errors import ConfigError
 
 MIN_TEMPERATURE = 0.01  # a contrastive temperature is kept in [0.01, 1], as in CLIP
-# Zero-shot votes sum k exact similarities (multiples of 2**-48 below 2**1) in an int64 (cpep.evaluate).
+# Zero-shot votes sum k exact similarities (multiples of 2**-48 below 2**1) in an int64 (cpep.probes).
 MAX_ZERO_SHOT_K = 1 << 14
 
 DEFAULTS: dict = {
@@ -32,7 +32,7 @@ DEFAULTS: dict = {
         "stride": 1000,
         "pose_decimation": 10,     # pose is averaged to 200 Hz; tokens still span the same time as EMG tokens
         "in_memory_gb": 4.0,       # selections smaller than this are copied to the training device once
-        "protocol": "default",     # how recordings become windows (cpep.protocols): default or embridge
+        "protocol": "default",     # how recordings become windows (cpep.data.protocols): default or embridge
         "allow_missing": False,    # metadata.csv rows whose file is absent are skipped (and counted), not refused
         "fraction": 1.0,           # of the paired pre-training windows the alignment reads (FRACTIONS)
     },

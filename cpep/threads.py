@@ -9,7 +9,6 @@ allocation is the smallest of the CPU affinity mask, the cgroup CPU quota (v2 `c
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Mapping

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import plugins
-from bench.store import Store
+from bench.run.store import Store
 
 # Small synthetic data and a small model: every stage of every method, 2 epochs.
 TINY = {
@@ -49,8 +49,8 @@ def tiny_config() -> dict:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """The tiny synthetic dataset, generated once per test session."""
-    from cpep.synth import generate
-    from cpep.synth_config import SynthConfig
+    from cpep.synth.config import SynthConfig
+    from cpep.synth.simulator import generate
     root = tmp_path_factory.mktemp("data") / "tiny"
     synth = plugins.resolve(TINY)["data"]["synth"]
     return generate(SynthConfig(**synth), root)
@@ -58,7 +58,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def make_results(tmp_path_factory):
-    """A function that makes an empty results directory whose synthetic data (the tiny dataset, generated once
+    """A function that makes an empty runs directory whose synthetic data (the tiny dataset, generated once
     per session) is already there, so each test does not generate it again."""
     shared = tmp_path_factory.mktemp("shared-data")
     Store(shared).synthetic_root(plugins.resolve(TINY)["data"]["synth"])

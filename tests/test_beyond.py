@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-
-from bench import plugins, suites
-from bench.results import metric_name
 from conftest import TINY, tiny_args
 from test_cli import cli, records
+
+from bench import plugins, suites
+from bench.report.frames import metric_name
 
 
 def unit(*shape, seed=0):
@@ -36,7 +36,7 @@ def test_siglip_is_the_per_pair_sigmoid_loss_over_the_batch_size():
 
 
 def test_siglip_trains_a_bias_from_minus_10_and_the_temperature():
-    from cpep.pipeline import Aligned
+    from cpep.pretraining import Aligned
     cfg = plugins.resolve(TINY, {"align.objective": "siglip", "align.temperature": 0.1})
     model = Aligned(cfg, SimpleNamespace(channels=16, pose_dims=20), plugins.get("objective", "siglip"))
     assert model.logit_bias.item() == -10.0 and model.temperature.scale().item() == pytest.approx(10.0)
@@ -143,7 +143,7 @@ def test_the_beyond_suite_lists_its_variants_and_metrics():
 def test_a_tiny_beyond_run_records_few_shot_probes(make_results, tmp_path):
     results = make_results(tmp_path / "results")
     cli("run", "--suite", "beyond", "--seeds", "0", "--variants", "siglip,soft_infonce,emg_mae",
-        "--results-dir", results, *tiny_args())
+        "--runs-dir", results, *tiny_args())
     recs = records(results)
     assert set(recs) == {"siglip/seed-0", "soft_infonce/seed-0", "emg_mae/seed-0"}
     keys = [f"lp_k{k:02d}_{kind}" for k in (1, 5, 10, 20) for kind in ("id", "unseen")]
@@ -161,7 +161,7 @@ def test_a_tiny_beyond_run_records_few_shot_probes(make_results, tmp_path):
     assert aligned("siglip")["logit_bias"].item() != -10.0  # SigLIP's bias and temperature trained
     assert align_stage("siglip")["history"][-1]["temperature"] != pytest.approx(0.1)
     assert "logit_bias" not in aligned("soft_infonce")
-    cli("report", "--suite", "beyond", "--results-dir", results, "--out", tmp_path / "report")
+    cli("report", "--suite", "beyond", "--runs-dir", results, "--out", tmp_path / "report")
     header = (tmp_path / "report" / "table.md").read_text().split("| method |", 1)[1].splitlines()[0]
     columns = [c.strip() for c in header.split("|") if c.strip() not in ("", "paper", "IQM")]
     few_shot = [metric_name(key) for key in keys]  # "lp_k01 in-dist"...

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from bench import plugins, planner, suites
-from bench.fingerprint import closure
-from bench.status import suite_status
-from bench.store import Store
 from conftest import TINY, tiny_args
 from test_cli import cli, records
+
+from bench import plugins, suites
+from bench.run import planner
+from bench.run.fingerprint import closure
+from bench.run.status import suite_status
+from bench.run.store import Store
 
 BOUNDS = {"emg_log_power": "floor: EMG log-power + LR", "pose_features": "ceiling: pose features + LR"}
 
@@ -37,9 +39,9 @@ def test_a_method_without_training_is_one_evaluation_keyed_by_seed_data_and_feat
 
 
 def test_a_run_of_only_an_evaluation_stage_goes_through_every_part(make_results, tmp_path):
-    from bench.executors.slurm.submit import stage_levels
+    from bench.run.slurm.submit import stage_levels
     results = make_results(tmp_path / "results")
-    args = ["--suite", "bounds", "--results-dir", results, *tiny_args()]
+    args = ["--suite", "bounds", "--runs-dir", results, *tiny_args()]
     out = cli("run", *args)
     assert "emg_log_power/seed-0: LP" in out.stdout
     recs = records(results)
@@ -59,5 +61,5 @@ def test_a_run_of_only_an_evaluation_stage_goes_through_every_part(make_results,
 
     cli("run", *args, "--force")  # the same seed: the same numbers
     assert {k: r["metrics"] for k, r in records(results).items()} == {k: r["metrics"] for k, r in recs.items()}
-    shown = cli("report", "--suite", "bounds", "--results-dir", results).stdout
+    shown = cli("report", "--suite", "bounds", "--runs-dir", results).stdout
     assert "floor: EMG log-power + LR" in shown and "ceiling: pose features + LR" in shown

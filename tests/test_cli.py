@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import tiny_args
+
 from cpep import config
 
 CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
@@ -33,7 +33,7 @@ def records(results):
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     results = tmp_path_factory.mktemp("smoke")
-    out = cli("run", "--suite", "smoke", "--results-dir", results, *tiny_args())
+    out = cli("run", "--suite", "smoke", "--runs-dir", results, *tiny_args())
     return results, out
 
 
@@ -59,13 +59,13 @@ def test_run_writes_one_complete_record_per_run(smoke):
 
 def test_report_prints_the_table(smoke):
     results, _ = smoke
-    out = cli("report", "--suite", "smoke", "--results-dir", results)
+    out = cli("report", "--suite", "smoke", "--runs-dir", results)
     assert "CPEP" in out.stdout and "Pose-MAE" in out.stdout
 
 
 def test_same_seed_gives_identical_metrics_and_weights(smoke, tmp_path):
     results, _ = smoke
-    cli("run", "--suite", "smoke", "--results-dir", tmp_path, *tiny_args())
+    cli("run", "--suite", "smoke", "--runs-dir", tmp_path, *tiny_args())
     first, second = records(results), records(tmp_path)
     for run in first:
         assert first[run]["metrics"] == second[run]["metrics"]
@@ -78,7 +78,7 @@ def test_same_seed_gives_identical_metrics_and_weights(smoke, tmp_path):
 
 def test_another_seed_gives_other_weights(smoke, tmp_path):
     results, _ = smoke
-    cli("run", "--suite", "smoke", "--variants", "pose_mae", "--seeds", "1", "--results-dir", tmp_path, *tiny_args())
+    cli("run", "--suite", "smoke", "--variants", "pose_mae", "--seeds", "1", "--runs-dir", tmp_path, *tiny_args())
     key = lambda r: records(r)[f"pose_mae/seed-{0 if r == results else 1}"]["stages"][0]["key"]  # noqa: E731
     a = torch.load(results / "stages" / f"pose_mae-{key(results)}" / "model.pt")
     b = torch.load(tmp_path / "stages" / f"pose_mae-{key(tmp_path)}" / "model.pt")
@@ -86,7 +86,7 @@ def test_another_seed_gives_other_weights(smoke, tmp_path):
 
 
 def test_rerun_skips_finished_runs_and_force_redoes_them(tmp_path):
-    args = ["run", "--suite", "smoke", "--variants", "pose_mae", "--results-dir", tmp_path, *tiny_args()]
+    args = ["run", "--suite", "smoke", "--variants", "pose_mae", "--runs-dir", tmp_path, *tiny_args()]
     cli(*args)
     rec = records(tmp_path)["pose_mae/seed-0"]
     meta = tmp_path / "stages" / f"pose_mae-{rec['stages'][0]['key']}" / "meta.json"
@@ -126,7 +126,7 @@ def assert_one_line_error(result, text):
     (["report", "--suite", "nope"], "unknown suite 'nope'"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path, args, text):
-    result = cli(*args, "--results-dir", tmp_path / "results", check=False)
+    result = cli(*args, "--runs-dir", tmp_path / "results", check=False)
     assert_one_line_error(result, text)
     assert not (tmp_path / "results").exists()
 
@@ -154,7 +154,7 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path, args, text):
     ("paper", "tds.decoder_hidden=0", "tds.decoder_hidden must be > 0, not 0"),
 ])
 def test_values_out_of_range_are_refused_before_anything_is_written(tmp_path, suite, assignment, text):
-    result = cli("run", "--suite", suite, "--results-dir", tmp_path / "results", "--set", assignment, check=False)
+    result = cli("run", "--suite", suite, "--runs-dir", tmp_path / "results", "--set", assignment, check=False)
     assert_one_line_error(result, text)
     assert not (tmp_path / "results").exists()
 
@@ -168,7 +168,7 @@ def test_every_numeric_key_has_a_range():
 def test_a_data_root_that_is_not_emg2pose_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", tmp_path,
-                 "--results-dir", tmp_path / "results", check=False)
+                 "--runs-dir", tmp_path / "results", check=False)
     assert_one_line_error(result, "is not an emg2pose dataset: it has no metadata.csv")
     assert not (tmp_path / "results").exists()
 
@@ -184,7 +184,7 @@ def test_a_broken_recording_is_refused_before_anything_is_written(tmp_path, tiny
     with h5py.File(victim, "w") as f:
         f.create_group("emg2pose").create_dataset("timeseries", data=np.zeros(4000, dtype=dtype))
     result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", root, "--set", "data.vocab=synthetic-v1",
-                 "--results-dir", tmp_path / "results", *tiny_args(), check=False)
+                 "--runs-dir", tmp_path / "results", *tiny_args(), check=False)
     assert_one_line_error(result, text)
     assert_nothing_but_scan_verdicts(tmp_path / "results")
 
@@ -204,7 +204,7 @@ def test_a_refused_run_writes_no_result_and_no_statistics(tmp_path, tiny_data):
     victim = root / (meta[meta["held_out_user"] & (meta["stage"] == "Fist")]["filename"].iloc[0] + ".hdf5")
     victim.write_bytes(b"not an HDF5 file")
     result = cli("run", "--suite", "smoke", "--data", "emg2pose", "--data-root", root, "--set", "data.vocab=synthetic-v1",
-                 "--results-dir", tmp_path / "results", *tiny_args(), check=False)
+                 "--runs-dir", tmp_path / "results", *tiny_args(), check=False)
     assert_one_line_error(result, "not a readable HDF5 file")
     assert_nothing_but_scan_verdicts(tmp_path / "results")
 
@@ -214,7 +214,7 @@ def test_data_synth_and_check(tmp_path):
     cli("data", "synth", "--out", out, "--users", 3, "--test-users", 1, "--stage-seconds", 4)
     # 3 users x 2 sessions x 12 stages (stage set v2, the default)
     assert (out / "metadata.csv").is_file() and len(list(out.glob("*.hdf5"))) == 3 * 2 * 12
-    check = cli("data", "check", out, "--results-dir", tmp_path / "results")
+    check = cli("data", "check", out, "--runs-dir", tmp_path / "results")
     assert "ok (synthetic-v2)" in check.stdout and "pre-training" in check.stdout
     again = cli("data", "synth", "--out", out, check=False)
     assert_one_line_error(again, "exists and is not an empty directory")
@@ -237,13 +237,13 @@ def test_suites_lists_every_suite_with_its_work():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_asking_for_cuda_without_it_is_refused(tmp_path):
-    result = cli("run", "--suite", "smoke", "--device", "cuda", "--results-dir", tmp_path, check=False)
+    result = cli("run", "--suite", "smoke", "--device", "cuda", "--runs-dir", tmp_path, check=False)
     assert_one_line_error(result, "CUDA is not available here")
     assert not tmp_path.joinpath("runs").exists()
 
 
 def test_results_get_the_permissions_of_any_new_file(smoke):
-    """Not the private mode of temporary files: a lab shares its results directory."""
+    """Not the private mode of temporary files: a lab shares its runs directory."""
     from cpep.files import current_umask
     results, _ = smoke
     mask = current_umask()

@@ -8,12 +8,13 @@ import h5py
 import numpy as np
 import pytest
 
-from cpep import schema
-from cpep.data import Emg2PoseData, WindowSpec, random_channel_roll
-from cpep.recordings import valid_window_starts, validate_recording
-from cpep.gestures import load_vocab
+from cpep.data import schema
+from cpep.data.emg2pose import Emg2PoseData
+from cpep.data.gestures import load_vocab
+from cpep.data.recordings import valid_window_starts, validate_recording
+from cpep.data.windows import WindowSpec, random_channel_roll
 from cpep.errors import DataError
-from cpep.pipeline import make_encoder, open_data
+from cpep.pretraining import make_encoder, open_data
 
 SPEC = WindowSpec(window=2000, stride=1000, pose_decimation=10)
 

@@ -8,12 +8,12 @@ import itertools
 
 import pytest
 import torch
+from conftest import tiny_args
+from test_cli import cli, records
 
 from bench import plugins
-from bench.store import Store
-from conftest import tiny_args
-from cpep.evaluate import embed
-from test_cli import cli, records
+from bench.run.store import Store
+from cpep.probes import embed
 
 SUITE = """\
 description = "the ablations and EMG-MAE"
@@ -33,7 +33,7 @@ def lp_embeddings(tmp_path_factory, make_results) -> dict[str, torch.Tensor]:
     results = make_results(tmp_path_factory.mktemp("distinct"))
     suite = tmp_path_factory.mktemp("suite") / "ablations_and_emg_mae.toml"
     suite.write_text(SUITE)
-    cli("run", "--suite", suite, "--results-dir", results, *tiny_args())
+    cli("run", "--suite", suite, "--runs-dir", results, *tiny_args())
     store = Store(results)
     out = {}
     for name, rec in records(results).items():

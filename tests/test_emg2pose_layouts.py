@@ -8,15 +8,18 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
-from bench import planner, plugins, suites
-from cpep import protocols, schema, synth
-from cpep.data import Emg2PoseData, WindowSpec
-from cpep.errors import ConfigError, DataError
-from cpep.gestures import load_vocab
-from cpep.pipeline import open_data
-from cpep.survey import survey
 from test_cli import assert_one_line_error, cli
+
+from bench import plugins, suites
+from bench.check.survey import survey
+from bench.run import planner
+from cpep.data import protocols, schema
+from cpep.data.emg2pose import Emg2PoseData
+from cpep.data.gestures import load_vocab
+from cpep.data.windows import WindowSpec
+from cpep.errors import ConfigError, DataError
+from cpep.pretraining import open_data
+from cpep.synth.simulator import simulator
 
 RATE = schema.SAMPLE_RATE
 ROWS = 4400           # rows per recording (2.2 s)
@@ -66,7 +69,7 @@ def write_dataset(root, absent=(), subfolder_users=("u3",)):
         folder.mkdir(exist_ok=True)
         attrs = {"filename": name, "session": session, "stage": f"{stage}_both", "user": user, "side": "right",
                  "start": 0.0, "end": ROWS / RATE, "num_channels": 16, "sample_rate": RATE}
-        synth.write_recording(folder / f"{name}.hdf5", recording(seed=i), attrs)
+        simulator.write_recording(folder / f"{name}.hdf5", recording(seed=i), attrs)
     pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
     (root.parent / "layouts.toml").write_text(VOCAB_TOML)
     return root
@@ -127,7 +130,7 @@ def test_embridge_windows_are_2_s_without_overlap_filtered_whole_and_standardise
     path = tmp_path / "long.hdf5"
     rows = recording(rows=12_500, ik_from=None)
     rows["emg"] += np.float32(5.0)  # an offset the filter removes
-    synth.write_recording(path, rows, {name: 0 for name in schema.GROUP_ATTRS} | {"sample_rate": RATE})
+    simulator.write_recording(path, rows, {name: 0 for name in schema.GROUP_ATTRS} | {"sample_rate": RATE})
     cfg = config(root, **{"data.protocol": "embridge", "data.window": 4000, "data.stride": 4000})
     data = open_data(cfg, root, tmp_path / "cache")
     assert data.spec.window == 4000 and data.spec.stride == 4000
@@ -201,7 +204,7 @@ def test_the_mini_release_is_described_and_said_to_be_unable_to_run_the_protocol
                           "held-out test user; it pre-trains on training users and tests on held-out ones (the "
                           "full release has them)"]
     result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.allow_missing=true",
-                 "--set", "data.window=400", "--set", "data.stride=200", "--results-dir", tmp_path / "r", check=False)
+                 "--set", "data.window=400", "--set", "data.stride=200", "--runs-dir", tmp_path / "r", check=False)
     assert_one_line_error(result, "cannot run the CPEP protocol: the recordings are of 1 user and 1 session")
     assert "files: 4 present of 17 listed in metadata.csv (13 absent)" in result.stdout
 
@@ -230,7 +233,7 @@ def test_data_check_counts_what_the_dataset_holds(tmp_path):
         "pretrain": 5 * 20, "id_train": 5 * 20, "id_test": 2 * 20, "unseen_train": 4 * 20, "unseen_test": 2 * 20}
     assert s.selections["id_train"]["classes"] == {"A": 3 * 20, "B": 2 * 20}
     result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--results-dir", tmp_path / "r")
+                 "--set", "data.stride=200", "--runs-dir", tmp_path / "r")
     for line in ("files: 17 present of 17 listed in metadata.csv (0 absent), 0 not listed",
                  "users: 4 (training 2; held out 2: validation 1, test 1)", "stages: 4 (training 2, held out 2)",
                  "sessions: 5", "IK failures: 2.3 % of their rows",
@@ -242,7 +245,7 @@ def test_a_broken_recording_no_selection_reads_is_a_note_not_a_problem(tmp_path)
     root = write_dataset(tmp_path / "data")
     (root / "sub" / "s3-A_right.hdf5").write_bytes(b"not an HDF5 file")  # u3: a validation user, never read
     result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--results-dir", tmp_path / "r")
+                 "--set", "data.stride=200", "--runs-dir", tmp_path / "r")
     note = [line for line in result.stdout.splitlines() if "s3-A_right.hdf5" in line]
     assert len(note) == 1 and note[0].endswith("(no selection reads it: not a problem for a run)"), note
     assert "problem: " not in result.stdout and "ok (layouts-v1)" in result.stdout
@@ -253,7 +256,7 @@ def test_data_check_lists_every_problem_one_line_each(tmp_path):
     (root / "s1-B_right.hdf5").write_bytes(b"not an HDF5 file")
     rows = recording()
     rows["emg"][7, 3] = np.nan
-    synth.write_recording(root / "s2-C_right.hdf5", rows, {name: 0 for name in schema.GROUP_ATTRS}
+    simulator.write_recording(root / "s2-C_right.hdf5", rows, {name: 0 for name in schema.GROUP_ATTRS}
                           | {"sample_rate": RATE})
     s = survey(config(root), root, tmp_path / "cache")
     assert len(s.problems) == 3, s.problems
@@ -262,7 +265,7 @@ def test_data_check_lists_every_problem_one_line_each(tmp_path):
     # the refused recording was class C's only test recording
     assert "selection unseen_test has no window of class 'C'" in s.problems[2]
     result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--results-dir", tmp_path / "r", check=False)
+                 "--set", "data.stride=200", "--runs-dir", tmp_path / "r", check=False)
     assert_one_line_error(result, "not a readable HDF5 file")
     assert "(3 problems, listed above)" in result.stderr
     assert sum(line.startswith("problem: ") for line in result.stdout.splitlines()) == 3

@@ -8,15 +8,17 @@ import shutil
 
 import pytest
 import torch
-
-from bench import plugins, runner
-from bench.planner import plan
-from bench.store import Store
-from bench.suites import load as load_suite
 from conftest import TINY
-from cpep import pipeline, train
+
+from bench import plugins
+from bench.run import runner
+from bench.run.planner import plan
+from bench.run.store import Store
+from bench.suites import load as load_suite
+from cpep import pretraining
 from cpep.errors import ConfigError
-from cpep.models import Encoder
+from cpep.nn import train
+from cpep.nn.models import Encoder
 from cpep.threads import available_cpus, cgroup_cpus, slurm_cpus, use_threads
 
 CPU = torch.device("cpu")
@@ -36,10 +38,10 @@ def keep_threads():
 def aligned_inputs(tiny_data):
     """Pose and EMG encoders to align: seeded random weights stand in for the MAE stages' outputs."""
     cfg = plugins.resolve(TINY)
-    data = pipeline.open_data(cfg, tiny_data)
+    data = pretraining.open_data(cfg, tiny_data)
     torch.manual_seed(7)
-    return data, {"pose_mae": pipeline.make_encoder("pose", cfg, data).state_dict(),
-                  "emg_mae": pipeline.make_encoder("emg", cfg, data).state_dict()}
+    return data, {"pose_mae": pretraining.make_encoder("pose", cfg, data).state_dict(),
+                  "emg_mae": pretraining.make_encoder("emg", cfg, data).state_dict()}
 
 
 def pose_encoder_calls(monkeypatch) -> list[int]:
@@ -57,7 +59,7 @@ def pose_encoder_calls(monkeypatch) -> list[int]:
 def align(data, inputs, cache_pose: bool, checkpoint=None, on_epoch=None, device=CPU, **overrides):
     cfg = plugins.resolve(TINY, overrides)
     context = plugins.Context(cfg, data, 0, device, inputs, checkpoint, on_epoch)
-    return pipeline.align(context, plugins.get("objective", "infonce"), cache_pose=cache_pose)
+    return pretraining.align(context, plugins.get("objective", "infonce"), cache_pose=cache_pose)
 
 
 def assert_same_training(a, b):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from bench import report, stats
 from test_report import fixture_suite  # noqa: F401 (a fixture)
 from test_stats import user_records
+
+from bench.report import build as report
+from bench.report import stats
 
 
 def drawn_by(monkeypatch, name: str) -> list[tuple]:
@@ -22,7 +23,7 @@ def test_the_figures_draw_the_tables_estimates_and_intervals(fixture_suite, tmp_
     """Under --ci bootstrap with per-user scores the bars are the stratified estimates: two variants with the same
     per-seed means get the tables' different intervals, not one recomputed over seeds; so do the patch-length
     points, and a variant on one seed gets no error bar."""
-    from bench import figures
+    from bench.report import figures
     agree = {0: [0.60, 0.61, 0.59, 0.60], 1: [0.70, 0.71, 0.69, 0.70], 2: [0.65, 0.66, 0.64, 0.65]}
     scatter = {s: [m - 0.3, m + 0.3, m - 0.1, m + 0.1] for s, m in ((0, 0.6), (1, 0.7), (2, 0.65))}
     recs = user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter, "patch50": scatter,

@@ -10,15 +10,18 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import tiny_args
-from cpep import recordings as recordings_module, schema, synth
-from cpep.data import Emg2PoseData, WindowSpec
-from cpep.recordings import scan_recording, valid_window_starts
-from cpep.errors import DataError
-from cpep.gestures import load_vocab
-from cpep.synth_config import SynthConfig
 from test_cli import assert_one_line_error, cli
+
+from cpep.data import recordings as recordings_module
+from cpep.data import schema
+from cpep.data.emg2pose import Emg2PoseData
+from cpep.data.gestures import load_vocab
+from cpep.data.recordings import scan_recording, valid_window_starts
+from cpep.data.windows import WindowSpec
+from cpep.errors import DataError
+from cpep.synth.config import SynthConfig
+from cpep.synth.simulator import simulator
 
 SPEC = WindowSpec(window=2000, stride=1000, pose_decimation=10)
 VOCAB = load_vocab("synthetic-v1")
@@ -47,7 +50,7 @@ def rewrite(path, change=lambda rows: rows, drop_attr=None):
         rows, attrs = f["emg2pose/timeseries"][:], dict(f["emg2pose"].attrs)
     attrs.pop(drop_attr, None)
     path.unlink()
-    synth.write_recording(path, change(rows), attrs)
+    simulator.write_recording(path, change(rows), attrs)
 
 
 def set_values(field, index, value):
@@ -133,7 +136,7 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path, t
     spoil, text = BAD_INPUTS[bad]
     spoil(root)
     results = tmp_path / "results"
-    result = cli(*COMMANDS[command](root), "--results-dir", results, check=False)
+    result = cli(*COMMANDS[command](root), "--runs-dir", results, check=False)
     assert_one_line_error(result, text)
     assert not (results / "runs").exists() and not (results / "stages").exists()
 
@@ -152,7 +155,7 @@ def test_the_pristine_dataset_passes_with_windows_of_every_class(tiny_data):
 def test_the_simulator_never_writes_what_the_scan_refuses(tmp_path):
     cfg = SynthConfig(seed=5, users=3, test_users=1, val_users=1, stage_seconds=2.0, difficulty=1.0,
                       sides=("left", "right"), stages="v1", sessions=1)
-    root = synth.generate(cfg, tmp_path / "other")
+    root = simulator.generate(cfg, tmp_path / "other")
     Emg2PoseData(root, VOCAB, SPEC)  # metadata: no split leak
     for path in sorted(root.glob("*.hdf5")):
         verdict = scan_recording(str(path), SPEC.window, SPEC.stride)
@@ -167,16 +170,16 @@ def test_the_scan_reads_in_chunks_and_finds_problems_across_their_boundaries(tmp
     rows["joint_angles"][45:50] = 0.0  # an IK failure across a chunk boundary
     attrs = {name: 0 for name in schema.GROUP_ATTRS} | {"sample_rate": schema.SAMPLE_RATE}
     path = tmp_path / "x.hdf5"
-    synth.write_recording(path, rows, attrs)
+    simulator.write_recording(path, rows, attrs)
     assert np.array_equal(scan_recording(str(path), 10, 5).starts, valid_window_starts(rows["joint_angles"], 10, 5))
     spoiled = rows.copy()
     spoiled["time"][31] = spoiled["time"][30]  # a repeated timestamp passes
     spoiled["time"][32] = spoiled["time"][30] - 1.0  # the first row of the third chunk goes back
     spoiled["emg"][[10, 40], [0, 15]] = np.nan
-    synth.write_recording(path, spoiled, attrs)
+    simulator.write_recording(path, spoiled, attrs)
     assert scan_recording(str(path), 10, 5) == f"{path}: time goes backwards in row 32 (1 value)"
     spoiled["time"] = rows["time"]
-    synth.write_recording(path, spoiled, attrs)
+    simulator.write_recording(path, spoiled, attrs)
     assert scan_recording(str(path), 10, 5) == f"{path}: emg is not finite in rows 10-40 (2 values)"
 
 

@@ -8,10 +8,11 @@ import shutil
 import subprocess
 
 import pytest
-
-from bench import latex, report, tables
 from test_report import fixture_records, fixture_suite  # noqa: F401 (a fixture)
 from test_stats import with_users
+
+from bench.report import build as report
+from bench.report import latex, tables
 
 TEX_FILES = ("table.tex", "iqm.tex", "differences.tex", "improvement.tex", "claims.tex")
 # a mark as it is found in a cell -> what its explanation in the caption starts with

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from baselines.tds import Emg2PoseRegressor, TdsFeaturizer
-from cpep.evaluate import balanced_accuracy, linear_probe, zero_shot
-from cpep.models import Encoder, MaskedAutoencoder, patchify, sincos_1d
-from cpep.objectives import MAX_LOGIT_SCALE, Temperature
-from cpep.train import Schedule, fit, parameter_groups
+from cpep.nn.models import Encoder, MaskedAutoencoder, patchify, sincos_1d
+from cpep.nn.temperature import MAX_LOGIT_SCALE, Temperature
+from cpep.nn.train import Schedule, fit, parameter_groups
+from cpep.probes import balanced_accuracy, linear_probe, zero_shot
 
 
 def encoder(pooling="cls", bin_size=1, heads=2):
@@ -273,17 +273,18 @@ def test_tds_featurizer_matches_emg2pose_geometry():
     assert reg(torch.randn(2, 16, 2000)).shape == (2, 20, 3)
     assert reg.target(torch.randn(2, 20, 200)).shape == (2, 20, 3)
     assert reg.target_index.tolist() == [179, 187, 195]
-    # the emg2pose method checks configurations without importing torch, from its own copy of the geometry
-    from bench.methods import emg2pose
+    # the tds_regression method checks configurations without importing torch, from its own copy of the geometry
     from baselines.tds import TDS_GROUPS
+    from bench.methods import emg2pose
     assert (emg2pose.LEFT_CONTEXT, emg2pose.GROUPS) == (TdsFeaturizer.left_context, TDS_GROUPS)
 
 
 def test_weight_decay_spares_biases_norms_tokens_and_the_temperature():
-    from bench import plugins
     from conftest import TINY
-    from cpep.data import Emg2PoseData
-    from cpep.pipeline import Aligned
+
+    from bench import plugins
+    from cpep.data.emg2pose import Emg2PoseData
+    from cpep.pretraining import Aligned
     model = Aligned(plugins.resolve(TINY), Emg2PoseData, plugins.get("objective", "infonce"))
     groups = parameter_groups(model, 0.05)
     assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.05]

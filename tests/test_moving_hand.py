@@ -10,15 +10,17 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
-from bench import plugins
-from cpep import schema, synth
-from cpep.data import Emg2PoseData, WindowSpec
-from cpep.errors import ConfigError, DataError
-from cpep.gestures import load_vocab
-from cpep.synth_config import SynthConfig
 from test_cli import assert_one_line_error, cli
 from test_integrity import linked_copy
+
+from bench import plugins
+from cpep.data import schema
+from cpep.data.emg2pose import Emg2PoseData
+from cpep.data.gestures import load_vocab
+from cpep.data.windows import WindowSpec
+from cpep.errors import ConfigError, DataError
+from cpep.synth.config import SynthConfig
+from cpep.synth.simulator import simulator
 
 SPEC = WindowSpec(window=2000, stride=1000, pose_decimation=10)
 VOCAB = load_vocab("synthetic-v1")
@@ -30,7 +32,7 @@ ONE_HANDED = SynthConfig(seed=1, users=3, test_users=1, stage_seconds=3.0, sides
 
 @pytest.fixture(scope="module")
 def one_handed_data(tmp_path_factory):
-    return synth.generate(ONE_HANDED, tmp_path_factory.mktemp("one-handed") / "data")
+    return simulator.generate(ONE_HANDED, tmp_path_factory.mktemp("one-handed") / "data")
 
 
 def angles(root, filename):
@@ -58,7 +60,7 @@ def test_one_handed_stages_have_one_moving_hand_and_the_other_at_rest(one_handed
 
 
 def test_two_handed_recordings_do_not_depend_on_the_chance_of_one_handed_stages(one_handed_data, tmp_path):
-    two_handed = synth.generate(dataclasses.replace(ONE_HANDED, one_handed=0.0), tmp_path / "both")
+    two_handed = simulator.generate(dataclasses.replace(ONE_HANDED, one_handed=0.0), tmp_path / "both")
     meta = pd.read_csv(one_handed_data / "metadata.csv")
     same = meta[meta["moving_hand"] == "both"]["filename"]
     assert len(same) > 10
@@ -98,7 +100,7 @@ def test_a_recording_marked_as_the_other_hand_loses_its_label_only(tmp_path, tin
     windows = len(before.windows(meta.loc[[row]].assign(path=str(root / f"{name}.hdf5"))))
     assert windows > 0 and len(after.selection("id_train")) == id_train - windows
     assert len(after.selection("pretrain")) == pretrain
-    check = cli("data", "check", root, "--results-dir", tmp_path / "results")
+    check = cli("data", "check", root, "--runs-dir", tmp_path / "results")
     assert "1 recordings of a hand not prompted to move" in check.stdout
     assert "pre-training reads 1 of them" in check.stdout
 
@@ -116,7 +118,7 @@ def test_a_hand_other_than_both_left_or_right_is_refused_in_one_line(tmp_path, t
     meta.to_csv(root / "metadata.csv", index=False)
     with pytest.raises(DataError, match=re.escape(text)):
         Emg2PoseData(root, VOCAB, SPEC)
-    assert_one_line_error(cli("data", "check", root, "--results-dir", tmp_path / "results", check=False), text)
+    assert_one_line_error(cli("data", "check", root, "--runs-dir", tmp_path / "results", check=False), text)
 
 
 def test_the_chance_of_one_handed_stages_is_part_of_the_dataset_identity():

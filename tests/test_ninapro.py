@@ -13,14 +13,15 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-
-from bench import fingerprint, planner, plugins
 from conftest import tiny_args
-from cpep.data import WindowSpec
+
+from bench import plugins
+from bench.run import fingerprint, planner
+from cpep.data.gestures import load_vocab
+from cpep.data.ninapro import MOVEMENTS, files_identity, read_recording, scan, vocab_movements
+from cpep.data.ninapro_windows import TEST_REPETITIONS, TRAIN_REPETITIONS, NinaproData
+from cpep.data.windows import WindowSpec
 from cpep.errors import DataError
-from cpep.gestures import load_vocab
-from cpep.ninapro import MOVEMENTS, files_identity, read_recording, scan, vocab_movements
-from cpep.ninapro_data import TEST_REPETITIONS, TRAIN_REPETITIONS, NinaproData
 
 CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
 SUBJECTS = (1, 2, 3)
@@ -188,7 +189,7 @@ def test_identity_follows_the_files(roots, tmp_path):
 
 
 def test_the_readers_code_is_part_of_every_stage_key(roots):
-    # A change to how the .mat files become windows must recompute every stage, as a change to cpep/data.py does.
+    # A change to how the .mat files become windows must recompute every stage, as a change to cpep/data/emg2pose.py does.
     cfg = plugins.resolve({"data.name": "ninapro_db2", "data.root": str(roots["v5"])})
     covered = {p.name for p in fingerprint.closure(planner.code_files(cfg, []))}
     assert {"ninapro_db2.py", "ninapro.py", "ninapro_data.py", "mat.py"} <= covered
@@ -213,7 +214,7 @@ def test_a_file_without_rows_is_a_problem_not_a_crash(tmp_path):
 def test_data_check_reports_the_dataset_and_each_unusable_file(roots, tmp_path):
     results = tmp_path / "results"
     ok = cli("data", "check", roots["v5"], "--data", "ninapro_db2", "--vocab", roots["vocab"],
-             "--results-dir", results, *[a for k, v in SETS.items() if k.startswith("data.")
+             "--runs-dir", results, *[a for k, v in SETS.items() if k.startswith("data.")
                                          for a in ("--set", f"{k}={v}")])
     assert ok.returncode == 0, ok.stderr
     for line in ("files: 3 (3 readable), exercises 1", "subjects: 3 (1-3)", "movements: 4 (1-4)",
@@ -223,7 +224,7 @@ def test_data_check_reports_the_dataset_and_each_unusable_file(roots, tmp_path):
     assert hours == pytest.approx(3 * (REST + 24 * (REP + REST)) / 2000 / 3600, abs=1e-3)
 
     bad = cli("data", "check", broken(roots, tmp_path), "--data", "ninapro_db2", "--vocab", roots["vocab"],
-              "--results-dir", results)
+              "--runs-dir", results)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("error: ") and "2 of the 3 files" in bad.stderr
     problems = [line for line in bad.stdout.splitlines() if line.startswith("problem: ")]
@@ -233,7 +234,7 @@ def test_data_check_reports_the_dataset_and_each_unusable_file(roots, tmp_path):
     assert "Traceback" not in bad.stderr
 
     embridge = cli("data", "check", roots["v5"], "--data", "ninapro_db2", "--set", "data.protocol=embridge",
-                   "--results-dir", results)
+                   "--runs-dir", results)
     assert embridge.returncode == 2 and "default protocol only" in embridge.stderr
     assert embridge.stderr.strip().count("\n") == 0
 
@@ -241,7 +242,7 @@ def test_data_check_reports_the_dataset_and_each_unusable_file(roots, tmp_path):
 def test_a_run_end_to_end_and_never_on_nan(roots, tmp_path):
     results = tmp_path / "results"
     done = cli("run", "--suite", "smoke", "--data", "ninapro_db2", "--data-root", roots["v73"],
-               "--results-dir", results, *set_args(roots["vocab"]))
+               "--runs-dir", results, *set_args(roots["vocab"]))
     assert done.returncode == 0, done.stdout + done.stderr
     records = {p.parent.name: json.loads(p.read_text()) for p in results.glob("runs/**/seed-0.json")}
     assert set(records) == {"cpep", "pose_mae", "emg_log_power", "pose_features"}
@@ -254,6 +255,6 @@ def test_a_run_end_to_end_and_never_on_nan(roots, tmp_path):
     assert floor["lp_id"] >= 0.95 and floor["lp_unseen"] >= 0.95
 
     refused = cli("run", "--suite", "smoke", "--data", "ninapro_db2", "--data-root", broken(roots, tmp_path),
-                  "--results-dir", tmp_path / "refused", *set_args(roots["vocab"]))
+                  "--runs-dir", tmp_path / "refused", *set_args(roots["vocab"]))
     assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
     assert "emg is not finite" in refused.stderr and not (tmp_path / "refused" / "runs").exists()

@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, tiny_args
+from test_cli import assert_one_line_error, cli
 from torch.utils import flop_counter
 
 from bench.perf import projection, roofline, steps, table, timing
-from conftest import TINY, tiny_args
-from test_cli import assert_one_line_error, cli
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 STEP_ROWS = {(s.kind, role) for s in steps.steps_for(DEVICE) for role in s.roles}
@@ -23,7 +23,7 @@ STEP_ROWS = {(s.kind, role) for s in steps.steps_for(DEVICE) for role in s.roles
 @pytest.fixture(scope="module")
 def quick(make_results, tmp_path_factory):
     results = make_results(tmp_path_factory.mktemp("perf"))
-    out = cli("perf", "--quick", "--project", "paper", "--results-dir", results, *tiny_args())
+    out = cli("perf", "--quick", "--project", "paper", "--runs-dir", results, *tiny_args())
     written = sorted((results / "perf").iterdir())
     return out, written
 
@@ -124,23 +124,23 @@ def test_the_paper_suites_stages_are_counted_by_the_planner():
     scopes = projection.suite_work("paper")
     assert scopes["one CPEP model"] == {"pose_mae": (1, 100), "emg_mae": (1, 100), "align": (1, 100)}
     assert scopes["whole paper suite"] == {kind: (5, 500) for kind in
-                                           ("emg2pose", "emg_mae", "poset", "pose_mae", "align")}
+                                           ("tds_regression", "emg_mae", "poset", "pose_mae", "align")}
 
 
 def test_perf_help_describes_every_option():
     out = cli("perf", "--help").stdout
-    for option in ("--set", "--device", "--repeats", "--quick", "--project", "--out", "--results-dir"):
+    for option in ("--set", "--device", "--repeats", "--quick", "--project", "--out", "--runs-dir"):
         assert option in out
     assert "roofline" in out and "GPU-hours" in out
 
 
 def test_an_unknown_suite_to_project_is_a_one_line_error(tmp_path):
-    result = cli("perf", "--quick", "--project", "nope", "--results-dir", tmp_path, check=False)
+    result = cli("perf", "--quick", "--project", "nope", "--runs-dir", tmp_path, check=False)
     assert_one_line_error(result, "unknown suite 'nope'")
     assert not (tmp_path / "perf").exists()
 
 
 def test_a_model_setting_the_steps_cannot_run_is_a_one_line_error(tmp_path):
-    result = cli("perf", "--quick", "--set", "tds.width=40", "--results-dir", tmp_path, check=False)
+    result = cli("perf", "--quick", "--set", "tds.width=40", "--runs-dir", tmp_path, check=False)
     assert_one_line_error(result, "tds.width (40) must be a positive multiple of 16")
     assert not (tmp_path / "data").exists() and not (tmp_path / "perf").exists()

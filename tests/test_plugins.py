@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bench import fingerprint, plugins, suites
 from conftest import tiny_args
-from cpep.errors import ConfigError
 from test_cli import cli, records
+
+from bench import plugins, suites
+from bench.run import fingerprint
+from cpep.errors import ConfigError
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -26,7 +27,7 @@ def stage_key(record: dict, kind: str) -> str:
 
 def test_a_method_an_objective_and_a_metric_from_a_folder_run_end_to_end(make_results, tmp_path):
     results = make_results(tmp_path / "results")
-    cli("run", "--suite", PLUGINS / "suite.toml", "--results-dir", results, *tiny_args())
+    cli("run", "--suite", PLUGINS / "suite.toml", "--runs-dir", results, *tiny_args())
     recs = records(results)
     envelope, one_way = recs["envelope/seed-0"], recs["cpep_one_way/seed-0"]
     assert envelope["status"] == one_way["status"] == "done"
@@ -39,13 +40,13 @@ def test_a_method_an_objective_and_a_metric_from_a_folder_run_end_to_end(make_re
     # the objective's learnable bias trained with the model
     state = torch.load(results / "stages" / f"align-{stage_key(one_way, 'align')}" / "model.pt")
     assert "logit_bias" in state and float(state["logit_bias"]) != 0.0
-    report = cli("report", "--suite", PLUGINS / "suite.toml", "--results-dir", results, "--out", tmp_path / "report")
+    report = cli("report", "--suite", PLUGINS / "suite.toml", "--runs-dir", results, "--out", tmp_path / "report")
     assert "centroid" in report.stdout
 
 
 def test_the_objective_is_part_of_the_alignment_key():
     suite = suites.load(str(PLUGINS / "suite.toml"))
-    from bench import planner
+    from bench.run import planner
     one_way, = planner.plan(suite, variants=["cpep_one_way"])
     default, = planner.plan(suite, variants=["cpep_one_way"], overrides={"align.objective": "infonce"})
     keys = (lambda run: {s.kind: s.key for s in run.stages})  # noqa: E731
@@ -55,7 +56,7 @@ def test_the_objective_is_part_of_the_alignment_key():
 
 def test_a_broken_stage_leaves_its_traceback_on_disk_and_exit_1(make_results, tmp_path):
     results = make_results(tmp_path / "results")
-    out = cli("run", "--suite", PLUGINS / "broken.toml", "--results-dir", results, *tiny_args(), check=False)
+    out = cli("run", "--suite", PLUGINS / "broken.toml", "--runs-dir", results, *tiny_args(), check=False)
     assert out.returncode == 1, out.stdout + out.stderr
     recs = records(results)
     broken = recs["broken/seed-0"]
@@ -70,7 +71,7 @@ def test_a_broken_stage_leaves_its_traceback_on_disk_and_exit_1(make_results, tm
     assert recs["envelope/seed-0"]["status"] == "done"  # the sweep went on after the failure
 
     fast = make_results(tmp_path / "fast")
-    out = cli("run", "--suite", PLUGINS / "broken.toml", "--fail-fast", "--results-dir", fast, *tiny_args(),
+    out = cli("run", "--suite", PLUGINS / "broken.toml", "--fail-fast", "--runs-dir", fast, *tiny_args(),
               check=False)
     assert out.returncode == 1 and "1 without a record" in out.stdout
     assert set(records(fast)) == {"broken/seed-0"}
@@ -78,7 +79,7 @@ def test_a_broken_stage_leaves_its_traceback_on_disk_and_exit_1(make_results, tm
 
 def test_embeddings_or_scores_that_are_not_finite_fail_the_evaluation(make_results, tmp_path):
     results = make_results(tmp_path / "results")
-    out = cli("run", "--suite", PLUGINS / "nan.toml", "--results-dir", results, *tiny_args(), check=False)
+    out = cli("run", "--suite", PLUGINS / "nan.toml", "--runs-dir", results, *tiny_args(), check=False)
     assert out.returncode == 1, out.stdout + out.stderr
     recs = records(results)
     embedding, metric = recs["nan_embedding/seed-0"], recs["nan_metric/seed-0"]
@@ -98,7 +99,7 @@ def test_a_code_change_recomputes_the_stage_and_reuse_stale_marks_what_it_reuses
     shutil.copytree(PLUGINS, folder)
     method = folder / "methods" / "envelope.py"
     results = make_results(tmp_path / "results")
-    args = ["run", "--suite", folder / "broken.toml", "--variants", "envelope", "--results-dir", results,
+    args = ["run", "--suite", folder / "broken.toml", "--variants", "envelope", "--runs-dir", results,
             *tiny_args()]
     cli(*args)
     first = records(results)["envelope/seed-0"]
@@ -164,7 +165,7 @@ def test_commands_that_do_not_train_never_import_torch(command, tmp_path):
     code = ("import sys\nfrom bench.cli import main\nsys.argv = ['cpep-bench', *sys.argv[1:]]\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    done = subprocess.run([sys.executable, "-c", code, *command, *(["--results-dir", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-c", code, *command, *(["--runs-dir", str(tmp_path)]
                                                                     if command[0] != "--help" and command[0] != "suites" else [])],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

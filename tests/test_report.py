@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import latex, plugins, report, stats, suites, tables
-from bench.results import METRICS, Report, metric_order
-from bench.store import Store
+from bench import plugins, suites
+from bench.report import build as report
+from bench.report import latex, stats, tables
+from bench.report.frames import METRICS, Report, metric_order
+from bench.run.store import Store
 from cpep.errors import UserError
 
 T_975_DF2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2), from a table
@@ -114,7 +116,7 @@ def fixture_records(suite: suites.Suite) -> list[dict]:
 
 @pytest.fixture
 def results(tmp_path, fixture_suite) -> Path:
-    """A results directory holding the fixture records."""
+    """A runs directory holding the fixture records."""
     store = Store(tmp_path / "results")
     for r in fixture_records(fixture_suite):
         path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
@@ -176,7 +178,7 @@ def test_rank_agreement_counts_pairs_and_kendall_tau():
 # the paper's numbers
 
 def test_paper_numbers_are_the_checked_in_file_and_use_our_variant_names():
-    from bench import reference
+    from bench.report import reference
     repo = Path(__file__).resolve().parents[1]
     packaged = Path(str(reference.__file__)).parent / "published" / "paper.csv"
     assert packaged.read_bytes() == (repo / "results" / "paper.csv").read_bytes()
@@ -327,8 +329,9 @@ def test_metric_order_puts_the_known_metrics_first_and_only_those_recorded():
 
 
 def test_a_new_metric_is_a_column_in_every_table_and_figure(fixture_suite, tmp_path):
-    from bench import figures
     from rich.console import Console
+
+    from bench.report import figures
     records = fixture_records(fixture_suite)
     for r in records:
         if r["status"] == "done":
@@ -413,7 +416,7 @@ def test_stale_runs_are_marked_in_every_table_and_named_in_a_note(fixture_suite,
 # figures
 
 def test_figures_are_written_and_not_empty(results, fixture_suite, tmp_path):
-    from bench import figures
+    from bench.report import figures
     written = figures.write_all(build(results, fixture_suite), tmp_path / "fig")
     assert {p.name for p in written} == {f"{stem}.{ext}" for stem in ("bars", "patch_length", "training_curves")
                                          for ext in ("png", "svg")}
@@ -428,7 +431,7 @@ def test_figures_are_written_and_not_empty(results, fixture_suite, tmp_path):
 def test_cli_report_writes_tables_and_figures(results, fixture_suite, tmp_path, monkeypatch, capsys):
     from bench import cli
     suite_file = tmp_path / "fixture.toml"
-    monkeypatch.setattr(sys, "argv", ["cpep-bench", "report", "--suite", str(suite_file), "--results-dir",
+    monkeypatch.setattr(sys, "argv", ["cpep-bench", "report", "--suite", str(suite_file), "--runs-dir",
                                       str(results), "--format", "md,csv", "--ci", "bootstrap"])
     with pytest.raises(SystemExit) as exit_:
         cli.main()
@@ -439,9 +442,9 @@ def test_cli_report_writes_tables_and_figures(results, fixture_suite, tmp_path, 
     assert "percentile bootstrap" in capsys.readouterr().out
 
 
-def test_cli_report_on_an_empty_results_dir_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+def test_cli_report_on_an_empty_runs_dir_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     from bench import cli
-    monkeypatch.setattr(sys, "argv", ["cpep-bench", "report", "--suite", "smoke", "--results-dir",
+    monkeypatch.setattr(sys, "argv", ["cpep-bench", "report", "--suite", "smoke", "--runs-dir",
                                       str(tmp_path / "none")])
     with pytest.raises(SystemExit) as exit_:
         cli.main()
@@ -453,17 +456,17 @@ def test_cli_report_on_an_empty_results_dir_exits_2_with_one_line(tmp_path, monk
 def test_importing_the_report_does_not_load_torch():
     repo = Path(__file__).resolve().parents[1]
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
-    code = ("import sys, bench.report; print(bench.report.__file__); "
+    code = ("import sys, bench.report.build; print(bench.report.build.__file__); "
             "assert 'torch' not in sys.modules and 'timm' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert Path(done.stdout.strip()) == repo / "bench" / "report.py"
+    assert Path(done.stdout.strip()) == repo / "bench" / "report" / "build.py"
 
 
 def test_chance_is_drawn_and_explained_from_the_records_vocabulary(results, fixture_suite, tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from bench import figures
+    from bench.report import figures
     rep = build(results, fixture_suite)
     assert rep.chance == {m: 0.25 for m in METRICS}  # synthetic-v1: 4 + 4 classes
     note = "chance (balanced accuracy of guessing): 0.250 in-distribution (4 classes), 0.250 unseen (4 classes)."

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bench.status import suite_status
-from bench.store import Store
 from conftest import tiny_args
 from test_cli import CLI, cli, records
+
+from bench.run.status import suite_status
+from bench.run.store import Store
 
 START_S = 600  # bound on a run getting through its first epoch on a loaded machine
 
@@ -48,7 +48,7 @@ def assert_records_whole(results: Path) -> None:
 
 def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(make_results, tmp_path):
     killed, reference = make_results(tmp_path / "killed"), make_results(tmp_path / "reference")
-    proc = subprocess.Popen([*CLI, "run", *LONG_POSE_MAE, "--results-dir", str(killed)],
+    proc = subprocess.Popen([*CLI, "run", *LONG_POSE_MAE, "--runs-dir", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         checkpoint = wait_for(lambda: checkpoint_of(killed, "pose_mae"), START_S, "the first checkpoint")
@@ -64,10 +64,10 @@ def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(make_result
     (row,), _ = suite_status(Store(killed), "smoke")
     assert (row.ident, row.status) == ("pose_mae/seed-0", "interrupted")
     assert f"process {records(killed)['pose_mae/seed-0']['worker']['pid']} " in row.detail
-    assert "interrupted" in cli("status", "--suite", "smoke", "--results-dir", killed).stdout
+    assert "interrupted" in cli("status", "--suite", "smoke", "--runs-dir", killed).stdout
 
-    cli("run", *LONG_POSE_MAE, "--results-dir", killed)
-    cli("run", *LONG_POSE_MAE, "--results-dir", reference)
+    cli("run", *LONG_POSE_MAE, "--runs-dir", killed)
+    cli("run", *LONG_POSE_MAE, "--runs-dir", reference)
     resumed, uninterrupted = records(killed)["pose_mae/seed-0"], records(reference)["pose_mae/seed-0"]
     assert resumed["status"] == "done" and resumed["metrics"] == uninterrupted["metrics"]
     meta = json.loads((checkpoint.parent / "meta.json").read_text())
@@ -83,7 +83,7 @@ def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(make_result
 def test_status_shows_the_epoch_of_a_running_stage(make_results, tmp_path):
     results = make_results(tmp_path / "results")
     args = ["--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--set", "mae.epochs=1000"]
-    proc = subprocess.Popen([*CLI, "run", *args, "--results-dir", str(results)],
+    proc = subprocess.Popen([*CLI, "run", *args, "--runs-dir", str(results)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         path = wait_for(lambda: next(results.glob("stages/pose_mae-*/progress.json"), None), START_S,
@@ -92,7 +92,7 @@ def test_status_shows_the_epoch_of_a_running_stage(make_results, tmp_path):
         assert progress["epochs"] == 1000 and 1 <= progress["epoch"] < 1000 and progress["loss"] > 0
         (row,), _ = suite_status(Store(results), "smoke")
         assert row.status == "running" and re.fullmatch(r"pose_mae epoch \d+/1000 on \S+", row.detail), row
-        shown = cli("status", "--suite", "smoke", "--results-dir", results).stdout
+        shown = cli("status", "--suite", "smoke", "--runs-dir", results).stdout
         assert "running" in shown and "epoch" in shown, shown
     finally:
         proc.kill()
@@ -101,7 +101,7 @@ def test_status_shows_the_epoch_of_a_running_stage(make_results, tmp_path):
 
 def test_diverging_stage_fails_its_run_and_the_sweep_goes_on(make_results, tmp_path):
     results = make_results(tmp_path / "results")
-    out = cli("run", "--suite", "smoke", *tiny_args(), "--set", "align.lr=1e6", "--results-dir", results, check=False)
+    out = cli("run", "--suite", "smoke", *tiny_args(), "--set", "align.lr=1e6", "--runs-dir", results, check=False)
     assert out.returncode == 1
     recs = records(results)
     cpep, pose = recs["cpep/seed-0"], recs["pose_mae/seed-0"]
@@ -127,7 +127,7 @@ LONG_CPEP = ["--suite", "smoke", "--variants", "cpep", *tiny_args(), "--set", "m
 @pytest.fixture(scope="module")
 def uninterrupted_cpep(tmp_path_factory, make_results):
     results = make_results(tmp_path_factory.mktemp("uninterrupted"))
-    cli("run", *LONG_CPEP, "--results-dir", results)
+    cli("run", *LONG_CPEP, "--runs-dir", results)
     return records(results)["cpep/seed-0"]
 
 
@@ -140,7 +140,7 @@ def stray_files(results: Path) -> list[Path]:
 @pytest.mark.parametrize("stage", ["pose_mae", "emg_mae", "align"])
 def test_a_run_killed_in_any_stage_ends_as_if_never_killed(stage, uninterrupted_cpep, make_results, tmp_path):
     results = make_results(tmp_path / "results")
-    proc = subprocess.Popen([*CLI, "run", *LONG_CPEP, "--results-dir", str(results)],
+    proc = subprocess.Popen([*CLI, "run", *LONG_CPEP, "--runs-dir", str(results)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: next(results.glob(f"stages/{stage}-*/progress.json"), None), START_S,
@@ -151,7 +151,7 @@ def test_a_run_killed_in_any_stage_ends_as_if_never_killed(stage, uninterrupted_
         proc.wait()
     assert not list(results.glob(f"stages/{stage}-*/meta.json")), f"killed after {stage} ended: make it longer"
     assert_records_whole(results)
-    cli("run", *LONG_CPEP, "--results-dir", results)
+    cli("run", *LONG_CPEP, "--runs-dir", results)
     recs = records(results)
     assert list(recs) == ["cpep/seed-0"]  # one record, not a second one beside it
     assert recs["cpep/seed-0"]["status"] == "done"

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY
 
 from bench import plugins
-from bench.planner import plan
+from bench.run.planner import plan
 from bench.suites import load as load_suite
-from conftest import TINY
-from cpep import config, pipeline, train
+from cpep import config, pretraining
 from cpep.errors import ConfigError
+from cpep.nn import train
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def data(tiny_data):
-    return pipeline.open_data(plugins.resolve(TINY), tiny_data)
+    return pretraining.open_data(plugins.resolve(TINY), tiny_data)
 
 
 def start(windows_of, run_seed: int = 0, **seeds) -> tuple[dict, torch.Tensor, torch.Tensor]:
@@ -26,9 +27,9 @@ def start(windows_of, run_seed: int = 0, **seeds) -> tuple[dict, torch.Tensor, t
     RNG's next draws (which masks and augmentations take)."""
     cfg = plugins.resolve(TINY, {f"seeds.{k}": v for k, v in seeds.items()})
     ctx = plugins.Context(cfg, windows_of, run_seed, CPU, {})
-    model = pipeline.initialised(ctx, lambda: pipeline.make_encoder("emg", cfg, windows_of))
+    model = pretraining.initialised(ctx, lambda: pretraining.make_encoder("emg", cfg, windows_of))
     draws = torch.rand(8)
-    batches = pipeline.batches(cfg, windows_of.selection("pretrain"), 8, CPU, ctx.seeds.order)
+    batches = pretraining.batches(cfg, windows_of.selection("pretrain"), 8, CPU, ctx.seeds.order)
     order = torch.cat([batch["index"] for batch in batches.epoch(1)])
     return model.state_dict(), order, draws
 
@@ -62,7 +63,7 @@ def test_unset_seeds_draw_as_the_run_seed_always_did(data):
     assert config.seeds(cfg, 3) == config.Seeds(3, 3, 3, explicit=False)
     weights, order, draws = start(data, 3)
     train.seed_everything(3)  # one stream: the weights, then the masks and augmentations
-    model = pipeline.make_encoder("emg", cfg, data)
+    model = pretraining.make_encoder("emg", cfg, data)
     assert same_weights(weights, model.state_dict()) and torch.equal(draws, torch.rand(8))
     batches = train.Batches(data.selection("pretrain"), 8, CPU, 3)
     assert torch.equal(order, torch.cat([b["index"] for b in batches.epoch(1)]))

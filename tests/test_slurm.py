@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
-
-from bench.executors.slurm import watch
-from bench.executors.slurm.profile import check_available, load_profile
-from bench.status import suite_status
-from bench.store import Store
 from conftest import tiny_args
-from cpep.errors import UserError
+from rich.console import Console
 from test_cli import CLI, assert_one_line_error, cli, records
 from test_resume import wait_for
+
+from bench.run.slurm import watch
+from bench.run.slurm.profile import check_available, load_profile
+from bench.run.status import suite_status
+from bench.run.store import Store
+from cpep.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = ["--executor", "slurm", "--profile", "local"]
@@ -61,7 +61,7 @@ def cluster_up():
 
 def jobs_under(folder: Path) -> list[str]:
     """Queued and running jobs whose batch script lies under `folder`: submitit writes it into the job log folder,
-    inside the results directory the jobs were submitted from."""
+    inside the runs directory the jobs were submitted from."""
     out = subprocess.run(["squeue", "--noheader", "--format=%A|%o"], capture_output=True, text=True, check=True,
                          timeout=120)
     lines = (line.split("|", 1) for line in out.stdout.splitlines())
@@ -70,7 +70,7 @@ def jobs_under(folder: Path) -> list[str]:
 
 @pytest.fixture
 def cluster(cluster_up, tmp_path):
-    """The local cluster; after the test, passed or failed, every job it submitted (from a results directory in
+    """The local cluster; after the test, passed or failed, every job it submitted (from a runs directory in
     its tmp_path) is cancelled and gone, so that none holds the node while later tests wait for it."""
     yield
     folder = tmp_path.resolve()
@@ -100,10 +100,10 @@ def test_sweep_on_slurm_equals_local_and_computes_each_shared_stage_once(cluster
     suite.write_text(SWEEP)
     args = ["run", "--suite", suite, *tiny_args()]
     on_slurm, here = make_results(tmp_path / "slurm"), make_results(tmp_path / "local")
-    assert cli(*args, "--results-dir", here, check=False).returncode == 1  # one run diverges
+    assert cli(*args, "--runs-dir", here, check=False).returncode == 1  # one run diverges
     wait_min = 30
     out = subprocess.run([*CLI, *map(str, args), *SLURM, "--wait", "--wait-timeout", str(wait_min),
-                          "--results-dir", str(on_slurm)], capture_output=True, text=True, timeout=wait_min * 60 + 600)
+                          "--runs-dir", str(on_slurm)], capture_output=True, text=True, timeout=wait_min * 60 + 600)
     assert "timed out" not in out.stdout, f"the sweep's jobs did not end within {wait_min} min:\n{out.stdout}"
     assert out.returncode == 1, out.stdout + out.stderr
 
@@ -136,7 +136,7 @@ def test_sweep_on_slurm_equals_local_and_computes_each_shared_stage_once(cluster
     assert "COMPLETED" in rows["cpep/seed-0"].slurm
 
     # Again: the failed run is retried, alone, from its failed stage; finished runs and stages are not resubmitted.
-    again = cli(*args, *SLURM, "--no-wait", "--results-dir", on_slurm)
+    again = cli(*args, *SLURM, "--no-wait", "--runs-dir", on_slurm)
     assert "3 runs, 2 already done, 1 to do" in again.stdout
     retried = jobs_of(on_slurm, "sweep")  # the `cluster` fixture cancels them
     assert [(j["what"].split("-")[0], j["level"], j["runs"]) for j in retried] == [
@@ -151,7 +151,7 @@ def test_requeued_job_resumes_from_its_checkpoint_to_identical_metrics(cluster, 
     args = ["run", "--suite", "smoke", "--variants", "pose_mae", *tiny_args(),
             "--set", f"mae.epochs={EPOCHS}", "--set", "mae.batch_size=8"]
     on_slurm, here = make_results(tmp_path / "slurm"), make_results(tmp_path / "local")
-    cli(*args, *SLURM, "--no-wait", "--results-dir", on_slurm)
+    cli(*args, *SLURM, "--no-wait", "--runs-dir", on_slurm)
     wait_for(lambda: next(on_slurm.glob("stages/pose_mae-*/checkpoint.pt"), None), JOB_S, "the first checkpoint")
     (job,) = [j["job_id"] for j in jobs_of(on_slurm, "smoke") if j["what"].startswith("pose_mae")]
     # Requeued and held, so that the uninterrupted run below has the cores to itself; released, it starts again.
@@ -159,7 +159,7 @@ def test_requeued_job_resumes_from_its_checkpoint_to_identical_metrics(cluster, 
     wait_for(lambda: watch.queue([job])[job].state not in watch.RUNNING, JOB_S, "the requeued job to stop",
              every=0.2)
     assert not list(on_slurm.glob("stages/pose_mae-*/meta.json")), "stopped after training ended: raise EPOCHS"
-    cli(*args, "--results-dir", here)
+    cli(*args, "--runs-dir", here)
     subprocess.run(["scontrol", "release", job], check=True, timeout=120)
     wait_for(lambda: all_finished(on_slurm, "smoke"), 2 * JOB_S, "the requeued job and the run job to end", every=0.5)
 
@@ -177,7 +177,7 @@ def test_requeued_job_resumes_from_its_checkpoint_to_identical_metrics(cluster, 
 @pytest.mark.slurm
 def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, tmp_path):
     results = make_results(tmp_path / "results")
-    args = ["run", "--suite", "smoke", *tiny_args(), "--set", "mae.epochs=1000", "--results-dir", results]
+    args = ["run", "--suite", "smoke", *tiny_args(), "--set", "mae.epochs=1000", "--runs-dir", results]
     out = cli(*args, *SLURM)
     assert "job arrays:" in out.stdout and "cpep-bench status --suite smoke" in out.stdout
     assert_one_line_error(cli(*args, *SLURM, check=False), "still queued or running")
@@ -194,7 +194,7 @@ def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, 
     assert "RUNNING" in rows["cpep/seed-0"].slurm
     assert rows["pose_mae/seed-0"].status in ("running", "queued")
 
-    cancelled = cli("cancel", "--suite", "smoke", "--results-dir", results).stdout
+    cancelled = cli("cancel", "--suite", "smoke", "--runs-dir", results).stdout
     assert re.fullmatch(r"suite smoke: cancelled 7 SLURM jobs of 4 runs; .*\n", cancelled)
     wait_for(lambda: all_finished(results, "smoke"), JOB_S, "the cancelled jobs to end", every=0.5)
     assert {r.status for r in statuses().values()} == {"cancelled"}
@@ -206,7 +206,7 @@ def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, 
 def test_stage_job_killed_without_a_word_fails_its_run_instead_of_blocking_it(cluster, make_results, tmp_path):
     results = make_results(tmp_path / "results")
     cli("run", "--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--set", "mae.epochs=1000", *SLURM,
-        "--results-dir", results)
+        "--runs-dir", results)
     (stage_job,) = [j["job_id"] for j in jobs_of(results, "smoke") if j["what"] != "run"]
     wait_for(lambda: next(results.glob("stages/pose_mae-*/checkpoint.pt"), None), JOB_S, "training to start")
     subprocess.run(["scancel", stage_job], check=True, timeout=120)  # as the OOM killer or an admin would
@@ -227,14 +227,14 @@ def test_jobs_sbatch_refuses_are_a_one_line_error(cluster, make_results, tmp_pat
     profile.write_text(profile_text)
     results = make_results(tmp_path / "results")
     result = cli("run", "--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--executor", "slurm",
-                 "--profile", profile, "--results-dir", results, check=False)
+                 "--profile", profile, "--runs-dir", results, check=False)
     assert_one_line_error(result, "sbatch refused the jobs of profile wrong: sbatch: ")
     assert complaint in result.stderr
     assert not list(results.glob("runs/**/slurm.json"))
 
 
 def test_unknown_profile_is_a_one_line_error(tmp_path):
-    result = cli("run", "--suite", "smoke", "--executor", "slurm", "--profile", "nope", "--results-dir", tmp_path,
+    result = cli("run", "--suite", "smoke", "--executor", "slurm", "--profile", "nope", "--runs-dir", tmp_path,
                  check=False)
     assert_one_line_error(result, "unknown SLURM profile 'nope'")
     assert not (tmp_path / "runs").exists()

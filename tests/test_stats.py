@@ -9,18 +9,20 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy import stats as scipy_stats
-
-from bench import claims, report, stats, suites, tables
-from bench.evaluation import evaluate
-from bench.plugins import Embeddings, Method
-from bench.store import Store
 from conftest import tiny_args
-from cpep.evaluate import balanced_accuracy, embed, linear_probe, zero_shot
-from cpep.data import read_metadata
-from cpep.pipeline import open_data
+from scipy import stats as scipy_stats
 from test_cli import cli, records
 from test_report import fixture_suite, make_record  # noqa: F401 (a fixture)
+
+from bench import suites
+from bench.plugins import Embeddings, Method
+from bench.report import build as report
+from bench.report import claims, stats, tables
+from bench.run.evaluation import evaluate
+from bench.run.store import Store
+from cpep.data.metadata import read_metadata
+from cpep.pretraining import open_data
+from cpep.probes import balanced_accuracy, embed, linear_probe, zero_shot
 
 CLAIMS_SUITE = """
 description = "every variant a claim compares"
@@ -33,7 +35,7 @@ label = "{name}"
 group = "{group}"
 set = {{ {setting} }}
 """ for name, method, group, setting in (
-    ("cpep", "cpep", "", ""), ("emg2pose", "emg2pose", "", ""), ("emg_mae", "emg_mae", "", ""),
+    ("cpep", "cpep", "", ""), ("emg2pose", "tds_regression", "", ""), ("emg_mae", "emg_mae", "", ""),
     ("frozen_emg", "cpep", "", '"align.train_emg" = false'), ("random_init", "cpep", "", '"align.emg_init" = "random"'),
     ("avgpool", "cpep", "", '"embedding.pooling" = "mean"'), ("joint", "cpep", "", '"align.train_pose" = true'),
     ("patch50", "cpep", "patch_length", '"emg.patch" = 50'), ("patch100", "cpep", "patch_length", '"emg.patch" = 100'),
@@ -325,7 +327,7 @@ def test_breakdowns_leave_the_overall_scores_as_they_were(tiny_data, tiny_config
 
 
 def test_scores_by_group_are_each_groups_balanced_accuracy():
-    from bench.evaluation import _scores_by
+    from bench.run.evaluation import _scores_by
     pred, labels = torch.tensor([0, 1, 1, 1, 0, 0]), torch.tensor([0, 1, 0, 1, 0, 1])
     users = np.array(["b", "b", "b", "a", "a", "a"])
     assert _scores_by(pred, labels, 2, users) == {
@@ -334,7 +336,7 @@ def test_scores_by_group_are_each_groups_balanced_accuracy():
 
 
 def test_generalization_is_a_breakdown_only_where_the_test_windows_hold_several_values():
-    from bench.evaluation import _groups
+    from bench.run.evaluation import _groups
 
     class Data:
         def __init__(self, generalization):
@@ -352,7 +354,7 @@ def test_generalization_is_a_breakdown_only_where_the_test_windows_hold_several_
 
 def test_a_tiny_run_records_each_held_out_users_scores(tmp_path):
     results = tmp_path / "results"
-    cli("run", "--suite", "smoke", "--variants", "cpep", "--seeds", "0", "--results-dir", results, *tiny_args(),
+    cli("run", "--suite", "smoke", "--variants", "cpep", "--seeds", "0", "--runs-dir", results, *tiny_args(),
         "--set", "data.synth.users=5", "--set", "data.synth.test_users=2")
     (rec,) = records(results).values()
     assert rec["status"] == "done", rec["error"]

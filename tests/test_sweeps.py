@@ -9,17 +9,18 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from rich.console import Console
-
-from bench import plugins, report
-from bench.planner import plan
-from bench.results import SEED_SOURCES
-from bench.store import Store
-from bench.suites import load as load_suite
 from conftest import TINY
-from cpep import pipeline
-from cpep.errors import ConfigError
+from rich.console import Console
 from test_report import make_record
+
+from bench import plugins
+from bench.report import build as report
+from bench.report.frames import SEED_SOURCES
+from bench.run.planner import plan
+from bench.run.store import Store
+from bench.suites import load as load_suite
+from cpep import pretraining
+from cpep.errors import ConfigError
 
 CPU = torch.device("cpu")
 
@@ -28,18 +29,18 @@ CPU = torch.device("cpu")
 
 def aligned_windows(data, monkeypatch, **overrides) -> list:
     """Train the alignment one epoch on the tiny data; returns the windows its batches were drawn from."""
-    seen, batches = [], pipeline.batches
+    seen, batches = [], pretraining.batches
 
     def spy(cfg, dataset, *args, **kwargs):
         seen.append(dataset)
         return batches(cfg, dataset, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "batches", spy)
+    monkeypatch.setattr(pretraining, "batches", spy)
     cfg = plugins.resolve(TINY, {"align.epochs": 1} | overrides)
     torch.manual_seed(7)
-    inputs = {"pose_mae": pipeline.make_encoder("pose", cfg, data).state_dict(),
-              "emg_mae": pipeline.make_encoder("emg", cfg, data).state_dict()}
-    _, history = pipeline.align(plugins.Context(cfg, data, 0, CPU, inputs), plugins.get("objective", "infonce"))
+    inputs = {"pose_mae": pretraining.make_encoder("pose", cfg, data).state_dict(),
+              "emg_mae": pretraining.make_encoder("emg", cfg, data).state_dict()}
+    _, history = pretraining.align(plugins.Context(cfg, data, 0, CPU, inputs), plugins.get("objective", "infonce"))
     assert len(history) == 1
     return seen
 
@@ -49,7 +50,7 @@ def pairs(windows) -> set:
 
 
 def test_the_alignment_reads_the_stated_fraction_of_windows(tiny_data, monkeypatch):
-    data = pipeline.open_data(plugins.resolve(TINY), tiny_data)
+    data = pretraining.open_data(plugins.resolve(TINY), tiny_data)
     every = data.selection("pretrain")
     (full,) = aligned_windows(data, monkeypatch)
     assert len(full) == len(every)

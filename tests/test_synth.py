@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
-import pytest
 import numpy as np
 import pandas as pd
+import pytest
 
-from cpep import schema, synth
-from cpep.recordings import validate_recording
+from cpep.data import schema
+from cpep.data.recordings import validate_recording
+from cpep.synth.simulator import simulator
 
 
 def _read(path):
@@ -22,7 +23,7 @@ def _read(path):
 def test_files_follow_the_emg2pose_schema(tiny_data):
     meta = pd.read_csv(tiny_data / "metadata.csv")
     assert list(meta.columns) == list(schema.METADATA_COLUMNS)
-    assert len(synth.stages("v1")) >= 12 and set(meta["stage"]) == set(synth.stages("v1"))  # TINY: stages v1
+    assert len(simulator.stages("v1")) >= 12 and set(meta["stage"]) == set(simulator.stages("v1"))  # TINY: stages v1
     rows, attrs = _read(tiny_data / f"{meta['filename'][0]}.hdf5")
     assert rows.dtype == schema.TIMESERIES_DTYPE
     assert set(schema.GROUP_ATTRS) <= set(attrs)
@@ -37,7 +38,7 @@ def test_metadata_holds_out_users_and_stages(tiny_data):
     meta = pd.read_csv(tiny_data / "metadata.csv")
     held_users = set(meta.loc[meta["held_out_user"], "user"])
     assert len(held_users) == 1 and held_users.isdisjoint(meta.loc[~meta["held_out_user"], "user"])
-    assert set(meta.loc[meta["held_out_stage"], "stage"]) == set(synth.HELD_OUT["v1"])
+    assert set(meta.loc[meta["held_out_stage"], "stage"]) == set(simulator.HELD_OUT["v1"])
     train = meta[meta["split"] == "train"]
     assert not train["held_out_user"].any() and not train["held_out_stage"].any()
     assert set(meta["generalization"]) == {"none", "stage", "user", "user_stage"}
@@ -56,10 +57,10 @@ def test_angles_stay_within_joint_limits_and_ik_failures_are_zero_rows(tiny_data
 
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path):
-    cfg = synth.SynthConfig(users=2, test_users=1, stage_seconds=2.0)
-    a = synth.generate(cfg, tmp_path / "a")
-    b = synth.generate(cfg, tmp_path / "b")
-    c = synth.generate(synth.SynthConfig(seed=1, users=2, test_users=1, stage_seconds=2.0), tmp_path / "c")
+    cfg = simulator.SynthConfig(users=2, test_users=1, stage_seconds=2.0)
+    a = simulator.generate(cfg, tmp_path / "a")
+    b = simulator.generate(cfg, tmp_path / "b")
+    c = simulator.generate(simulator.SynthConfig(seed=1, users=2, test_users=1, stage_seconds=2.0), tmp_path / "c")
     name = pd.read_csv(a / "metadata.csv")["filename"][3] + ".hdf5"
     assert np.array_equal(_read(a / name)[0], _read(b / name)[0])
     assert not np.array_equal(_read(a / name)[0]["emg"], _read(c / name)[0]["emg"])
@@ -69,13 +70,13 @@ def test_emg_leads_the_movement_it_causes():
     """A finger flexion at t = 1 s: forearm EMG power rises before the pose changes (no wrist muscles or effort
     drift, which pose does not drive)."""
     rng = np.random.default_rng(0)
-    user = synth.draw_user(rng, difficulty=0.0)
-    clean = synth.SynthConfig(wrist_sources=0.0, effort_drift=0.0)
+    user = simulator.draw_user(rng, difficulty=0.0)
+    clean = simulator.SynthConfig(wrist_sources=0.0, effort_drift=0.0)
     t = np.arange(4000) / 2000.0
-    rest = synth.shape_to_angles(*synth.REST)
-    fist = synth.shape_to_angles(*synth.STATIC_SHAPES["Fist"])
+    rest = simulator.shape_to_angles(*simulator.REST)
+    fist = simulator.shape_to_angles(*simulator.STATIC_SHAPES["Fist"])
     ramp = np.clip((t - 1.0) / 0.05, 0, 1)[:, None]
-    emg = synth.pose_to_emg(rest + ramp * (fist - rest), user, rng, cfg=clean)
+    emg = simulator.pose_to_emg(rest + ramp * (fist - rest), user, rng, cfg=clean)
     power = (emg.astype(float) ** 2).sum(axis=1)
     before = power[int(0.3 * 2000):int(0.8 * 2000)].mean()
     lead = power[int(0.95 * 2000):int(1.0 * 2000)].mean()  # the 50 ms before the movement starts
@@ -86,15 +87,15 @@ def test_emg_leads_the_movement_it_causes():
 
 def test_users_differ_and_gestures_differ_in_spatial_pattern():
     """Per-user ring rotation/gains change the pattern; a different gesture changes it more for one user."""
-    q = {name: np.repeat(synth.shape_to_angles(*synth.STATIC_SHAPES[name])[None], 4000, 0)
+    q = {name: np.repeat(simulator.shape_to_angles(*simulator.STATIC_SHAPES[name])[None], 4000, 0)
          for name in ("Fist", "Point")}
 
     def pattern(user, gesture):
-        emg = synth.pose_to_emg(q[gesture], user, np.random.default_rng(1)).astype(float)
+        emg = simulator.pose_to_emg(q[gesture], user, np.random.default_rng(1)).astype(float)
         rms = np.sqrt((emg[1000:] ** 2).mean(axis=0))
         return rms / np.linalg.norm(rms)
 
-    u1, u2 = (synth.draw_user(np.random.default_rng(s), difficulty=0.5) for s in (1, 2))
+    u1, u2 = (simulator.draw_user(np.random.default_rng(s), difficulty=0.5) for s in (1, 2))
     assert np.linalg.norm(pattern(u1, "Fist") - pattern(u2, "Fist")) > 0.05
     assert np.linalg.norm(pattern(u1, "Fist") - pattern(u1, "Point")) > 0.05
 
@@ -102,22 +103,22 @@ def test_users_differ_and_gestures_differ_in_spatial_pattern():
 def test_invalid_synth_settings_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="training user"):
-        synth.generate(synth.SynthConfig(users=2, test_users=2), tmp_path / "x")
+        simulator.generate(simulator.SynthConfig(users=2, test_users=2), tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
 # ------------------------------------------------------------------ stage set v2 and what pose does not explain
 
-SMALL_V2 = synth.SynthConfig(users=3, test_users=1, stage_seconds=4.0, sessions=2)
+SMALL_V2 = simulator.SynthConfig(users=3, test_users=1, stage_seconds=4.0, sessions=2)
 
 
 @pytest.fixture(scope="module")
 def v2_data(tmp_path_factory):
-    return synth.generate(SMALL_V2, tmp_path_factory.mktemp("v2") / "data")
+    return simulator.generate(SMALL_V2, tmp_path_factory.mktemp("v2") / "data")
 
 
 def _held(name, n=4000):
-    return np.repeat(synth.shape_to_angles(*synth.STATIC_SHAPES[name])[None], n, 0)
+    return np.repeat(simulator.shape_to_angles(*simulator.STATIC_SHAPES[name])[None], n, 0)
 
 
 def _rms(emg, rows=slice(None)):
@@ -125,11 +126,11 @@ def _rms(emg, rows=slice(None)):
 
 
 def test_v2_stages_share_postures_and_unseen_stages_share_more():
-    from cpep.gestures import load_vocab
-    stages, held_out = synth.STAGE_SETS["v2"], synth.HELD_OUT["v2"]
+    from cpep.data.gestures import load_vocab
+    stages, held_out = simulator.STAGE_SETS["v2"], simulator.HELD_OUT["v2"]
     vocab = load_vocab("synthetic-v2")
     assert set(vocab.stage_labels("unseen")) == set(held_out)
-    assert all(2 <= len(stages[s]) <= 5 for s in stages if s != synth.FREEFORM)
+    assert all(2 <= len(stages[s]) <= 5 for s in stages if s != simulator.FREEFORM)
 
     def shared(names):  # postures of a class found in another class of the same set, per class
         return [len(set(stages[a]) & {g for b in names if b != a for g in stages[b]}) for a in names]
@@ -142,23 +143,23 @@ def test_v2_stages_share_postures_and_unseen_stages_share_more():
 
 def test_v2_data_has_sessions_named_as_emg2pose_names_them(v2_data):
     meta = pd.read_csv(v2_data / "metadata.csv")
-    assert set(meta["stage"]) == set(synth.stages("v2"))
+    assert set(meta["stage"]) == set(simulator.stages("v2"))
     sessions = meta.groupby("user")["session"].nunique()
     assert (sessions == SMALL_V2.sessions).all() and meta["session"].nunique() == SMALL_V2.users * SMALL_V2.sessions
     assert meta["session"].str.fullmatch(r"\d{4}-\d\d-\d\d-\d{10}-[0-9a-f]{5}-cv-emg-pose-train@2").all()
     assert (meta.groupby("user")["split"].nunique() <= 2).all()  # a user's sessions share the user's split
-    assert (meta.groupby(["user", "session"]).size() == len(synth.stages("v2"))).all()
+    assert (meta.groupby(["user", "session"]).size() == len(simulator.stages("v2"))).all()
 
 
 def test_a_recording_starts_in_the_previous_stages_last_posture_and_ends_at_rest(v2_data):
     meta = pd.read_csv(v2_data / "metadata.csv")
     first = meta[(meta["user"] == "synth000")].iloc[:2]
-    rest = synth.shape_to_angles(*synth.REST)
+    rest = simulator.shape_to_angles(*simulator.REST)
     a0 = _read(v2_data / f"{first['filename'].iloc[0]}.hdf5")[0]["joint_angles"]
     a1 = _read(v2_data / f"{first['filename'].iloc[1]}.hdf5")[0]["joint_angles"]
     valid = lambda a: a[~np.all(a == 0.0, axis=1)]
-    last_posture = synth.STAGE_SETS["v2"][first["stage"].iloc[0]][-1]
-    target = synth.shape_to_angles(*synth.STATIC_SHAPES[last_posture])
+    last_posture = simulator.STAGE_SETS["v2"][first["stage"].iloc[0]][-1]
+    target = simulator.shape_to_angles(*simulator.STATIC_SHAPES[last_posture])
     start = valid(a1[:int(0.4 * 2000)]).mean(0)  # the first 0.4 s of the next stage
     assert np.abs(start - target).mean() < 0.5 * np.abs(rest - target).mean()
     for a in (a0, a1):
@@ -168,17 +169,17 @@ def test_a_recording_starts_in_the_previous_stages_last_posture_and_ends_at_rest
 def test_lead_seconds_zero_starts_the_first_gesture_at_once():
     rng = lambda: np.random.default_rng(3)
     style = np.zeros(20)
-    with_lead = synth.stage_trajectory(("Fist",), 4.0, rng(), style, start="Spread", lead_seconds=1.0)
-    spread = synth.shape_to_angles(*synth.STATIC_SHAPES["Spread"])
+    with_lead = simulator.stage_trajectory(("Fist",), 4.0, rng(), style, start="Spread", lead_seconds=1.0)
+    spread = simulator.shape_to_angles(*simulator.STATIC_SHAPES["Spread"])
     assert np.abs(with_lead[:90] - spread).mean() < 0.1  # the first second: still in the previous posture
-    without = synth.stage_trajectory(("Fist",), 4.0, rng(), style, start="Spread", lead_seconds=0.0)
+    without = simulator.stage_trajectory(("Fist",), 4.0, rng(), style, start="Spread", lead_seconds=0.0)
     assert np.abs(without[30:90] - spread).mean() > 0.3
 
 
 def test_users_hold_each_posture_their_own_way():
     def fists(style):
-        offsets = [synth.posture_offsets(np.random.default_rng(u), style) for u in range(2)]
-        return [synth.stage_trajectory(("Fist",), 3.0, np.random.default_rng(9), np.zeros(20), o)[120:200].mean(0)
+        offsets = [simulator.posture_offsets(np.random.default_rng(u), style) for u in range(2)]
+        return [simulator.stage_trajectory(("Fist",), 3.0, np.random.default_rng(9), np.zeros(20), o)[120:200].mean(0)
                 for o in offsets]
     same, different = fists(0.0), fists(0.3)
     assert np.abs(same[0] - same[1]).max() < 1e-9
@@ -187,8 +188,8 @@ def test_users_hold_each_posture_their_own_way():
 
 def test_ik_jitter_is_noise_of_the_angles_not_of_the_hand(tmp_path):
     small = dict(users=2, test_users=1, stage_seconds=2.0, sessions=1)
-    clean = synth.generate(synth.SynthConfig(ik_jitter=0.0, **small), tmp_path / "clean")
-    noisy = synth.generate(synth.SynthConfig(ik_jitter=0.05, **small), tmp_path / "noisy")
+    clean = simulator.generate(simulator.SynthConfig(ik_jitter=0.0, **small), tmp_path / "clean")
+    noisy = simulator.generate(simulator.SynthConfig(ik_jitter=0.05, **small), tmp_path / "noisy")
     name = pd.read_csv(clean / "metadata.csv")["filename"][0] + ".hdf5"
     a, b = _read(clean / name)[0], _read(noisy / name)[0]
     assert np.array_equal(a["emg"], b["emg"])  # EMG follows the hand, not the motion capture's error
@@ -200,25 +201,25 @@ def test_ik_jitter_is_noise_of_the_angles_not_of_the_hand(tmp_path):
 
 
 def test_held_postures_drive_the_muscles_less_than_moving_into_them():
-    user = synth.draw_user(np.random.default_rng(0), difficulty=0.0)
+    user = simulator.draw_user(np.random.default_rng(0), difficulty=0.0)
     t = np.arange(8000) / 2000.0
-    rest, fist = synth.shape_to_angles(*synth.REST), synth.shape_to_angles(*synth.STATIC_SHAPES["Fist"])
+    rest, fist = simulator.shape_to_angles(*simulator.REST), simulator.shape_to_angles(*simulator.STATIC_SHAPES["Fist"])
     q = rest + np.clip((t - 1.0) / 0.2, 0, 1)[:, None] * (fist - rest)
 
     def hold_over_move(hold_drive):
-        cfg = synth.SynthConfig(wrist_sources=0.0, effort_drift=0.0, hold_drive=hold_drive)
-        emg = synth.pose_to_emg(q, user, np.random.default_rng(1), cfg=cfg)
+        cfg = simulator.SynthConfig(wrist_sources=0.0, effort_drift=0.0, hold_drive=hold_drive)
+        emg = simulator.pose_to_emg(q, user, np.random.default_rng(1), cfg=cfg)
         return _rms(emg, slice(6000, 8000)) / _rms(emg, slice(1900, 2300))
     assert hold_over_move(0.3) < 0.8 * hold_over_move(1.0)
 
 
 def test_wrist_muscles_and_effort_move_emg_that_pose_does_not():
     """At a fixed pose, the EMG envelope varies over time with wrist sources and effort drift, hardly without."""
-    user = synth.draw_user(np.random.default_rng(0), difficulty=0.0)
+    user = simulator.draw_user(np.random.default_rng(0), difficulty=0.0)
     q = _held("Point", 20000)
 
     def envelope_spread(**knobs):
-        emg = synth.pose_to_emg(q, user, np.random.default_rng(2), cfg=synth.SynthConfig(**knobs)).astype(float)
+        emg = simulator.pose_to_emg(q, user, np.random.default_rng(2), cfg=simulator.SynthConfig(**knobs)).astype(float)
         power = np.log((emg[2000:] ** 2).reshape(-1, 1000, 16).mean(1))  # 0.5 s bins
         return power.std(0).mean()
     still = envelope_spread(wrist_sources=0.0, effort_drift=0.0)
@@ -227,27 +228,27 @@ def test_wrist_muscles_and_effort_move_emg_that_pose_does_not():
 
 
 def test_sessions_differ_by_donning_and_grow_with_fatigue():
-    user = synth.draw_user(np.random.default_rng(0), difficulty=0.0)
+    user = simulator.draw_user(np.random.default_rng(0), difficulty=0.0)
     q = _held("Fist")
-    cfg = synth.SynthConfig(wrist_sources=0.0, effort_drift=0.0, fatigue=0.5)
-    emg = lambda donning, progress=(0.0, 0.0): synth.pose_to_emg(q, user, np.random.default_rng(4), donning, cfg,
+    cfg = simulator.SynthConfig(wrist_sources=0.0, effort_drift=0.0, fatigue=0.5)
+    emg = lambda donning, progress=(0.0, 0.0): simulator.pose_to_emg(q, user, np.random.default_rng(4), donning, cfg,
                                                                  progress)
-    base = emg(synth.Donning())
+    base = emg(simulator.Donning())
     # One volts-per-unit constant per session, no renormalisation of a recording: twice the scale, twice the volts
     # (the fixed noise floor aside).
-    assert 1.8 < _rms(emg(synth.Donning(scale=2.0))) / _rms(base) < 2.05
-    donnings = [synth.draw_donning(np.random.default_rng(k), cfg) for k in range(2)]
+    assert 1.8 < _rms(emg(simulator.Donning(scale=2.0))) / _rms(base) < 2.05
+    donnings = [simulator.draw_donning(np.random.default_rng(k), cfg) for k in range(2)]
     patterns = [np.sqrt((emg(d).astype(float) ** 2).mean(0)) for d in donnings]
     assert np.linalg.norm(patterns[0] / np.linalg.norm(patterns[0]) - patterns[1] / np.linalg.norm(patterns[1])) > 0.05
-    tired = emg(synth.Donning(), (1.0, 1.0))
+    tired = emg(simulator.Donning(), (1.0, 1.0))
     assert _rms(tired) > 1.3 * _rms(base)
 
 
 def test_users_bands_sit_rotated_beyond_the_training_augmentation():
-    cfg = synth.SynthConfig(ring_rotation=2.5)
-    rotations = [synth.draw_user(np.random.default_rng(u), 0.5, cfg).rotation / (2 * np.pi / 16) for u in range(40)]
+    cfg = simulator.SynthConfig(ring_rotation=2.5)
+    rotations = [simulator.draw_user(np.random.default_rng(u), 0.5, cfg).rotation / (2 * np.pi / 16) for u in range(40)]
     assert max(np.abs(rotations)) > 1.5 and max(np.abs(rotations)) <= 2.5
-    none = [synth.draw_user(np.random.default_rng(u), 0.5, synth.SynthConfig(ring_rotation=0.0)).rotation
+    none = [simulator.draw_user(np.random.default_rng(u), 0.5, simulator.SynthConfig(ring_rotation=0.0)).rotation
             for u in range(5)]
     assert none == [0.0] * 5
 
@@ -262,9 +263,10 @@ def test_default_protocol_tests_many_users_and_trains_on_10_to_20():
 
 
 def test_stages_v1_keep_the_synthetic_v1_vocabulary(tiny_data):
-    from cpep.data import Emg2PoseData, WindowSpec
-    from cpep.gestures import load_vocab
-    assert synth.vocabulary(tiny_data) == "synthetic-v1"
+    from cpep.data.emg2pose import Emg2PoseData
+    from cpep.data.gestures import load_vocab
+    from cpep.data.windows import WindowSpec
+    assert simulator.vocabulary(tiny_data) == "synthetic-v1"
     Emg2PoseData(tiny_data, load_vocab("synthetic-v1"), WindowSpec(2000, 1000, 10))
 
 
@@ -280,11 +282,12 @@ def test_stages_v1_with_the_default_vocabulary_is_refused_in_one_line():
 # ------------------------------------------------------------------ the data seed follows the run seed
 
 def _data_keys(runs):
-    return {(r.variant.name, r.seed): synth.SynthConfig(**r.config["data"]["synth"]).key() for r in runs}
+    return {(r.variant.name, r.seed): simulator.SynthConfig(**r.config["data"]["synth"]).key() for r in runs}
 
 
 def test_each_run_seed_reads_its_own_data_and_the_same_seed_the_same():
-    from bench import planner, suites
+    from bench import suites
+    from bench.run import planner
     suite = suites.load("smoke")
     keys = _data_keys(planner.plan(suite, seeds=(0, 1, 0)))
     assert keys["cpep", 0] != keys["cpep", 1]
@@ -296,18 +299,18 @@ def test_each_run_seed_reads_its_own_data_and_the_same_seed_the_same():
     assert runs[0].stages[0].key != runs[1].stages[0].key
     fixed = _data_keys(planner.plan(suite, seeds=(0, 1), overrides={"data.synth.seed_per_run": False,
                                                                     "data.synth.seed": 7}))
-    assert fixed["cpep", 0] == fixed["cpep", 1] == synth.SynthConfig(seed=7).key()
+    assert fixed["cpep", 0] == fixed["cpep", 1] == simulator.SynthConfig(seed=7).key()
 
 
 def test_calibration_prints_the_floor_and_the_ceiling_on_the_probe_selections(tmp_path):
     from typer.testing import CliRunner
 
-    from bench import calibrate
+    from bench.check import calibrate
     small = ["data.synth.users=4", "data.synth.test_users=2", "data.synth.stage_seconds=3",
              "data.synth.sessions=1", "eval.lp_max_iter=30",
              # one gesture per stage: pose separates the classes even on this little data
              "data.synth.stages=v1", "data.vocab=synthetic-v1"]
-    args = [a for s in small for a in ("--set", s)] + ["--results-dir", str(tmp_path)]
+    args = [a for s in small for a in ("--set", s)] + ["--runs-dir", str(tmp_path)]
     result = CliRunner().invoke(calibrate.app, args)
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()
@@ -315,17 +318,18 @@ def test_calibration_prints_the_floor_and_the_ceiling_on_the_probe_selections(tm
     assert float(rows["ceiling"][0]) > float(rows["floor"][0])  # pose tells the classes apart better than EMG power
     assert all(0.0 <= float(v) <= 1.0 for v in rows["ceiling"][:2] + rows["floor"][:2])
     assert "missed by" in result.output or "met" in result.output
-    bad = CliRunner().invoke(calibrate.app, ["--set", "data.synth.users=0", "--results-dir", str(tmp_path)])
+    bad = CliRunner().invoke(calibrate.app, ["--set", "data.synth.users=0", "--runs-dir", str(tmp_path)])
     assert bad.exit_code == 2 and bad.output.strip().startswith("error: data.synth: ")
 
 
 def test_the_simulators_code_is_part_of_the_datas_key(tmp_path, monkeypatch):
     """Data written by an older simulator is never read as current: a new simulator writes a new dataset, and the
     stages trained on it get new keys."""
-    from bench import fingerprint, planner, suites
-    from bench.store import Store
-    simulator_files = {p.name for p in fingerprint.closure([Path(synth.__file__)])}
-    assert {"synth.py", "synth_pose.py", "synth_emg.py", "synth_config.py"} <= simulator_files
+    from bench import suites
+    from bench.run import fingerprint, planner
+    from bench.run.store import Store
+    simulator_files = {p.name for p in fingerprint.closure([Path(simulator.__file__)])}
+    assert {"simulator.py", "synth_pose.py", "synth_emg.py", "synth_config.py"} <= simulator_files
     tiny = {"data.synth.users": 2, "data.synth.test_users": 1, "data.synth.stage_seconds": 2.0,
             "data.synth.sessions": 1}
     plan = planner.plan(suites.load("smoke"), seeds=(0,), variants=["cpep"], overrides=tiny)
@@ -337,9 +341,9 @@ def test_the_simulators_code_is_part_of_the_datas_key(tmp_path, monkeypatch):
 
 
 def test_users_written_by_several_processes_are_the_same_files(tmp_path):
-    cfg = synth.SynthConfig(users=3, test_users=1, stage_seconds=2.0, sessions=1)
-    one, two = synth.generate(cfg, tmp_path / "one", workers=1), synth.generate(cfg, tmp_path / "two", workers=2)
+    cfg = simulator.SynthConfig(users=3, test_users=1, stage_seconds=2.0, sessions=1)
+    one, two = simulator.generate(cfg, tmp_path / "one", workers=1), simulator.generate(cfg, tmp_path / "two", workers=2)
     names = sorted(p.name for p in one.glob("*.hdf5"))
-    assert names == sorted(p.name for p in two.glob("*.hdf5")) and len(names) == 3 * len(synth.GESTURES)
+    assert names == sorted(p.name for p in two.glob("*.hdf5")) and len(names) == 3 * len(simulator.GESTURES)
     assert (one / "metadata.csv").read_text() == (two / "metadata.csv").read_text()
     assert all(np.array_equal(_read(one / name)[0], _read(two / name)[0]) for name in names)

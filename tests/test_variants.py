@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-
-from bench import planner, suites
-from conftest import TINY
+from conftest import TINY, tiny_args
 from test_cli import cli, records
-from conftest import tiny_args
+
+from bench import suites
+from bench.run import planner
 
 
 def plan(suite="full", seeds=(0,), **overrides):
@@ -48,7 +48,7 @@ def test_ablations_change_only_what_they_ablate():
     assert len({keys(runs[p])["emg_mae"] for p in ("patch50", "patch100", "patch400")} | {cpep["emg_mae"]}) == 4
     assert keys(runs["emg_mae"])["emg_mae"] == cpep["emg_mae"]
     assert keys(runs["pose_mae"])["pose_mae"] == cpep["pose_mae"]
-    assert [s.kind for s in runs["emg2pose"].stages] == ["emg2pose", "eval"]
+    assert [s.kind for s in runs["emg2pose"].stages] == ["tds_regression", "eval"]
     assert [s.kind for s in runs["poset"].stages] == ["poset", "eval"]
 
 
@@ -75,7 +75,7 @@ def test_selection_of_seeds_and_variants():
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("full")
-    cli("run", "--suite", "full", "--seeds", "0", "--results-dir", results, *tiny_args())
+    cli("run", "--suite", "full", "--seeds", "0", "--runs-dir", results, *tiny_args())
     return results
 
 
@@ -149,12 +149,12 @@ def test_editing_a_vocabulary_file_makes_new_evaluations(tmp_path):
 
 def test_streamed_and_in_memory_data_train_the_same_weights(tiny_data, tiny_config):
     from bench.plugins import Context
-    from cpep import pipeline
-    data = pipeline.open_data(tiny_config, tiny_data)
+    from cpep import pretraining
+    data = pretraining.open_data(tiny_config, tiny_data)
     device = torch.device("cpu")
-    in_memory, _ = pipeline.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
+    in_memory, _ = pretraining.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
     tiny_config["data"]["in_memory_gb"] = 0.0
-    streamed, _ = pipeline.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
+    streamed, _ = pretraining.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
     assert all(torch.equal(in_memory[k], streamed[k]) for k in in_memory)
 
 

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from cpep import window_cache
-from cpep.data import Emg2PoseData, WindowSpec
-from cpep.gestures import load_vocab
-from cpep.recordings import OPEN_FILES
-from cpep.train import Batches
+from cpep.data import cache as window_cache
+from cpep.data.emg2pose import Emg2PoseData
+from cpep.data.gestures import load_vocab
+from cpep.data.recordings import OPEN_FILES
+from cpep.data.windows import WindowSpec
+from cpep.nn.train import Batches
 
 SPEC = WindowSpec(window=2000, stride=1000, pose_decimation=10)
 VOCAB = load_vocab("synthetic-v1")
@@ -110,9 +111,10 @@ def test_the_key_follows_the_window_config_the_selection_and_the_files(copy):
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from cpep import window_cache
-from cpep.data import Emg2PoseData, WindowSpec
-from cpep.gestures import load_vocab
+from cpep.data import cache as window_cache
+from cpep.data.emg2pose import Emg2PoseData
+from cpep.data.windows import WindowSpec
+from cpep.data.gestures import load_vocab
 
 fill = window_cache._fill
 
@@ -175,11 +177,12 @@ BOUNDED_FILES = """
 import resource, sys
 from pathlib import Path
 import numpy as np, torch
-from cpep import schema, synth
-from cpep.data import WindowDataset, WindowSpec
+from cpep.data import schema
+from cpep.synth.simulator import simulator
+from cpep.data.windows import WindowDataset, WindowSpec
 from cpep.errors import DataError
-from cpep.recordings import OPEN_FILES, OpenFiles
-from cpep.train import Batches
+from cpep.data.recordings import OPEN_FILES, OpenFiles
+from cpep.nn.train import Batches
 
 tmp, count, limit = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
@@ -190,7 +193,7 @@ for i in range(count):
     rows["joint_angles"] = rng.uniform(0.1, 1.0, (300, schema.NUM_JOINTS))
     rows["emg"] = rng.normal(size=(300, schema.NUM_CHANNELS))
     paths.append(tmp / f"rec{i}.hdf5")
-    synth.write_recording(paths[-1], rows, {"sample_rate": schema.SAMPLE_RATE})
+    simulator.write_recording(paths[-1], rows, {"sample_rate": schema.SAMPLE_RATE})
 stats = {"emg_std": [1.0] * 16, "pose_mean": [0.0] * 20, "pose_std": [1.0] * 20}
 recording = np.tile(np.arange(count), 3)  # each pass goes through every file: no handle is reused
 ds = WindowDataset(paths, recording, np.repeat([0, 100, 200], count), np.zeros(3 * count), WindowSpec(100, 100, 10),

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from bench import plugins
-from bench.evaluation import evaluate
 from bench.plugins import Embeddings, Method
-from cpep import evaluate as zs
+from bench.run.evaluation import evaluate
+from cpep import probes as zs
 from cpep.errors import ConfigError
-from cpep.pipeline import open_data
+from cpep.pretraining import open_data
 
 
 def exact_reference(queries, references, labels, num_classes, k):

@@ -7,8 +7,8 @@ import hashlib
 from pathlib import Path
 
 from bench.datasets._on_disk import OnDisk
-from cpep import protocols
-from cpep.metadata import locate, read_filenames
+from cpep.data import protocols
+from cpep.data.metadata import locate, read_filenames
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,5 +37,5 @@ class Dataset(OnDisk):
         return ident
 
     def open(self, cfg, store):
-        from cpep.pipeline import open_data
+        from cpep.pretraining import open_data
         return open_data(cfg, self.root(cfg, store), store.cache_dir)

@@ -6,8 +6,8 @@ pre-training reads (those the gesture vocabulary names in-distribution)."""
 from pathlib import Path
 
 from bench.datasets._on_disk import OnDisk
+from cpep.data.ninapro import CHANNELS, GLOVE, SAMPLE_RATE, files_identity, vocab_movements
 from cpep.errors import ConfigError
-from cpep.ninapro import CHANNELS, GLOVE, SAMPLE_RATE, files_identity, vocab_movements
 
 
 class Dataset(OnDisk):
@@ -17,7 +17,7 @@ class Dataset(OnDisk):
     sample_rate = SAMPLE_RATE
 
     def identity(self, cfg):
-        from cpep.gestures import load_vocab
+        from cpep.data.gestures import load_vocab
         d = cfg["data"]
         return {"name": self.name, "window": d["window"], "stride": d["stride"],
                 "pose_decimation": d["pose_decimation"],
@@ -31,9 +31,9 @@ class Dataset(OnDisk):
                               f"dataset is read with the default protocol only")
 
     def open(self, cfg, store):
-        from cpep.data import WindowSpec
-        from cpep.gestures import load_vocab
-        from cpep.ninapro_data import NinaproData
+        from cpep.data.gestures import load_vocab
+        from cpep.data.ninapro_windows import NinaproData
+        from cpep.data.windows import WindowSpec
         d = cfg["data"]
         return NinaproData(self.root(cfg, store), load_vocab(d["vocab"]),
                            WindowSpec(d["window"], d["stride"], d["pose_decimation"]), store.cache_dir)

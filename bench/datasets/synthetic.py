@@ -1,14 +1,14 @@
 """The built-in synthetic dataset: simulated users written in the emg2pose format (HDF5 + metadata.csv), generated
-on first use into the results directory and read by the emg2pose reader."""
+on first use into the runs directory and read by the emg2pose reader."""
 
 import copy
 from dataclasses import asdict
 
-from bench import fingerprint
 from bench.plugins import Dataset as Base
-from cpep import protocols
+from bench.run import fingerprint
+from cpep.data import protocols
 from cpep.errors import ConfigError
-from cpep.synth_config import SynthConfig
+from cpep.synth.config import SynthConfig
 
 # Every SynthConfig setting but the hand sides (a tuple, which --set cannot write).
 DEFAULTS = {k: v for k, v in asdict(SynthConfig()).items() if k != "sides"}
@@ -48,5 +48,5 @@ class Dataset(Base):
         return store.synthetic_root(cfg["data"]["synth"])
 
     def open(self, cfg, store):
-        from cpep.pipeline import open_data
+        from cpep.pretraining import open_data
         return open_data(cfg, self.root(cfg, store), store.cache_dir)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import runner
-from bench.planner import Run, Stage, epochs
-from bench.status import summary
-from bench.store import Store
+from bench.run import runner
+from bench.run.planner import Run, Stage, epochs
+from bench.run.status import summary
+from bench.run.store import Store
 
 
 def execute(runs: list[Run], store: Store, console: Console, fail_fast: bool = False) -> list[dict]:

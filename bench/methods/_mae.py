@@ -5,13 +5,13 @@ from bench.plugins import Embeddings, Method, Step
 
 
 def _train_emg(ctx):
-    from cpep import pipeline
-    return pipeline.pretrain_mae("emg", ctx)
+    from cpep import pretraining
+    return pretraining.pretrain_mae("emg", ctx)
 
 
 def _train_pose(ctx):
-    from cpep import pipeline
-    return pipeline.pretrain_mae("pose", ctx)
+    from cpep import pretraining
+    return pretraining.pretrain_mae("pose", ctx)
 
 
 STEPS = {modality: Step(f"{modality}_mae", sections=("encoder", modality, "mae"), train=train, epochs="mae")
@@ -25,7 +25,7 @@ class MaeMethod(Method):
         return (STEPS[self.modality],)
 
     def embeddings(self, cfg, data, models):
-        from cpep.pipeline import make_encoder
+        from cpep.pretraining import make_encoder
         encoder = make_encoder(self.modality, cfg, data)
         encoder.load_state_dict(models[f"{self.modality}_mae"])
         return Embeddings(encoder, lp=lambda batch: encoder(batch[self.modality]))

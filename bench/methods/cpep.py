@@ -8,15 +8,16 @@ the projection head's output: the part that ablation trains. Our reading of the 
 unchanged EMG-MAE encoder; probing the encoder would repeat EMG-MAE's row by construction."""
 
 from bench.methods import emg_mae, pose_mae
-from bench.plugins import Embeddings, Method as Base, Step
+from bench.plugins import Embeddings, Step
+from bench.plugins import Method as Base
 from cpep.config import MIN_TEMPERATURE, check_bounds
 from cpep.errors import ConfigError
 
 
 def train(ctx):
     from bench import plugins
-    from cpep import pipeline
-    return pipeline.align(ctx, plugins.get("objective", ctx.cfg["align"]["objective"]))
+    from cpep import pretraining
+    return pretraining.align(ctx, plugins.get("objective", ctx.cfg["align"]["objective"]))
 
 
 ALIGN = Step("align", sections=("encoder", "embedding", "emg", "pose", "align"), train=train,
@@ -56,7 +57,7 @@ class Method(Base):
 
     def embeddings(self, cfg, data, models):
         from bench import plugins
-        from cpep.pipeline import Aligned
+        from cpep.pretraining import Aligned
         model = Aligned(cfg, data, plugins.get("objective", cfg["align"]["objective"]))
         model.load_state_dict(models["align"])
 

@@ -1,12 +1,13 @@
 """PoseT: CPEP's Transformer EMG encoder trained from scratch, with supervision, to regress hand pose; LP reads
 its pooled embedding."""
 
-from bench.plugins import Embeddings, Method as Base, Step
+from bench.plugins import Embeddings, Step
+from bench.plugins import Method as Base
 
 
 def build(cfg, data):
     from baselines.poset import PoseTransformer
-    from cpep.pipeline import make_encoder
+    from cpep.pretraining import make_encoder
     return PoseTransformer(make_encoder("emg", cfg, data), data.pose_dims)
 
 

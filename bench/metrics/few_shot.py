@@ -1,4 +1,4 @@
-"""Few-shot linear probes: the linear probe (cpep.evaluate.linear_probe) trained on only k labelled training
+"""Few-shot linear probes: the linear probe (cpep.probes.linear_probe) trained on only k labelled training
 windows per class, k = 1, 5, 10, 20, scored on all the held-out users' windows (balanced accuracy). Each k is the
 mean over RESAMPLES draws of the k windows; the draws follow the run's order seed (the run seed unless seeds.order
 is set): the same seed draws the same windows, another seed others. A class with fewer than k training windows
@@ -31,7 +31,8 @@ class Metric(Base):
 
     def compute(self, train, test, num_classes, cfg, device, seed=0):
         import torch
-        from cpep.evaluate import linear_probe
+
+        from cpep.probes import linear_probe
         (x, y), e = train, cfg["eval"]
         generator = torch.Generator().manual_seed(seed)
         scores = {}

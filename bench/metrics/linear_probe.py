@@ -9,6 +9,6 @@ class Metric(Base):
     keys = ("lp",)
 
     def predict(self, train, test, num_classes, cfg, device):
-        from cpep.evaluate import linear_probe_predictions
+        from cpep.probes import linear_probe_predictions
         e = cfg["eval"]
         return {"lp": linear_probe_predictions(*train, test[0], num_classes, e["lp_weight_decay"], e["lp_max_iter"])}

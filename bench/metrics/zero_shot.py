@@ -9,7 +9,7 @@ class Metric(Base):
     keys = ("zs",)
 
     def predict(self, train, test, num_classes, cfg, device):
-        from cpep.evaluate import zero_shot_predictions
+        from cpep.probes import zero_shot_predictions
         (references, reference_labels), (queries, _) = train, test
         return {"zs": zero_shot_predictions(queries, references, reference_labels, num_classes, cfg["eval"]["k"],
                                             device)}

@@ -10,9 +10,9 @@ from rich.table import Table
 
 from bench import plugins
 from bench.perf import measure, projection, steps, table
-from bench.store import Store
+from bench.run.store import Store
+from cpep.nn.train import pick_device
 from cpep.threads import use_threads
-from cpep.train import pick_device
 
 
 def notes(device_type: str, slowdown: float, threads: int) -> list[str]:

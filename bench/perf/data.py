@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from bench.perf import table, timing
-from cpep.data import WindowDataset
-from cpep.train import Batches
+from cpep.data.windows import WindowDataset
+from cpep.nn.train import Batches
 
 
 def _hdf5(windows: WindowDataset, device: torch.device) -> Callable[[], object]:

@@ -8,9 +8,10 @@ import platform
 
 import torch
 
-from bench.perf import contention, data as data_paths, roofline, steps, timing, zero_shot
-from bench.provenance import precision
-from cpep.train import Batches
+from bench.perf import contention, roofline, steps, timing, zero_shot
+from bench.perf import data as data_paths
+from bench.run.provenance import precision
+from cpep.nn.train import Batches
 
 # Per device: the roofline's matrix size and how long to time each row.
 ROOFLINE_N = {"cpu": 2048, "cuda": 8192}

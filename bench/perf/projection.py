@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bench import planner, plugins, suites
+from bench import plugins, suites
+from bench.run import planner
 
 TRAIN_HOURS = 250.9        # emg2pose's training split, hours of recordings (emg2pose, Table 1)
 PAPER_V100_HOURS = 18.0    # CPEP: about 4.5 h on 4 x V100 per model
 # The measured step that does each stage kind's work. Pose-MAE runs the EMG-MAE step's encoder size on as many
 # tokens; PoseT is the alignment step's EMG encoder, forward and backward, without the frozen pose encoder.
-STEP_OF_KIND = {"pose_mae": "mae", "emg_mae": "mae", "align": "align", "poset": "align", "emg2pose": "supervised"}
+STEP_OF_KIND = {"pose_mae": "mae", "emg_mae": "mae", "align": "align", "poset": "align", "tds_regression": "supervised"}
 # emg2pose's featurizer has one size: its row serves the projections of every encoder size.
 SUPERVISED_MODEL = "paper-base"
 NOTE = ("projection from measured step rates on this device, not a measured run: every step of the schedule at "

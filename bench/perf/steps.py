@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from bench import plugins
 from bench.perf import table, timing
-from cpep.data import random_channel_roll
-from cpep.train import autocast, compile_forward, make_optimizer, train_step
+from cpep.data.windows import random_channel_roll
+from cpep.nn.train import autocast, compile_forward, make_optimizer, train_step
 
 # Encoder sizes of the paper's scale (a ViT-small-like base and a ViT-base-like large), and emg2pose's own TDS
 # featurizer for the supervised baseline (it has one size: it does not grow with the Transformer's).
@@ -29,7 +29,7 @@ QUICK = {
 }
 
 
-METHODS = ("emg_mae", "cpep", "emg2pose")  # whose steps are measured: their configuration rules apply
+METHODS = ("emg_mae", "cpep", "tds_regression")  # whose steps are measured: their configuration rules apply
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,14 @@ def encoder_size(cfg: dict) -> str:
 
 
 def _mae(cfg, data, device, batch):
-    from cpep.pipeline import make_mae
+    from cpep.pretraining import make_mae
     mae = make_mae("emg", cfg, data).to(device)
     shift = cfg["emg"]["rotation_augment"]
     return mae, lambda b: mae(random_channel_roll(b["emg"], shift))[0], None
 
 
 def _aligned(cfg, data, device):
-    from cpep.pipeline import Aligned
+    from cpep.pretraining import Aligned
     model = Aligned(cfg, data, plugins.get("objective", cfg["align"]["objective"])).to(device)
     model.pose.requires_grad_(False)
     return model
@@ -71,7 +71,7 @@ def _aligned(cfg, data, device):
 def _align(cfg, data, device, batch):
     """The alignment step as the stage takes it: the frozen pose encoder's embeddings computed once and looked up
     by the batch's window indices."""
-    from cpep.pipeline import alignment_loss
+    from cpep.pretraining import alignment_loss
     model = _aligned(cfg, data, device)
     model.pose.eval()
     with torch.no_grad(), autocast(device):
@@ -82,13 +82,13 @@ def _align(cfg, data, device, batch):
 
 def _align_uncached(cfg, data, device, batch):
     """The same step running the frozen pose encoder on every batch (the loss and gradients are the same)."""
-    from cpep.pipeline import alignment_loss
+    from cpep.pretraining import alignment_loss
     model = _aligned(cfg, data, device)
     return model, alignment_loss(model, cfg["emg"]["rotation_augment"]), model.temperature.clamp_
 
 
 def _supervised(cfg, data, device, batch):
-    from bench.methods.emg2pose import build
+    from bench.methods.tds_regression import build
     model = build(cfg, data).to(device)
     shift = cfg["emg"]["rotation_augment"]
     return model, lambda b: F.l1_loss(model(random_channel_roll(b["emg"], shift)).float(),
@@ -133,7 +133,7 @@ def steps_for(device: torch.device) -> tuple[Step, ...]:
 
 def trainer(model: torch.nn.Module, loss_fn: Callable, after_step: Callable | None, batch: dict,
             device: torch.device, compiled: bool = False, static_shapes: bool = True) -> Callable[[], None]:
-    """One training step as cpep.train.fit takes it (fused AdamW on CUDA), on the same batch each time."""
+    """One training step as cpep.nn.train.fit takes it (fused AdamW on CUDA), on the same batch each time."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, params, weight_decay=0.05, lr=1e-4)
     model.train()

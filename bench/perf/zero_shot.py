@@ -1,4 +1,4 @@
-"""Zero-shot classification (cpep.evaluate.zero_shot: k nearest pose references by cosine) on random
+"""Zero-shot classification (cpep.probes.zero_shot: k nearest pose references by cosine) on random
 embeddings of a realistic size: queries per second."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from bench.perf import table, timing
-from cpep.evaluate import zero_shot
+from cpep.probes import zero_shot
 
 SIZE = (4096, 1024)  # (references, queries): the pose references of a probe's training side, a test side
 CLASSES = 4

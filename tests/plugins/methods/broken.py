@@ -1,6 +1,7 @@
 """A method whose training raises deep inside its code, for the failure tests."""
 
-from bench.plugins import Embeddings, Method as Base, Step
+from bench.plugins import Method as Base
+from bench.plugins import Step
 
 
 def _deep_inside(ctx):

@@ -1,7 +1,8 @@
 """A method added as one file: the mean log-power of each EMG channel, standardised with statistics of the
 pre-training windows. No gradient training; LP reads the standardised envelope."""
 
-from bench.plugins import Embeddings, Method as Base, Step
+from bench.plugins import Embeddings, Step
+from bench.plugins import Method as Base
 
 
 def envelope(emg):
@@ -10,7 +11,7 @@ def envelope(emg):
 
 
 def train(ctx):
-    from cpep.pipeline import batches
+    from cpep.pretraining import batches
     feats = [envelope(b["emg"]) for b in batches(ctx.cfg, ctx.data.selection("pretrain"), 64, ctx.device,
                                                   ctx.seed).in_order()]
     import torch

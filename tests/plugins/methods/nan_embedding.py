@@ -1,6 +1,7 @@
 """A method whose embedding is NaN in one of its dimensions, for the test that no score is computed from NaN."""
 
-from bench.plugins import Embeddings, Method as Base, Step
+from bench.plugins import Embeddings, Step
+from bench.plugins import Method as Base
 
 
 def train(ctx):

@@ -11,7 +11,8 @@ class Metric(Base):
     def compute(self, train, test, num_classes, cfg, device):
         import torch
         import torch.nn.functional as F
-        from cpep.evaluate import balanced_accuracy
+
+        from cpep.probes import balanced_accuracy
         (x, y), (xt, yt) = train, test
         centroids = torch.stack([F.normalize(x[y == c], dim=-1).mean(0) for c in range(num_classes)])
         pred = (F.normalize(xt, dim=-1) @ F.normalize(centroids, dim=-1).T).argmax(1)

@@ -1,0 +1,320 @@
+"""`cpep-bench report`: a suite's results over seeds, with confidence intervals, beside the paper's numbers.
+
+Seeds asked: every seed that has a record of the suite on the dataset, whatever its variant or status. A variant
+with results for fewer of them is marked, and each (variant, seed) without a result is listed with its reason
+(failed, still running or interrupted, queued, or no record at all). The suite's default seeds that no variant has
+a record for are named once instead of once per variant: `run --seeds 0-1` on a five-seed suite is a choice, and
+the report says which default seeds it left out.
+
+Results of stale runs (stages reused although the code that made them has changed) count like any other, and every
+table marks their variants.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from rich.console import Console
+
+from bench.report import claims, latex, reference, scores, stats, tables, variance
+from bench.report.frames import (
+    BOUNDS_GROUP,
+    REFERENCE_VARIANT,
+    Report,
+    chance_levels,
+    curves_frame,
+    metric_order,
+    not_applicable,
+    stale_seeds,
+    values_frame,
+)
+from bench.run import records_table
+from cpep.errors import UserError
+from cpep.files import write_text_atomically
+
+if TYPE_CHECKING:  # both import torch; the report needs neither at run time
+    from bench.run.store import Store
+    from bench.suites import Suite
+
+FORMATS = ("md", "tex", "csv")
+
+
+# records -> the report
+
+def pick_dataset(records: list[dict], data: str | None, suite: str) -> str:
+    found = sorted({r["dataset"] for r in records})
+    if data is None:
+        if len(found) > 1:
+            raise UserError(f"suite {suite!r} has records on several datasets ({', '.join(found)}): "
+                            f"choose one with --data")
+        return found[0]
+    if data not in found:
+        raise UserError(f"suite {suite!r} has no records on dataset {data!r} (it has: {', '.join(found)})")
+    return data
+
+
+def variant_order(suite: Suite, records: list[dict]) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """(variants in display order, their labels, their groups): the suite's order, then variants only found in
+    records, with the floor and ceiling last wherever the suite includes them."""
+    labels = {v.name: v.label for v in suite.variants}
+    groups = {v.name: v.group for v in suite.variants}
+    extra = sorted({r["variant"] for r in records} - set(labels))
+    labels |= {r["variant"]: r.get("label") or r["variant"] for r in records if r["variant"] in extra}
+    groups |= {r["variant"]: r.get("group") or "" for r in records if r["variant"] in extra}
+    names = suite.names + extra
+    bounds = [v for v in names if groups[v] == BOUNDS_GROUP]
+    return [v for v in names if v not in bounds] + bounds, labels, groups
+
+
+def summarise(values: pd.DataFrame, variants: list[str], labels: dict, groups: dict, metrics: list[str], na: dict,
+              stale: dict[str, list[int]], paper: pd.DataFrame, method: str, level: float,
+              found: scores.Scores) -> pd.DataFrame:
+    """Per (variant, metric): the mean over seeds and its interval (with --ci bootstrap and per-user scores: the mean
+    of the seed x user scores and their stratified interval), the IQM, the paper's number."""
+    main = reference.primary(paper).to_dict("index")  # (variant, metric) -> value, approximate, source
+    other = reference.others(paper).set_index(["variant", "metric"]).to_dict("index")
+    in_paper = {v for v, _ in main}
+    rows = []
+    for v in variants:
+        for m in metrics:
+            ci = stats.interval(values.loc[(values["variant"] == v) & (values["metric"] == m), "value"], method, level)
+            ref, alt = main.get((v, m), {}), other.get((v, m), {})
+            rows.append({
+                "variant": v, "label": labels[v], "group": groups[v], "metric": m, "n": ci.n, "mean": ci.mean,
+                "ci_low": ci.low, "ci_high": ci.high, "not_applicable": na.get((v, m), ""),
+                "paper": ref.get("value", math.nan), "paper_approximate": bool(ref.get("approximate", False)),
+                "paper_source": ref.get("source", ""), "in_paper": v in in_paper,
+                "other_paper": alt.get("value", math.nan), "other_source": alt.get("source", ""),
+                "stale": v in stale,
+            })
+    df = scores.robust_columns(found, pd.DataFrame(rows), method, level)
+    df["paper_in_ci"] = (df["ci_low"] <= df["paper"]) & (df["paper"] <= df["ci_high"])
+    return df
+
+
+def paired_differences(values: pd.DataFrame, variants: list[str], metrics: list[str], na: dict,
+                       stale: dict[str, list[int]], method: str, level: float, found: scores.Scores) -> pd.DataFrame:
+    """Variant minus CPEP per seed both have; with --ci bootstrap, per (seed, user) both have where recorded."""
+    def by_seed(v, m):
+        sel = values[(values["variant"] == v) & (values["metric"] == m)]
+        return dict(zip(sel["seed"], sel["value"]))
+
+    rows = []
+    for v in variants if REFERENCE_VARIANT in variants else []:
+        if v == REFERENCE_VARIANT:
+            continue
+        for m in metrics:
+            ci, seeds = stats.paired(by_seed(v, m), by_seed(REFERENCE_VARIANT, m), method, level)
+            by_user = scores.paired_stratified(found, v, REFERENCE_VARIANT, m, level) if method == "bootstrap" else None
+            ci = by_user or ci
+            stale_pairs = set(seeds) & set(stale.get(v, []) + stale.get(REFERENCE_VARIANT, []))
+            rows.append({"variant": v, "metric": m, "n": ci.n, "seeds": " ".join(map(str, seeds)),
+                         "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high,
+                         "excludes_zero": ci.excludes_zero,
+                         "not_applicable": na.get((v, m)) or na.get((REFERENCE_VARIANT, m), ""),
+                         "stale": bool(stale_pairs), "unit": scores.UNITS[by_user is not None]})
+    return pd.DataFrame(rows, columns=["variant", "metric", "n", "seeds", "mean", "ci_low", "ci_high",
+                                       "excludes_zero", "not_applicable", "stale", "unit"])
+
+
+def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per metric: does our ranking of the variants (by mean) agree with the paper's?"""
+    rows, tau = [], {}
+    for m in metrics:
+        sub = summary[(summary["metric"] == m) & summary["paper"].notna()]
+        paper = dict(zip(sub["variant"], sub["paper"]))
+        ours = {v: x for v, x in zip(sub["variant"], sub["mean"]) if not math.isnan(x)}
+        if len(set(paper) & set(ours)) < 2:
+            continue
+        tau[m], pairs = stats.rank_agreement(ours, paper)
+        stale = set(sub.loc[sub["stale"], "variant"])
+        rows += [{"metric": m, "first": p.first, "second": p.second, "paper_first": paper[p.first],
+                  "paper_second": paper[p.second], "ours_first": ours[p.first], "ours_second": ours[p.second],
+                  "verdict": p.verdict, "stale": bool({p.first, p.second} & stale)} for p in pairs]
+    columns = ["metric", "first", "second", "paper_first", "paper_second", "ours_first", "ours_second", "verdict",
+               "stale"]
+    return pd.DataFrame(rows, columns=columns), tau
+
+
+def _reason(record: dict) -> str:
+    if record.get("error"):
+        return record["error"]
+    if record["status"] == "running":
+        worker = record.get("worker") or {}
+        where = f" on {worker['host']} (pid {worker['pid']})" if worker.get("host") else ""
+        return f"started{where} at {record.get('updated', '?')}: still running, or interrupted (run again to resume)"
+    return record["status"]
+
+
+def incomplete_runs(records: list[dict], variants: list[str], seeds: list[int]) -> pd.DataFrame:
+    """(variant, seeds, status, reason) for every asked (variant, seed) without a result, grouped by reason."""
+    by_run = {(r["variant"], r["seed"]): r for r in records}
+    rows = []
+    for v in variants:
+        for s in seeds:
+            r = by_run.get((v, s))
+            if r is None:
+                rows.append((v, s, "missing", "no record"))
+            elif r["status"] != "done":
+                rows.append((v, s, r["status"], _reason(r)))
+    df = pd.DataFrame(rows, columns=["variant", "seed", "status", "reason"])
+    grouped = df.groupby(["variant", "status", "reason"], sort=False)["seed"]
+    out = grouped.agg(lambda s: " ".join(map(str, sorted(s)))).reset_index()
+    return out.rename(columns={"seed": "seeds"})[["variant", "seeds", "status", "reason"]]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat |= _flatten(v, f"{prefix}{k}.")
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+DATA_SEED = "data.synth.seed"  # with data.synth.seed_per_run, the data of data seed s is that of the base seed + s
+
+
+def data_seed(record: dict) -> int:
+    """The run's data seed: seeds.data when set, else the run seed (cpep.config.seeds)."""
+    value = (record["config"].get("seeds") or {}).get("data", -1)
+    return record["seed"] if value == -1 else value
+
+
+def _follows_data_seed(found: dict[str, list[str]], seeds: dict[str, int]) -> bool:
+    """Whether the synthetic data's seeds (value -> "variant/seed" runs) differ only by their runs' data seeds."""
+    return len({int(value) - seeds[run] for value, runs in found.items() for run in runs}) == 1
+
+
+def config_differences(records: list[dict], suite: Suite) -> list[str]:
+    """Settings that differ between runs where the suite expects them equal (e.g. seeds run with other epochs).
+
+    A key that a variant overrides is compared among that variant's runs only; other keys among all runs.
+    """
+    overrides = {v.name: tuple(v.overrides) for v in suite.variants}
+    seeds = {f"{r['variant']}/{r['seed']}": data_seed(r) for r in records}
+    seen: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for r in records:
+        if r["status"] != "done":
+            continue
+        own = overrides.get(r["variant"])
+        for key, value in _flatten(r["config"]).items():
+            mine = own is None or any(key == o or key.startswith(o + ".") for o in own)
+            cohort = r["variant"] if mine else "*"
+            seen.setdefault((key, cohort), {}).setdefault(repr(value), []).append(f"{r['variant']}/{r['seed']}")
+    notes = []
+    for (key, cohort), found in sorted(seen.items()):
+        if len(found) > 1 and not (key == DATA_SEED and _follows_data_seed(found, seeds)):
+            where = "" if cohort == "*" else f" within {cohort}"
+            parts = "; ".join(f"{value} in {len(runs)} run{'s' * (len(runs) > 1)} ({', '.join(runs[:3])}"
+                              f"{', ...' if len(runs) > 3 else ''})" for value, runs in found.items())
+            notes.append(f"configuration differs{where}: {key} = {parts}")
+    return notes
+
+
+def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", level: float = 0.95) -> Report:
+    records = [r for r in records if r["dataset"] == dataset]
+    if not records:
+        raise UserError(f"no records of suite {suite.name!r} on dataset {dataset!r}")
+    variants, labels, groups = variant_order(suite, records)
+    metrics = metric_order(records)
+    seeds = sorted({r["seed"] for r in records})
+    done = {v: sorted(r["seed"] for r in records if r["variant"] == v and r["status"] == "done") for v in variants}
+    stale = stale_seeds(records, variants)
+    values, na = values_frame(records), not_applicable(records)
+    found = scores.Scores(values, scores.users_frame(records))
+    summary = summarise(values, variants, labels, groups, metrics, na, stale, reference.load(), method, level, found)
+    order, tau = ordering(summary, metrics)
+    notes = []
+    unrun = sorted(set(suite.seeds) - set(seeds))
+    if unrun:
+        which = f"seeds {', '.join(map(str, unrun))} have" if len(unrun) > 1 else f"seed {unrun[0]} has"
+        notes.append(f"the suite's default {which} no record for any variant: not run, so not asked "
+                     f"(`cpep-bench run --suite {suite.name} --seeds ...` runs them)")
+    notes += config_differences(records, suite)
+    return Report(suite=suite.name, dataset=dataset, method=method, level=level, variants=variants, labels=labels,
+                  groups=groups, metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
+                  differences=paired_differences(values, variants, metrics, na, stale, method, level, found),
+                  ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
+                  curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics),
+                  variance=variance.by_source(values, metrics),
+                  improvement=scores.improvement_table(found, variants, metrics, level),
+                  claims=claims.table(found, records, claims.sweeps(values), level))
+
+
+# output
+
+def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Path]:
+    files = {}
+    if "md" in formats:
+        files["table.md"] = tables.markdown(report)
+    if "tex" in formats:
+        files["table.tex"] = latex.table(report)
+        files["iqm.tex"] = latex.iqm(report)
+        files["differences.tex"] = latex.differences(report)
+        if tables.improvement_rows(report):
+            files["improvement.tex"] = latex.improvement(report)
+        if not report.claims.empty:
+            files["claims.tex"] = latex.claims(report)
+    if "csv" in formats:
+        files["table.csv"] = tidy(report).to_csv(index=False)
+        files["differences.csv"] = report.differences.to_csv(index=False)
+        files["ordering.csv"] = report.ordering.to_csv(index=False)
+        files["incomplete.csv"] = report.incomplete.to_csv(index=False)
+        files["improvement.csv"] = report.improvement.to_csv(index=False)
+        files["claims.csv"] = report.claims.to_csv(index=False)
+    if "md" in formats:
+        files["claims.md"] = claims.markdown(report.claims, report.level)
+    if not report.variance.empty:
+        if "md" in formats:
+            files["variance.md"] = variance.markdown(report)
+        if "csv" in formats:
+            files["variance.csv"] = report.variance.to_csv(index=False)
+    for name, text in files.items():
+        write_text_atomically(out / name, text)
+    return [out / name for name in files]
+
+
+def tidy(report: Report) -> pd.DataFrame:
+    """The summary as written to table.csv: one row per variant x metric, self-describing."""
+    df = report.summary.drop(columns=["in_paper"]).assign(
+        n_asked=len(report.seeds), ci_method=report.method, level=report.level)
+    df.insert(0, "dataset", report.dataset)
+    df.insert(0, "suite", report.suite)
+    return df
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UserError(f"--format takes a comma-separated list of {', '.join(FORMATS)}, not {text!r}")
+    return formats
+
+
+def show(suite: Suite, store: Store, console: Console, out: Path | None = None, formats: tuple[str, ...] = FORMATS,
+         method: str = "t", level: float = 0.95, data: str | None = None, figures: bool = True) -> Path:
+    """Build the report from the store's records, write its files under `out`, print it; returns `out`."""
+    if method not in stats.CI_METHODS:
+        raise UserError(f"--ci takes {' or '.join(stats.CI_METHODS)}, not {method!r}")
+    if not 0 < level < 1:
+        raise UserError(f"--level must lie between 0 and 1 (e.g. 0.95), not {level}")
+    records = records_table.load(store, suite.name)  # rebuilt from the JSON records first
+    if not records:
+        raise UserError(f"no results for suite {suite.name!r} in {store.root} "
+                        f"(run `cpep-bench run --suite {suite.name}` first)")
+    dataset = pick_dataset(records, data, suite.name)
+    report = build(suite, records, dataset, method, level)
+    out = Path(out) if out is not None else store.root / "report" / suite.name / dataset
+    written = write_tables(report, out, formats)
+    if figures:
+        from bench.report import figures as figures_module  # seaborn and matplotlib load only when drawing
+        written += figures_module.write_all(report, out)
+    tables.print_report(report, console)
+    variance.print_table(report, console)
+    console.print(f"wrote {len(written)} files to {out}", highlight=False)
+    return out

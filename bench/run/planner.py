@@ -1,0 +1,173 @@
+"""From a suite and a selection to runs, and from runs to the stages they need.
+
+A run is one (variant, seed, dataset). Its work is a chain of stages: the training steps its method declares,
+then an evaluation. A stage's key hashes the whole config sections it declares, its inputs' keys, the dataset's
+identity, the seed, the numeric precision and a fingerprint of the code it runs; runs that share a stage (every
+CPEP ablation shares the Pose-MAE of a seed) share one computation, and a change to the code recomputes it.
+The `config_key` hashes the same without the code: --reuse-stale finds outputs of older code by it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bench import plugins
+from bench.run.fingerprint import fingerprint
+from bench.suites import Suite, Variant
+from cpep import config
+from cpep.data.gestures import load_vocab
+
+EVAL = "eval"
+EVAL_SECTIONS = ("embedding", "eval")
+
+
+@dataclass(frozen=True)
+class Stage:
+    kind: str
+    key: str
+    seed: int
+    method: str
+    config: dict = field(compare=False, hash=False)
+    inputs: tuple[tuple[str, str], ...] = ()  # (kind, key) of the stages whose outputs it reads
+    config_key: str = ""
+    code: str = ""
+    precision: str = "float32"
+    stale: bool = False  # made by older code (or from such a stage's output), reused with --reuse-stale
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.key}"
+
+
+@dataclass(frozen=True)
+class Run:
+    suite: str
+    variant: Variant
+    seed: int
+    dataset: str
+    config: dict = field(compare=False, hash=False)
+    stages: tuple[Stage, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.stages[-1].key
+
+    @property
+    def ident(self) -> str:
+        return f"{self.variant.name}/seed-{self.seed}"
+
+    @property
+    def stale(self) -> bool:
+        return any(s.stale for s in self.stages)
+
+
+def epochs(stage: Stage) -> int:
+    """How many epochs the stage trains (1 for an evaluation): the length of its progress bar."""
+    if stage.kind == EVAL:
+        return 1
+    step = step_of(stage)
+    return stage.config[step.epochs]["epochs"] if step.epochs else 1
+
+
+def step_of(stage: Stage) -> plugins.Step:
+    for step in plugins.get("method", stage.method).steps(stage.config):
+        if step.name == stage.kind:
+            return step
+    raise ValueError(f"method {stage.method} has no stage {stage.kind!r}")
+
+
+def seed_key(cfg: dict, seed: int, keys: tuple[str, ...]) -> int | dict:
+    """The seeds a stage's key holds: the run seed, or once any seed is set the resolved seeds, so that runs that
+    resolve alike share their stages. The data seed only where the stage draws windows by it (it declares
+    data.fraction, and that is < 1): otherwise it chooses the dataset at most (synthetic users), whose identity the
+    key holds already, and runs on data that does not follow it (emg2pose, NinaPro) share their stages instead of
+    repeating them."""
+    seeds = config.seeds(cfg, seed)
+    if not seeds.explicit:
+        return seed
+    key = seeds.key()
+    if "data.fraction" not in keys or cfg["data"]["fraction"] == 1.0:
+        del key["data"]
+    return key
+
+
+def _stage(kind: str, method: str, seed: int, cfg: dict, sections, inputs: list[Stage], code: str,
+           precision: str, extra: dict | None = None, keys: tuple[str, ...] = ()) -> Stage:
+    dataset = plugins.get("dataset", cfg["data"]["name"])
+    ident = {"kind": kind, "seed": seed_key(cfg, seed, keys), "data": dataset.identity(cfg),
+             "precision": precision, "config": {s: cfg[s] for s in sections}, **(extra or {})}
+    changed = {k: config.get(cfg, k) for k in keys if config.get(cfg, k) != config.get(plugins.defaults(), k)}
+    if changed:
+        ident["keys"] = changed
+    config_key = config.digest({**ident, "inputs": [(s.kind, s.config_key) for s in inputs]})
+    key = config.digest({**ident, "inputs": [(s.kind, s.key) for s in inputs], "code": code})
+    return Stage(kind, key, seed, method, cfg, tuple((s.kind, s.key) for s in inputs), config_key, code, precision,
+                 stale=any(s.stale for s in inputs))
+
+
+def code_files(cfg: dict, files: list) -> list:
+    """The files whose code (with what they import) a stage's key covers: its own, and the dataset plug-in's, which
+    reads the windows every stage sees."""
+    return list(files) + [plugins.path("dataset", cfg["data"]["name"])]
+
+
+def stages_for(method_name: str, seed: int, cfg: dict, precision: str,
+               reuse: Callable[[Stage], Stage | None] | None = None) -> tuple[Stage, ...]:
+    """The method's training stages in order, then its evaluation. `reuse` may swap a stage for an older one."""
+    method = plugins.get("method", method_name)
+    made: dict[str, Stage] = {}
+    for step in method.steps(cfg):
+        code = fingerprint(code_files(cfg, [inspect.getfile(step.train)] +
+                                      [plugins.path(kind, config.get(cfg, key)) for kind, key in step.uses]))
+        stage = _stage(step.name, method_name, seed, cfg, step.sections, [made[i] for i in step.inputs], code,
+                       precision, keys=step.keys)
+        made[step.name] = (reuse and reuse(stage)) or stage
+    vocab = load_vocab(cfg["data"]["vocab"])
+    evaluation_files = [Path(__file__).with_name("evaluation.py"), plugins.path("method", method_name)]
+    code = fingerprint(code_files(cfg, evaluation_files + [plugins.path("metric", m) for m in cfg["eval"]["metrics"]]))
+    extra = {"method": method_name, "vocab": {"in_distribution": vocab.in_distribution, "unseen": vocab.unseen}}
+    evaluation = _stage(EVAL, method_name, seed, cfg, EVAL_SECTIONS, list(made.values()), code, precision, extra)
+    return tuple(made.values()) + ((reuse and reuse(evaluation)) or evaluation,)
+
+
+def plan(suite: Suite, seeds: tuple[int, ...] | None = None, variants: list[str] | None = None,
+         overrides: dict | None = None, precision: str = "float32",
+         reuse: Callable[[Stage], Stage | None] | None = None) -> list[Run]:
+    """The runs of a suite: selected variants x seeds, with command-line overrides applied last. Every
+    configuration is checked (shared, dataset and method rules) before any run is returned."""
+    chosen = [suite.variant(n) for n in variants] if variants else list(suite.variants)
+    runs = []
+    for variant in chosen:
+        cfg = plugins.resolve(suite.overrides, variant.overrides, overrides or {})
+        plugins.get("method", variant.method).validate(cfg)
+        dataset = plugins.get("dataset", cfg["data"]["name"])
+        for seed in seeds if seeds is not None else suite.seeds:
+            # before the stages are keyed: their keys cover the data, which follows the data seed
+            run_cfg = dataset.for_seed(cfg, config.seeds(cfg, seed).data)
+            runs.append(Run(suite.name, variant, seed, run_cfg["data"]["name"], run_cfg,
+                            stages_for(variant.method, seed, run_cfg, precision, reuse)))
+    return runs
+
+
+def unique_stages(runs: list[Run]) -> list[Stage]:
+    """Every stage the runs need, once, each after its inputs."""
+    seen: dict[str, Stage] = {}
+    for run in runs:
+        for stage in run.stages:
+            seen.setdefault(stage.name, stage)
+    return list(seen.values())
+
+
+def stale_reuse(store) -> Callable[[Stage], Stage | None]:
+    """For --reuse-stale: a stage not done with the current code is swapped for a finished one of the same
+    configuration made by older code, when the runs directory has one."""
+    def reuse(stage: Stage) -> Stage | None:
+        if store.stage_done(stage):
+            return None
+        older = store.find_by_config_key(stage.kind, stage.config_key)
+        return dataclasses.replace(stage, key=older, stale=True) if older else None
+    return reuse
