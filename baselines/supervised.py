@@ -1,25 +1,23 @@
-"""Supervised pose regression (L1 on standardised joint angles), shared by the PoseT and emg2pose baselines."""
+"""Supervised pose regression (L1 on standardised joint angles), shared by the PoseT and TDS baselines."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch.nn.functional as F
 
-from cpep.data.windows import random_channel_roll
-from cpep.nn.train import fit
-from cpep.pretraining import batches, initialised, schedule
+from cpep.config import RunSeeds
+from cpep.data.windows import WindowDataset, random_channel_roll
+from cpep.nn.train import Training
+from cpep.pretraining import initialised
 
 
-def train(build, ctx):
-    """Train the pose regressor `build()` makes (`model(emg)` against `model.target(pose)`) on the pre-training
-    windows; returns (state, history)."""
-    cfg = ctx.cfg
-    s, shift = cfg["supervised"], cfg["emg"]["rotation_augment"]
-    model = initialised(ctx, build).to(ctx.device)
-    train_batches = batches(cfg, ctx.data.selection("pretrain"), s["batch_size"], ctx.device, ctx.seeds.order)
+def training(build: Callable, rotation_augment: int, windows: WindowDataset, seeds: RunSeeds, device) -> Training:
+    """The pose regressor `build()` makes (`model(emg)` against `model.target(pose)`), trained on `windows`, EMG
+    rolled by up to `rotation_augment` channels."""
+    model = initialised(seeds, build).to(device)
 
     def loss(batch):
-        return F.l1_loss(model(random_channel_roll(batch["emg"], shift)).float(), model.target(batch["pose"]))
+        return F.l1_loss(model(random_channel_roll(batch["emg"], rotation_augment)).float(), model.target(batch["pose"]))
 
-    history = fit(model, loss, train_batches, schedule(s), ctx.checkpoint, cfg["train"]["checkpoint_every"],
-                  on_epoch=ctx.on_epoch, compile=cfg["train"]["compile"])
-    return model.cpu().state_dict(), history
+    return Training(model, loss, windows)

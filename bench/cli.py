@@ -166,10 +166,17 @@ def sweep(runs: list[planner.Run], store: Store, executor: str, slurm_profile, f
 @app.command()
 def report(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
-    data: Optional[str] = typer.Option(None, help="Dataset whose records to report: synthetic or emg2pose "
-                                                  "(default: the one the suite has records on)."),
+    data: Optional[str] = typer.Option(None, help="Report the records on this dataset (synthetic, emg2pose, "
+                                                  "ninapro_db2, or a plug-in's)."),
+    data_root: Optional[Path] = typer.Option(None, help="Report the records of the data read from this directory."),
+    data_id: Optional[str] = typer.Option(None, help="Report the records of this data identity: its key, or "
+                                                     "<dataset>-<key>, as an error listing them names it. A report "
+                                                     "holds one data identity; with records of several, choose."),
+    reuse_stale: bool = typer.Option(False, "--reuse-stale",
+                                     help="Count results computed by older code, marked (by default they are left "
+                                          "out and listed)."),
     out: Optional[Path] = typer.Option(None, help="Directory for the tables and figures "
-                                                  "(default: <runs-dir>/report/<suite>/<dataset>)."),
+                                                  "(default: <runs-dir>/report/<suite>/<dataset>-<key>)."),
     format_: str = typer.Option("md,tex,csv", "--format",
                                 help="Table files to write: any of md, tex, csv (figures are always written, "
                                      "as PNG and SVG)."),
@@ -179,25 +186,27 @@ def report(
     level: float = typer.Option(0.95, help="Confidence level of the intervals."),
     runs_dir: Optional[Path] = RunsDir,
 ):
-    """Tables and figures of a suite's results: mean and CI over seeds, IQM over seeds x held-out users, paired
-    differences and P(variant > CPEP), the paper's numbers beside ours, the paper's claims with a verdict each,
-    and every run without a result."""
+    """Tables and figures of a suite's results on one data identity, by the current code: mean and CI over seeds,
+    IQM over seeds x held-out users, paired differences and P(variant > CPEP), the paper's numbers beside ours where
+    the paper measured this data, the paper's claims with a verdict each, and every run without a result."""
     from bench.report import build as report_module
     formats = report_module.parse_formats(format_)
     store = runs_store(runs_dir)
     report_module.show(suites.load(suite), store, console, out=out, formats=formats, method=ci, level=level,
-                       data=data)
+                       data=data, data_root=data_root, data_id=data_id, reuse_stale=reuse_stale)
 
 
 @app.command()
 def status(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
+    data_id: Optional[str] = typer.Option(None, help="Only the runs on this data identity (<dataset>-<key>, or "
+                                                     "its start)."),
     runs_dir: Optional[Path] = RunsDir,
 ):
-    """Each run of a suite: queued, running, done, failed (with its reason), interrupted or cancelled, from the
-    records and, for runs submitted with --executor slurm, from squeue."""
+    """Each run of a suite: queued, running, done, stale (its code changed since), failed (with its reason),
+    interrupted or cancelled, from the records and, for runs submitted with --executor slurm, from squeue."""
     from bench.run.status import show_status
-    show_status(runs_store(runs_dir), suites.load(suite).name, console)
+    show_status(runs_store(runs_dir), suites.load(suite).name, console, data_id)
 
 
 @app.command()
@@ -253,10 +262,7 @@ def data_synth(
     from cpep.synth.simulator import generate
     cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty, one_handed=one_handed,
                       stages=stages, sessions=sessions)
-    try:
-        cfg.validate()
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    cfg.check()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not an empty directory")
     if out.exists():

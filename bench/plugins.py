@@ -1,6 +1,6 @@
 """Plug-ins: a method, a dataset, an objective or a metric is one file, found by listing its folder.
 
-    bench/methods/NAME.py       class Method(plugins.Method)        stages, embeddings, config defaults
+    bench/methods/NAME.py       class Method(plugins.Method)        stages, embeddings, its configuration sections
     bench/datasets/NAME.py      class Dataset(plugins.Dataset)      channels, pose dimensions, selections, identity
     bench/objectives/NAME.py    class Objective(plugins.Objective)  the alignment loss, chosen by align.objective
     bench/metrics/NAME.py       class Metric(plugins.Metric)        a score, or a decision per window, from embeddings
@@ -8,12 +8,13 @@
 The file's name is the plug-in's name. More folders with the same four subfolders come from a suite's
 `plugins = ["DIR"]` or from $CPEP_BENCH_PLUGINS (folders separated by ':'); a name may be defined once.
 
-Method and dataset files are imported to plan a sweep, so they import torch-heavy code inside their functions:
-commands that do not train (`--help`, `suites`, `status`, `report`) never load torch.
+Every plug-in file is imported to resolve a configuration (it declares its sections), so it imports torch-heavy
+code inside its functions: commands that do not train (`--help`, `suites`, `status`, `report`) never load torch.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import importlib.util
@@ -29,6 +30,8 @@ from cpep.errors import ConfigError, UserError
 if TYPE_CHECKING:
     import torch
 
+    from cpep.nn.train import Training
+
 KINDS = {"method": "methods", "dataset": "datasets", "objective": "objectives", "metric": "metrics"}
 BUILT_IN = Path(__file__).resolve().parent
 ENV = "CPEP_BENCH_PLUGINS"
@@ -38,9 +41,9 @@ ENV = "CPEP_BENCH_PLUGINS"
 
 @dataclass(frozen=True)
 class Context:
-    """What a training stage is given."""
-    cfg: dict
-    data: object                 # the opened dataset (cpep.data.Emg2PoseData)
+    """What a training stage's `build` is given."""
+    cfg: config.View             # the configuration the stage sees (Step: its sections and its file's own)
+    data: object                 # the opened dataset: .selection(name), .channels, .pose_dims, .vocab
     seed: int
     device: "torch.device"
     inputs: dict                 # input stage name -> its model's state dict
@@ -48,22 +51,32 @@ class Context:
     on_epoch: Callable[[int, dict], None] | None = None
 
     @property
-    def seeds(self) -> config.Seeds:
+    def seeds(self) -> config.RunSeeds:
         """The init, order and data seeds of the run seed `seed` (config.seeds)."""
         return config.seeds(self.cfg, self.seed)
+
+    def section(self, cls: type[config.Section]):
+        """A section of the configuration, typed."""
+        return cls.of(self.cfg)
 
 
 @dataclass(frozen=True)
 class Step:
-    """A training stage. Methods that declare the same Step (by name, config and code) share its output."""
+    """A training stage. Methods that declare the same Step (by name, configuration it sees and code) share its
+    output.
+
+    The stage sees, and its key hashes, the shared sections it names, the sections defined in the file of its
+    `build` function, the sections of the plug-ins it `uses`, the declared `keys`, and data, seeds and train;
+    reading anything else is an error (config.View). `build(ctx)` returns the cpep.nn.train.Training that the
+    harness fits (and `cpep-bench perf` times); `schedule` names the section of its epochs, batch size and
+    learning rate (a cpep.nn.config.ScheduleSection)."""
     name: str
-    sections: tuple[str, ...]           # config sections its output depends on, hashed whole into its key
-    train: Callable[[Context], tuple]   # -> (model state dict, history: one dict per epoch)
+    build: Callable[[Context], "Training"]
+    schedule: str
+    sections: tuple[str, ...] = ()      # shared sections it reads, beyond its file's own
     inputs: tuple[str, ...] = ()        # the steps whose models it reads
-    epochs: str = ""                    # the config section whose `epochs` is its length
-    uses: tuple[tuple[str, str], ...] = ()  # (plug-in kind, config key naming it): that plug-in's code counts too
-    keys: tuple[str, ...] = ()          # single config keys its output depends on too; one at its default is left
-    #                                     out of the key, so that a key added later keeps the keys of older outputs
+    uses: tuple[tuple[str, str], ...] = ()  # (plug-in kind, config key naming it): its code and sections count too
+    keys: tuple[str, ...] = ()          # keys it sees only where it names them (config.param(declared=True))
 
 
 @dataclass
@@ -76,32 +89,39 @@ class Embeddings:
 
 
 class Method:
+    """`config`: the sections it owns (typed, cpep.config.Section). `sections`: shared sections its `embeddings`
+    reads; it also sees the sections defined in its own file and those of the plug-ins it `uses`."""
     name = ""
-    defaults: dict = {}      # config sections (or keys) of its own
+    config: tuple[type[config.Section], ...] = ()
+    sections: tuple[str, ...] = ()
+    uses: tuple[tuple[str, str], ...] = ()
     no_zero_shot = ""        # why it has no zero-shot embedding; "" when it has one
 
     def steps(self, cfg: dict) -> tuple[Step, ...]:
         raise NotImplementedError
 
     def embeddings(self, cfg: dict, data, models: dict[str, dict]) -> Embeddings:
-        """From the trained steps' models (name -> state dict)."""
+        """From the trained steps' models (name -> state dict); `cfg` is the evaluation's view."""
         raise NotImplementedError
 
     def validate(self, cfg: dict) -> None:
-        """Raise ConfigError for a configuration this method cannot train."""
+        """Raise ConfigError for a configuration this method cannot train (checks across sections)."""
 
 
 class Dataset:
+    """`config`: its own sections (e.g. data.synth). `subjects`: whether `open(...).window_groups(selection)` says
+    whose each test window is; without it the report's intervals are over seeds only."""
     name = ""
-    defaults: dict = {}
+    config: tuple[type[config.Section], ...] = ()
     channels = 16
     pose_dims = 20
     sample_rate = 2000.0
     vocab = ""               # the gesture vocabulary used when data.vocab is ""
+    subjects = True
     selections = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
 
     def identity(self, cfg: dict) -> dict:
-        """What makes two datasets the same for cache keys."""
+        """What makes two datasets the same: for stage keys and for which records may share a table."""
         raise NotImplementedError
 
     def root(self, cfg: dict, store) -> Path:
@@ -123,12 +143,21 @@ class Dataset:
 
 
 class Objective:
-    """Open_clip's loss shape. `init_logit_bias` not None gives the model a learnable bias with that start."""
+    """Open_clip's loss shape. `config`: its section, a cpep.nn.config.Contrastive: the temperature it starts the
+    model at, and a `logit_bias` field where the model learns a bias with that start. The loss reads its section as
+    `self.options`, set by `configured`."""
     name = ""
-    init_logit_bias: float | None = None
+    config: tuple[type[config.Section], ...] = ()
+    options = None
 
     def __call__(self, u, v, logit_scale, logit_bias=None):
         return self.forward(u, v, logit_scale, logit_bias)
+
+    def configured(self, cfg: dict) -> "Objective":
+        """A copy of this objective with its section of `cfg`."""
+        out = copy.copy(self)
+        out.options = self.config[0].of(cfg)
+        return out
 
     def forward(self, u, v, logit_scale, logit_bias=None):
         raise NotImplementedError
@@ -139,7 +168,8 @@ class Metric:
     train holds pose references (zs_reference), test EMG queries (zs_query). `compute` returns {key: value} for
     `keys`; records name them KEY_id and KEY_unseen. A metric that samples sets `seeded`: its `compute` is then
     also given `seed=`, the run's order seed (seeds.order, the run seed unless set), so that each seed draws its own
-    samples and the same seed the same.
+    samples and the same seed the same. `config`: its own sections; `sections`: others it reads. An evaluation's
+    key holds them only where the metric applies to the method (zero-shot's `k` does not key the floor's).
 
     A metric whose score is the balanced accuracy of one decision per test window defines `predict` instead of
     `compute`: the evaluation scores the decisions, over all test windows and over each held-out user's (the
@@ -148,6 +178,8 @@ class Metric:
     needs = "lp"
     keys: tuple[str, ...] = ()
     seeded = False
+    config: tuple[type[config.Section], ...] = ()
+    sections: tuple[str, ...] = ()
 
     def compute(self, train: tuple, test: tuple, num_classes: int, cfg: dict,
                 device: "torch.device") -> dict[str, float]:
@@ -162,6 +194,9 @@ class Metric:
     @property
     def per_window(self) -> bool:
         return type(self).predict is not Metric.predict
+
+    def applies(self, method: Method) -> bool:
+        return self.needs != "zs" or not method.no_zero_shot
 
 
 BASES = {"method": Method, "dataset": Dataset, "objective": Objective, "metric": Metric}
@@ -227,22 +262,82 @@ def _load(kind: str, name: str, file: Path):
     return plugin
 
 
-# ------------------------------------------------------------------ configuration with the plug-ins' defaults
+# ------------------------------------------------------------------ configuration with the plug-ins' sections
+
+def sections() -> dict[str, type[config.Section]]:
+    """Every configuration section: the shared ones and every plug-in's, by their place in the tree."""
+    return _sections(tuple(folders()))
+
+
+@functools.lru_cache(maxsize=None)
+def _sections(_folders: tuple[Path, ...]) -> dict[str, type[config.Section]]:
+    found: dict[str, type[config.Section]] = {cls.section: cls for cls in config.CORE}
+    for kind in KINDS:
+        for name in names(kind):
+            for cls in get(kind, name).config:
+                if found.setdefault(cls.section, cls) is not cls:
+                    raise ConfigError(f"configuration section {cls.section!r} is defined twice: by "
+                                      f"{found[cls.section].__module__} and by {kind} {name}")
+    return found
+
 
 def defaults() -> dict:
-    merged = config.DEFAULTS
-    for kind in ("dataset", "method"):
-        for name in names(kind):
-            merged = config.merge(merged, get(kind, name).defaults, f"{kind} {name}")
-    return merged
+    return config.tree(sections().values())
 
 
 def resolve(*overrides: dict) -> dict:
-    """The configuration: every plug-in's defaults, the overrides in order, shared and dataset checks."""
-    cfg = config.resolve(*overrides, defaults=defaults())
+    """The configuration: every section's defaults, the overrides in order, each section's checks, the dataset's
+    and the metrics' names."""
+    cfg = config.resolve(*overrides, sections=sections().values())
     dataset = get("dataset", cfg["data"]["name"])
     cfg["data"]["vocab"] = cfg["data"]["vocab"] or dataset.vocab
     dataset.validate(cfg)
     for metric in cfg["eval"]["metrics"]:
         path("metric", metric)
     return cfg
+
+
+ALWAYS = ("data", "seeds", "train")  # what every stage sees: its data, its seeds, how it runs
+
+
+def own_sections(module: str) -> tuple[str, ...]:
+    """The sections defined in a module: a plug-in file's own."""
+    return tuple(name for name, cls in sections().items() if cls.__module__ == module)
+
+
+def used_sections(cfg: dict, uses) -> tuple[str, ...]:
+    """The sections of the plug-ins named by (kind, config key) pairs."""
+    return tuple(cls.section for kind, key in uses for cls in get(kind, config.get(cfg, key)).config)
+
+
+def top(names) -> tuple[str, ...]:
+    """The top-level sections that hold these (data.synth is inside data)."""
+    return tuple(dict.fromkeys(name.split(".")[0] for name in names))
+
+
+def step_view(step: Step, cfg: dict) -> config.View:
+    """The configuration a training stage sees."""
+    seen = ALWAYS + step.sections + own_sections(step.build.__module__) + used_sections(cfg, step.uses)
+    return config.view(cfg, top(seen), step.keys, config.declared_keys(sections().values()), f"stage {step.name}")
+
+
+def evaluation_view(method: Method, cfg: dict) -> config.View:
+    """The configuration a method's evaluation sees: its embeddings' sections, and those of the metrics that apply
+    to it."""
+    metrics = [get("metric", m) for m in cfg["eval"]["metrics"]]
+    seen = (ALWAYS + ("eval",) + method.sections + own_sections(type(method).__module__) +
+            used_sections(cfg, method.uses) +
+            tuple(s for m in metrics if m.applies(method) for s in (*m.sections, *(c.section for c in m.config))))
+    return config.view(cfg, top(seen), (), config.declared_keys(sections().values()),
+                       f"the evaluation of {method.name}")
+
+
+def train(step: Step, ctx: Context) -> tuple[dict, list[dict]]:
+    """Build the stage's Training and fit it: (its state, its history)."""
+    from cpep.nn.train import Schedule, train
+    run = config.Train.of(ctx.cfg)
+    schedule = sections()[step.schedule].of(ctx.cfg)
+    training = step.build(ctx)
+    return train(training, Schedule.of(schedule, training.drop_last), ctx.device, ctx.seeds.order, ctx.checkpoint,
+                 run.checkpoint_every, ctx.on_epoch, run.compile, config.Data.of(ctx.cfg).in_memory_gb * 1e9,
+                 run.workers)

@@ -1,59 +1,198 @@
-"""The configuration tree: defaults, `key=value` overrides checked against them, and stable hashing.
+"""The configuration: typed sections, `key=value` overrides checked against them, and stable hashing.
 
-Choices the paper leaves open (window length, encoder size, linear-probe optimiser) are set here and can be
-changed with `--set`. Defaults are sized for the built-in synthetic data on a laptop CPU; the `paper` suite
-raises the epochs to the paper's schedule. The sections below are shared by every method; a method or dataset
-plug-in adds its own sections (bench.plugins merges them), which is why the functions take the defaults.
+The configuration is a tree of sections (`data`, `encoder`, `align`, ...). Each is a frozen dataclass of `param`s
+owned by the library or by one plug-in: a default, a range, the values it takes and why it has this default
+(`cpep-bench config` lists them). The resolved configuration is kept as a plain nested dict, which is what records
+hold, what `--set key=value` writes and what stage keys hash; `Section.of(cfg)` reads one section as its typed
+object.
+
+Choices the paper leaves open (window length, encoder size, linear-probe optimiser) are defaults that `--set`
+changes. Defaults are sized for the built-in synthetic data on a laptop CPU; the `paper` suite raises the epochs
+to the paper's schedule.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable
 
 from cpep.data import protocols
 from cpep.errors import ConfigError
 
-MIN_TEMPERATURE = 0.01  # a contrastive temperature is kept in [0.01, 1], as in CLIP
 # Zero-shot votes sum k exact similarities (multiples of 2**-48 below 2**1) in an int64 (cpep.probes).
 MAX_ZERO_SHOT_K = 1 << 14
 
-DEFAULTS: dict = {
-    "data": {
-        "name": "synthetic",       # a dataset plug-in: "synthetic" (generated once, cached) or "emg2pose"
-        "root": "",
-        "vocab": "",               # gesture table: built-in name or a .toml path; "" = the dataset's own
-        "window": 2000,            # samples at 2 kHz (1 s)
-        "stride": 1000,
-        "pose_decimation": 10,     # pose is averaged to 200 Hz; tokens still span the same time as EMG tokens
-        "in_memory_gb": 4.0,       # selections smaller than this are copied to the training device once
-        "protocol": "default",     # how recordings become windows (cpep.data.protocols): default or embridge
-        "allow_missing": False,    # metadata.csv rows whose file is absent are skipped (and counted), not refused
-        "fraction": 1.0,           # of the paired pre-training windows the alignment reads (FRACTIONS)
-    },
-    "encoder": {"width": 128, "depth": 4, "heads": 4, "mlp_ratio": 2.0},
-    "embedding": {"pooling": "cls"},  # the window embedding: [CLS] output or mean of the patch outputs
-    "emg": {"patch": 200,          # samples per EMG token (100 ms)
-            "bin": 10,             # tokens embed the log-power envelope in bins of this many samples; 1 = raw
-            "rotation_augment": 1},  # training rolls the electrode ring by up to this many channels
-    "pose": {"patch": 200},        # samples per pose token, before decimation
-    "mae": {"epochs": 40, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2.0,
-            "mask_ratio": 0.5, "decoder_width": 64, "decoder_depth": 1, "decoder_heads": 4},
-    "supervised": {"epochs": 40, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2.0},
-    "eval": {"k": 10, "lp_weight_decay": 1e-3, "lp_max_iter": 200, "metrics": ["linear_probe", "zero_shot"]},
-    # The three sources of randomness of a run, each the run seed when -1 (unset): model initialisation, data order
-    # (batch order, masks, augmentations, the probes' draws) and data (which synthetic users exist with
-    # data.synth.seed_per_run; which windows data.fraction keeps). Setting one varies it alone across runs.
-    "seeds": {"init": -1, "order": -1, "data": -1},
-    "train": {"device": "auto", "workers": 0, "checkpoint_every": 1,
-              "threads": 0,          # torch threads; 0 = one per CPU this process is allotted (cpep.threads)
-              "compile": False},     # torch.compile the model trained (CUDA graphs on a GPU when shapes are static)
-}
+
+def param(default, bound: str = "", why: str = "", choices: tuple = (), declared: bool = False,
+          settable: bool = True) -> Any:
+    """A field of a Section. `bound`: its range, comparisons joined by commas ("> 0", ">= 2", "> 0, <= 1");
+    `choices`: the values it takes; `why`: the reason for its default. `declared`: a stage sees the key (and its
+    key hashes it) only where the stage names it (bench.plugins.Step.keys). `settable`: false for a value the
+    configuration tree does not hold (one only code sets)."""
+    meta = {"bound": bound, "why": why, "choices": choices, "declared": declared, "settable": settable}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class Section:
+    """A configuration section: a frozen dataclass of `param`s at `section` in the tree ("data.synth" for one
+    nested in another). `rules` checks its fields against each other; checks across sections belong to whoever
+    reads them together (a method's `validate`)."""
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def params(cls) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(cls) if f.metadata.get("settable", True)]
+
+    @classmethod
+    def of(cls, cfg: dict):
+        """This section of a configuration tree, typed. A declared key the tree does not hold (a stage's view that
+        does not name it) reads as Undeclared: using it is an error."""
+        values = get(cfg, cls.section)
+        return cls(**{f.name: values[f.name] if f.name in values or not f.metadata["declared"]
+                      else Undeclared(f"{cls.section}.{f.name}", getattr(cfg, "who", "this code"))
+                      for f in cls.params()})
+
+    @classmethod
+    def defaults(cls) -> dict:
+        instance = cls()
+        return {f.name: copy.deepcopy(getattr(instance, f.name)) for f in cls.params()}
+
+    def check(self) -> None:
+        """Each field within its bound and among its choices, then `rules`; a ConfigError names the key."""
+        for f in self.params():
+            value, key = getattr(self, f.name), f"{self.section}.{f.name}"
+            if f.metadata["choices"] and value not in f.metadata["choices"]:
+                raise ConfigError(f"{key} takes {' or '.join(map(repr, f.metadata['choices']))}, not {value!r}")
+            if f.metadata["bound"]:
+                check_bound(key, value, f.metadata["bound"])
+        self.rules()
+
+    def rules(self) -> None:
+        pass
+
+
+class Undeclared:
+    """A declared key read by code that did not declare it: any use of its value is a ConfigError."""
+
+    def __init__(self, key: str, who: str):
+        self.key, self.who = key, who
+
+    def _refuse(self, *args):
+        raise ConfigError(f"{self.who} read {self.key}, which it does not declare: name it in the stage's `keys`")
+
+    __float__ = __int__ = __bool__ = __index__ = __str__ = __hash__ = _refuse
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _refuse
+
+    def __repr__(self) -> str:
+        return f"Undeclared({self.key})"
+
+
+def check_bound(key: str, value, bound: str) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, not {value}")
+    tests = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
+    for part in bound.split(","):
+        op, limit = part.split()
+        if not tests[op](float(value), float(limit)):
+            raise ConfigError(f"{key} must be {bound}, not {value}")
+
+
+# ------------------------------------------------------------------ the sections every run has
+
+@dataclass(frozen=True)
+class Data(Section):
+    section = "data"
+    name: str = param("synthetic", why="a dataset plug-in: synthetic (built in, generated once), emg2pose, "
+                                        "ninapro_db2")
+    root: str = param("", why="where a dataset that users bring lives (--data-root)")
+    vocab: str = param("", why="the gesture vocabulary: a built-in name or a .toml path; empty: the dataset's own")
+    window: int = param(2000, "> 0", "samples per window: 1 s at 2 kHz (the paper does not state its window)")
+    stride: int = param(1000, "> 0", "half-overlapping windows")
+    pose_decimation: int = param(10, "> 0", "pose averaged to 200 Hz; its tokens span the same time as EMG's")
+    in_memory_gb: float = param(4.0, ">= 0", "selections smaller than this are copied to the training device once")
+    protocol: str = param("default", why="how recordings become windows (cpep.data.protocols)",
+                          choices=tuple(protocols.PROTOCOLS))
+    allow_missing: bool = param(False, why="a metadata.csv row whose file is absent is refused unless this is set "
+                                           "(then it is left out, and which files are present joins the identity)")
+    fraction: float = param(1.0, "> 0, <= 1", "of the paired pre-training windows the alignment reads (the "
+                                              "data-efficiency curve)", declared=True)
+
+
+@dataclass(frozen=True)
+class Seeds(Section):
+    """The three sources of randomness of a run, each the run seed when -1 (unset). Setting one varies it alone
+    across runs."""
+    section = "seeds"
+    init: int = param(-1, ">= -1", "model initialisation")
+    order: int = param(-1, ">= -1", "data order: batch order, masks, augmentations, the probes' draws")
+    data: int = param(-1, ">= -1", "which synthetic users exist (data.synth.seed_per_run) and which windows "
+                                   "data.fraction keeps")
+
+
+@dataclass(frozen=True)
+class Train(Section):
+    """How a stage runs, not what it computes (see RUN_ONLY and ENVIRONMENT)."""
+    section = "train"
+    device: str = param("auto", why="auto: CUDA when present (bf16 autocast there), else the CPU (float32)")
+    workers: int = param(0, ">= 0", "loader processes for selections larger than data.in_memory_gb")
+    checkpoint_every: int = param(1, "> 0", "epochs between checkpoints (resume after a kill or a requeue)")
+    threads: int = param(0, ">= 0", "torch threads; 0: one per CPU this process is allotted (cpep.threads)")
+    compile: bool = param(False, why="torch.compile the model trained (CUDA graphs on a GPU where shapes are "
+                                     "static)")
+
+    def rules(self) -> None:
+        if self.device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.device.startswith("cuda"):
+            import torch
+            if not torch.cuda.is_available():
+                raise ConfigError(f"device {self.device!r} was asked for, but CUDA is not available here")
+
+
+@dataclass(frozen=True)
+class Eval(Section):
+    section = "eval"
+    metrics: list = param(["linear_probe", "zero_shot"], why="the metric plug-ins each run is scored by: the "
+                                                              "paper's linear probe and zero-shot")
+
+
+CORE = (Data, Seeds, Train, Eval)
+
+# Keys that cannot change a number: how fast or where a stage runs, where its input lives (its content is the
+# data identity). A stage's key leaves them out (tests/test_keys.py shows each changes no weight).
+RUN_ONLY = ("data.root", "data.in_memory_gb", "train.workers", "train.checkpoint_every")
+# Keys that change rounding, not the experiment: a stage's key leaves them out, its meta records them (with the
+# torch version and the CPU), and a report whose seeds differ in them says so. The precision they imply on a
+# device (bf16 on CUDA) is part of every key.
+ENVIRONMENT = ("train.device", "train.threads", "train.compile")
+
+
+# ------------------------------------------------------------------ trees of sections
+
+def tree(sections: Iterable[type[Section]]) -> dict:
+    """The default configuration of these sections; two sections at one place is a ConfigError."""
+    out: dict = {}
+    owner: dict[str, type[Section]] = {}
+    for cls in sections:
+        if owner.setdefault(cls.section, cls) is not cls:
+            raise ConfigError(f"configuration section {cls.section!r} is defined twice: by "
+                              f"{owner[cls.section].__module__} and by {cls.__module__}")
+        *parents, leaf = cls.section.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = {**cls.defaults(), **node.get(leaf, {})}
+    return out
 
 
 def _parse_value(text: str):
@@ -82,7 +221,7 @@ def _check_type(key: str, value, default):
     return value
 
 
-def set_key(cfg: dict, key: str, value, defaults: dict = DEFAULTS) -> None:
+def set_key(cfg: dict, key: str, value, defaults: dict) -> None:
     """Set a dotted key that exists in `defaults`, with a value of the default's type."""
     node, default = cfg, defaults
     parts = key.split(".")
@@ -103,9 +242,13 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip(), _parse_value(value.strip())
 
 
-def resolve(*overrides: dict, defaults: dict = DEFAULTS) -> dict:
-    """`defaults` with each {dotted.key: value} mapping applied in order, checked by `validate`. The keys a
-    data.protocol preset sets come between the defaults and the overrides: an override of one of them wins."""
+def resolve(*overrides: dict, sections: Iterable[type[Section]] = CORE) -> dict:
+    """The default tree of `sections` with each {dotted.key: value} mapping applied in order, every section then
+    checked. The keys a data.protocol preset sets come between the defaults and the overrides: an override of one
+    of them wins."""
+    sections = list(sections)
+    defaults = tree(sections)
+
     def apply(*mappings):
         cfg = copy.deepcopy(defaults)
         for mapping in mappings:
@@ -116,45 +259,13 @@ def resolve(*overrides: dict, defaults: dict = DEFAULTS) -> dict:
     preset = protocols.get(cfg["data"]["protocol"]).preset()
     if preset:
         cfg = apply(preset, *overrides)
-    validate(cfg)
+    for cls in sections:
+        cls.of(cfg).check()
     return cfg
 
 
-def merge(base: dict, extra: dict, origin: str) -> dict:
-    """`base` with the sections and keys of `extra` added; a key both define differently is a ConfigError."""
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value, origin)
-        elif key in out and out[key] != value:
-            raise ConfigError(f"{origin} redefines the default of {key!r}")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-# The range of every numeric key: checked before the combinations below, some of which divide by these values.
-BOUNDS = {
-    "data.window": "> 0", "data.stride": "> 0", "data.pose_decimation": "> 0", "data.in_memory_gb": ">= 0",
-    "data.fraction": "> 0",
-    "encoder.width": "> 0", "encoder.depth": "> 0", "encoder.heads": "> 0", "encoder.mlp_ratio": "> 0",
-    "emg.patch": "> 0", "emg.bin": "> 0", "emg.rotation_augment": ">= 0", "pose.patch": "> 0",
-    "mae.epochs": "> 0", "mae.batch_size": ">= 2", "mae.lr": "> 0", "mae.weight_decay": ">= 0",
-    "mae.warmup_epochs": ">= 0", "mae.mask_ratio": "> 0", "mae.decoder_width": "> 0", "mae.decoder_depth": "> 0",
-    "mae.decoder_heads": "> 0",
-    "supervised.epochs": "> 0", "supervised.batch_size": ">= 2", "supervised.lr": "> 0",
-    "supervised.weight_decay": ">= 0", "supervised.warmup_epochs": ">= 0",
-    "eval.k": "> 0", "eval.lp_weight_decay": ">= 0", "eval.lp_max_iter": "> 0",
-    "seeds.init": ">= -1", "seeds.order": ">= -1", "seeds.data": ">= -1",
-    "train.workers": ">= 0", "train.checkpoint_every": "> 0", "train.threads": ">= 0",
-}
-
-
-FRACTIONS = (0.1, 0.2, 0.4, 1.0)  # data.fraction: the points of the data-efficiency curve
-
-
 @dataclass(frozen=True)
-class Seeds:
+class RunSeeds:
     """A run's seeds, resolved; `explicit` when any was set, which (alone) changes how training draws them."""
     init: int
     order: int
@@ -165,60 +276,56 @@ class Seeds:
         return {"init": self.init, "order": self.order, "data": self.data}
 
 
-def seeds(cfg: dict, run_seed: int) -> Seeds:
+def seeds(cfg: dict, run_seed: int) -> RunSeeds:
     """The init, order and data seeds of run seed `run_seed`: each the run seed unless set in `seeds`."""
     s = cfg["seeds"]
-    return Seeds(*(run_seed if s[k] == -1 else s[k] for k in ("init", "order", "data")),
-                 explicit=any(v != -1 for v in s.values()))
+    return RunSeeds(*(run_seed if s[k] == -1 else s[k] for k in ("init", "order", "data")),
+                  explicit=any(v != -1 for v in s.values()))
 
 
-def check_bounds(cfg: dict, bounds: dict[str, str]) -> None:
-    """Raise ConfigError for the first key outside its bound: "> 0", ">= 0", ">= 2"..."""
-    for key, bound in bounds.items():
-        value, (op, limit) = get(cfg, key), bound.split()
-        if not math.isfinite(value):
-            raise ConfigError(f"{key} must be a finite number, not {value}")
-        if not (value > float(limit) if op == ">" else value >= float(limit)):
-            raise ConfigError(f"{key} must be {bound}, not {value}")
+# ------------------------------------------------------------------ what a stage sees
+
+class View(dict):
+    """The part of a configuration a stage can see. Reading a section it cannot see is a ConfigError naming the
+    section and the stage, never a silent default: what a stage's key does not hold, the stage cannot read."""
+
+    def __init__(self, cfg: dict, who: str):
+        super().__init__(cfg)
+        self.who = who
+
+    def __missing__(self, section: str):
+        raise ConfigError(f"{self.who} read configuration section {section!r}, which it does not declare: name it "
+                          f"in the stage's `sections` (or define it in the same file)")
+
+    def __reduce__(self):  # pickled to SLURM jobs: keep who it is for
+        return View, (dict(self), self.who)
 
 
-def validate(cfg: dict) -> None:
-    """Ranges and the combinations every method shares; plug-ins check their own (bench.plugins)."""
-    check_bounds(cfg, BOUNDS)
-    d = cfg["data"]
-    for section, patch in (("emg", cfg["emg"]["patch"]), ("pose", cfg["pose"]["patch"])):
-        if d["window"] % patch:
-            raise ConfigError(f"{section}.patch ({patch}) must divide data.window ({d['window']})")
-    if cfg["emg"]["patch"] % cfg["emg"]["bin"]:
-        raise ConfigError(f"emg.bin ({cfg['emg']['bin']}) must divide emg.patch ({cfg['emg']['patch']})")
-    if cfg["pose"]["patch"] % d["pose_decimation"]:
-        raise ConfigError(f"pose.patch ({cfg['pose']['patch']}) must be a multiple of data.pose_decimation")
-    if d["fraction"] not in FRACTIONS:
-        raise ConfigError(f"data.fraction must be one of {', '.join(map(str, FRACTIONS))}, not {d['fraction']}")
-    if cfg["eval"]["k"] > MAX_ZERO_SHOT_K:
-        raise ConfigError(f"eval.k must be at most {MAX_ZERO_SHOT_K}, not {cfg['eval']['k']}")
-    device = cfg["train"]["device"]
-    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, not {device!r}")
-    if device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} was asked for, but CUDA is not available here")
-    if cfg["embedding"]["pooling"] not in ("cls", "mean"):
-        raise ConfigError("embedding.pooling must be 'cls' or 'mean'")
-    e, m = cfg["encoder"], cfg["mae"]
-    if e["width"] % e["heads"] or e["width"] % 2:
-        raise ConfigError(f"encoder.width ({e['width']}) must be even and a multiple of encoder.heads ({e['heads']})")
-    if m["decoder_width"] % m["decoder_heads"] or m["decoder_width"] % 2:
-        raise ConfigError(f"mae.decoder_width ({m['decoder_width']}) must be even and a multiple of "
-                          f"mae.decoder_heads ({m['decoder_heads']})")
-    if not 0.0 < m["mask_ratio"] < 1.0:
-        raise ConfigError("mae.mask_ratio must be in (0, 1)")
-    for section in ("emg", "pose"):
-        patches = d["window"] // cfg[section]["patch"]
-        if max(1, round(patches * (1.0 - m["mask_ratio"]))) >= patches:
-            raise ConfigError(f"mae.mask_ratio {m['mask_ratio']} masks none of a window's {patches} "
-                              f"{section} patches: use more patches (a smaller {section}.patch) or a higher ratio")
+def declared_keys(sections: Iterable[type[Section]]) -> set[str]:
+    """The keys a stage sees only where it names them (param(declared=True))."""
+    return {f"{cls.section}.{f.name}" for cls in sections for f in cls.params() if f.metadata["declared"]}
+
+
+def view(cfg: dict, sections: Iterable[str], keys: Iterable[str], hidden: set[str], who: str) -> View:
+    """The sections named (each whole), less the `hidden` keys that are not among `keys`."""
+    keys = set(keys)
+    out = {name: copy.deepcopy(cfg[name]) for name in dict.fromkeys(sections)}
+    for key in hidden - keys:
+        section, leaf = key.rsplit(".", 1)
+        if section in out:
+            out[section].pop(leaf, None)
+    return View(out, who)
+
+
+def key_config(visible: dict) -> dict:
+    """What a stage's key holds of the configuration it sees: all of it but the run-only and environment keys and
+    the seeds section (the key holds the resolved seeds instead)."""
+    out = {name: copy.deepcopy(section) for name, section in visible.items() if name != "seeds"}
+    for key in RUN_ONLY + ENVIRONMENT:
+        section, leaf = key.rsplit(".", 1)
+        if section in out:
+            out[section].pop(leaf, None)
+    return out
 
 
 def get(cfg: dict, key: str):

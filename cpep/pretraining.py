@@ -1,65 +1,56 @@
-"""CPEP's stages as functions of a stage context: unimodal MAE pre-training and contrastive alignment.
-
-`ctx` is what the harness gives a training stage (bench.plugins.Context): cfg, data, seed, device, inputs (the
-state dicts of the stages it reads), checkpoint and on_epoch.
+"""CPEP's models and its two kinds of training, as `Training`s a stage runs: unimodal masked-autoencoder
+pre-training and contrastive alignment. Every function takes the typed sections it reads (cpep.nn.config), and the
+windows' shapes from the opened dataset.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from cpep.data import protocols
-from cpep.data.emg2pose import Emg2PoseData
-from cpep.data.gestures import load_vocab
-from cpep.data.windows import WindowSpec, random_channel_roll
+from cpep.config import Data, RunSeeds
+from cpep.data.windows import WindowDataset, random_channel_roll
+from cpep.nn.config import Contrastive, EmgTokens, Mae, PoseTokens
+from cpep.nn.config import Encoder as EncoderSection
 from cpep.nn.models import Encoder, MaskedAutoencoder, ProjectionHead
 from cpep.nn.temperature import Temperature
-from cpep.nn.train import Batches, Schedule, fit, seed_everything
+from cpep.nn.train import Training, seed_everything
 from cpep.probes import embed
 
 
-def open_data(cfg: dict, root: Path, cache_dir: Path | None = None, lenient: bool = False) -> Emg2PoseData:
-    """The dataset at `root` as the configuration reads it (lenient: Emg2PoseData's)."""
-    d = cfg["data"]
-    spec = WindowSpec(d["window"], d["stride"], d["pose_decimation"], protocols.get(d["protocol"]))
-    return Emg2PoseData(root, load_vocab(d["vocab"]), spec, cache_dir, d["allow_missing"], lenient)
+@dataclass(frozen=True)
+class Shapes:
+    """What a model needs to know of the windows: EMG channels and pose dimensions (from the dataset), the window's
+    samples and the pose's decimation (from the data section)."""
+    channels: int
+    pose_dims: int
+    window: int
+    pose_decimation: int
+
+    @classmethod
+    def of(cls, data, d: Data) -> "Shapes":
+        return cls(data.channels, data.pose_dims, d.window, d.pose_decimation)
 
 
-def make_encoder(modality: str, cfg: dict, data) -> Encoder:
-    """The Transformer encoder of one modality, sized for the dataset's channels (EMG) or pose dimensions."""
-    e, d = cfg["encoder"], cfg["data"]
+def make_encoder(modality: str, shapes: Shapes, encoder: EncoderSection, tokens: EmgTokens | PoseTokens,
+                 pooling: str = "cls") -> Encoder:
+    """The Transformer encoder of one modality. `pooling` chooses the window embedding only; pre-training reads
+    the patch outputs, so an encoder pre-trained with one pooling serves another."""
     if modality == "emg":
-        channels, samples, patch, bin_size = data.channels, d["window"], cfg["emg"]["patch"], cfg["emg"]["bin"]
+        channels, samples, patch, bin_size = shapes.channels, shapes.window, tokens.patch, tokens.bin
     else:
-        dec = d["pose_decimation"]
-        channels, samples, patch, bin_size = data.pose_dims, d["window"] // dec, cfg["pose"]["patch"] // dec, 1
-    return Encoder(channels, samples, patch, e["width"], e["depth"], e["heads"], e["mlp_ratio"],
-                   cfg["embedding"]["pooling"], bin_size)
+        dec = shapes.pose_decimation
+        channels, samples, patch, bin_size = shapes.pose_dims, shapes.window // dec, tokens.patch // dec, 1
+    return Encoder(channels, samples, patch, encoder.width, encoder.depth, encoder.heads, encoder.mlp_ratio,
+                   pooling, bin_size)
 
 
-def make_mae(modality: str, cfg: dict, data) -> MaskedAutoencoder:
-    m = cfg["mae"]
-    return MaskedAutoencoder(make_encoder(modality, cfg, data), m["decoder_width"], m["decoder_depth"],
-                             m["decoder_heads"], m["mask_ratio"])
-
-
-def schedule(section: dict, drop_last: bool = False) -> Schedule:
-    return Schedule(section["epochs"], section["batch_size"], section["lr"], section["weight_decay"],
-                    section["warmup_epochs"], drop_last=drop_last)
-
-
-def batches(cfg: dict, dataset, batch_size: int, device, seed: int, drop_last: bool = False) -> Batches:
-    return Batches(dataset, batch_size, device, seed, drop_last=drop_last,
-                   in_memory_bytes=cfg["data"]["in_memory_gb"] * 1e9, workers=cfg["train"]["workers"])
-
-
-def initialised(ctx, build):
+def initialised(seeds: RunSeeds, build):
     """build(), its weights drawn from the init seed; then the global RNG (masks, augmentations) follows the order
     seed. With no seed set both are the run seed, drawn from one stream as they always were."""
-    seeds = ctx.seeds
     seed_everything(seeds.init)
     model = build()
     if seeds.explicit:
@@ -67,31 +58,34 @@ def initialised(ctx, build):
     return model
 
 
-def pretrain_mae(modality: str, ctx):
-    """Masked-autoencoder pre-training of one modality's encoder; returns (encoder state, history)."""
-    cfg, m = ctx.cfg, ctx.cfg["mae"]
-    mae = initialised(ctx, lambda: make_mae(modality, cfg, ctx.data)).to(ctx.device)
-    shift = cfg["emg"]["rotation_augment"]
-    inputs = (lambda b: random_channel_roll(b["emg"], shift)) if modality == "emg" else (lambda b: b["pose"])
-    train = batches(cfg, ctx.data.selection("pretrain"), m["batch_size"], ctx.device, ctx.seeds.order)
-    history = fit(mae, lambda batch: mae(inputs(batch))[0], train, schedule(m), ctx.checkpoint,
-                  cfg["train"]["checkpoint_every"], on_epoch=ctx.on_epoch, compile=cfg["train"]["compile"])
-    return mae.encoder.cpu().state_dict(), history
+def mae_training(modality: str, encoder: Callable[[], Encoder], mae: Mae, rotation_augment: int,
+                 windows: WindowDataset, seeds: RunSeeds, device) -> Training:
+    """Masked-autoencoder pre-training of the encoder `encoder()` builds, on `windows`; the stage keeps the
+    encoder's state."""
+    model = initialised(seeds, lambda: MaskedAutoencoder(encoder(), mae.decoder_width, mae.decoder_depth,
+                                                         mae.decoder_heads, mae.mask_ratio)).to(device)
+    if modality == "emg":
+        def inputs(batch):
+            return random_channel_roll(batch["emg"], rotation_augment)
+    else:
+        def inputs(batch):
+            return batch["pose"]
+    return Training(model, lambda batch: model(inputs(batch))[0], windows, result=model.encoder.state_dict)
 
 
 class Aligned(torch.nn.Module):
-    """EMG encoder + projection head against a pose encoder, scored by an objective with a learnable
-    temperature (and a learnable logit bias when the objective starts one)."""
+    """EMG encoder + projection head against a pose encoder, scored by a configured objective (bench.plugins
+    .Objective) with a learnable temperature, and a learnable logit bias where the objective's section starts one
+    (its `options`, a cpep.nn.config.Contrastive)."""
 
-    def __init__(self, cfg: dict, data, objective):
+    def __init__(self, emg: Encoder, pose: Encoder, objective):
         super().__init__()
-        self.emg = make_encoder("emg", cfg, data)
-        self.pose = make_encoder("pose", cfg, data)
+        self.emg, self.pose = emg, pose
         self.head = ProjectionHead(self.emg.width, self.pose.width)
-        a = cfg["align"]
-        self.temperature = Temperature(a["temperature"], a["learn_temperature"])
+        settings: Contrastive = objective.options
+        self.temperature = Temperature(settings.temperature, settings.learn_temperature)
         self.objective = objective
-        bias = objective.init_logit_bias
+        bias = getattr(settings, "logit_bias", None)
         self.logit_bias = torch.nn.Parameter(torch.tensor(float(bias))) if bias is not None else None
 
     def emg_query(self, emg: torch.Tensor) -> torch.Tensor:
@@ -151,28 +145,24 @@ def fraction_of(windows, fraction: float, seed: int):
     return windows.part(keep.sort().values.numpy())
 
 
-def align(ctx, objective, cache_pose: bool = True):
-    """Contrastive alignment of the EMG encoder (+ head) to the pose encoder; returns (Aligned state, history).
+def alignment_training(model: Aligned, inputs: dict, train_emg: bool, train_pose: bool, rotation_augment: int,
+                       windows: WindowDataset, batch_size: int, device, cache_pose: bool = True,
+                       in_memory_bytes: float = 4e9, workers: int = 0) -> Training:
+    """Contrastive alignment of the EMG encoder (+ head) to the pose encoder, from the input stages' encoders
+    (`pose_mae`, and `emg_mae` unless the EMG encoder starts at random); the stage keeps the whole model.
 
-    With the pose encoder frozen (align.train_pose false) its embedding of every window is computed once, before
-    the first epoch, unless `cache_pose` is false: the same losses and weights, without running it every step.
+    With the pose encoder frozen its embedding of every window is computed once, before the first epoch, unless
+    `cache_pose` is false: the same losses and weights, without running it every step.
     """
-    cfg = ctx.cfg
-    a, shift = cfg["align"], cfg["emg"]["rotation_augment"]
-    model = initialised(ctx, lambda: Aligned(cfg, ctx.data, objective))
-    model.pose.load_state_dict(ctx.inputs["pose_mae"])
-    if "emg_mae" in ctx.inputs:
-        model.emg.load_state_dict(ctx.inputs["emg_mae"])
-    model.pose.requires_grad_(a["train_pose"])
-    model.emg.requires_grad_(a["train_emg"])
-    model.to(ctx.device)
-    windows = fraction_of(ctx.data.selection("pretrain"), cfg["data"]["fraction"], ctx.seeds.data)
+    model.pose.load_state_dict(inputs["pose_mae"])
+    if "emg_mae" in inputs:
+        model.emg.load_state_dict(inputs["emg_mae"])
+    model.pose.requires_grad_(train_pose)
+    model.emg.requires_grad_(train_emg)
+    model.to(device)
     pose_cache = None
-    if not a["train_pose"] and cache_pose:
-        pose_cache = frozen_pose_embeddings(model, windows, a["batch_size"], ctx.device,
-                                            cfg["data"]["in_memory_gb"] * 1e9, cfg["train"]["workers"])
-    train = batches(cfg, windows, a["batch_size"], ctx.device, ctx.seeds.order, drop_last=True)
-    history = fit(model, alignment_loss(model, shift, pose_cache), train, schedule(a, drop_last=True), ctx.checkpoint,
-                  cfg["train"]["checkpoint_every"], extra_logs=lambda: {"temperature": model.temperature().item()},
-                  on_epoch=ctx.on_epoch, after_step=model.temperature.clamp_, compile=cfg["train"]["compile"])
-    return model.cpu().state_dict(), history
+    if not train_pose and cache_pose:
+        pose_cache = frozen_pose_embeddings(model, windows, batch_size, device, in_memory_bytes, workers)
+    return Training(model, alignment_loss(model, rotation_augment, pose_cache), windows, drop_last=True,
+                    after_step=model.temperature.clamp_,
+                    extra_logs=lambda: {"temperature": model.temperature().item()})

@@ -8,8 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
+from cpep.config import Data
 from cpep.data import schema
-from cpep.data.emg2pose import Emg2PoseData
+from cpep.data.emg2pose import Emg2PoseData, open_data
 from cpep.data.gestures import load_vocab
 from cpep.data.recordings import valid_window_starts, validate_recording
 from cpep.data.windows import WindowSpec, random_channel_roll
@@ -93,14 +94,14 @@ def test_validation_names_the_problem_in_one_line(tmp_path):
 
 def test_dataset_level_errors(tmp_path, tiny_data, tiny_config):
     with pytest.raises(DataError, match="no metadata.csv"):
-        open_data(tiny_config, tmp_path)
+        open_data(Data.of(tiny_config), tmp_path)
     with pytest.raises(DataError, match="does not exist"):
-        open_data(tiny_config, tmp_path / "nowhere")
+        open_data(Data.of(tiny_config), tmp_path / "nowhere")
     broken = tmp_path / "broken"
     shutil.copytree(tiny_data, broken)
     (broken / "metadata.csv").write_text("filename,user\nx,y\n")
     with pytest.raises(DataError, match="missing emg2pose columns"):
-        open_data(tiny_config, broken)
+        open_data(Data.of(tiny_config), broken)
     with pytest.raises(DataError, match="names stage 'HandClawGraspFlicks'"):
         Emg2PoseData(tiny_data, load_vocab("emg2pose-v1"), SPEC)
     with pytest.raises(DataError, match="unknown gesture vocabulary"):
@@ -110,12 +111,12 @@ def test_dataset_level_errors(tmp_path, tiny_data, tiny_config):
 def test_a_recording_with_the_wrong_channel_count_is_refused_before_work(tmp_path, tiny_data, tiny_config):
     root = tmp_path / "copy"
     shutil.copytree(tiny_data, root)
-    data = open_data(tiny_config, root)
+    data = open_data(Data.of(tiny_config), root)
     victim = data.probe_recordings("unseen")[1]["path"].iloc[-1]  # read only by the last evaluation
     wrong = np.dtype([("time", "<f8"), ("joint_angles", "<f8", (20,)), ("emg", "<f4", (8,))])
     _write(victim, wrong, rows=5000)
     with pytest.raises(DataError, match="emg has 8 channels"):
-        open_data(tiny_config, root).check_files()
+        open_data(Data.of(tiny_config), root).check_files()
 
 
 def test_channel_roll_rotates_the_ring():

@@ -13,12 +13,12 @@ from test_cli import assert_one_line_error, cli
 from bench import plugins, suites
 from bench.check.survey import survey
 from bench.run import planner
+from cpep.config import Data
 from cpep.data import protocols, schema
-from cpep.data.emg2pose import Emg2PoseData
+from cpep.data.emg2pose import Emg2PoseData, open_data
 from cpep.data.gestures import load_vocab
 from cpep.data.windows import WindowSpec
 from cpep.errors import ConfigError, DataError
-from cpep.pretraining import open_data
 from cpep.synth.simulator import simulator
 
 RATE = schema.SAMPLE_RATE
@@ -132,7 +132,7 @@ def test_embridge_windows_are_2_s_without_overlap_filtered_whole_and_standardise
     rows["emg"] += np.float32(5.0)  # an offset the filter removes
     simulator.write_recording(path, rows, {name: 0 for name in schema.GROUP_ATTRS} | {"sample_rate": RATE})
     cfg = config(root, **{"data.protocol": "embridge", "data.window": 4000, "data.stride": 4000})
-    data = open_data(cfg, root, tmp_path / "cache")
+    data = open_data(Data.of(cfg), root, tmp_path / "cache")
     assert data.spec.window == 4000 and data.spec.stride == 4000
     windows = data.windows(pd.DataFrame({"path": [str(path)], "stage": ["A"]}))
     assert windows.starts.tolist() == [0, 4000, 8000]

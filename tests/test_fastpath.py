@@ -16,6 +16,8 @@ from bench.run.planner import plan
 from bench.run.store import Store
 from bench.suites import load as load_suite
 from cpep import pretraining
+from cpep.config import Data
+from cpep.data.emg2pose import open_data
 from cpep.errors import ConfigError
 from cpep.nn import train
 from cpep.nn.models import Encoder
@@ -38,7 +40,7 @@ def keep_threads():
 def aligned_inputs(tiny_data):
     """Pose and EMG encoders to align: seeded random weights stand in for the MAE stages' outputs."""
     cfg = plugins.resolve(TINY)
-    data = pretraining.open_data(cfg, tiny_data)
+    data = open_data(Data.of(cfg), tiny_data)
     torch.manual_seed(7)
     return data, {"pose_mae": pretraining.make_encoder("pose", cfg, data).state_dict(),
                   "emg_mae": pretraining.make_encoder("emg", cfg, data).state_dict()}
@@ -299,6 +301,6 @@ def test_stages_record_their_threads_and_neither_threads_nor_compile_change_a_st
         run = runs(**{"train.threads": threads})[0]
         assert runner.complete(run, store)["status"] == "done"
         for stage in run.stages:  # the training stage and the evaluation
-            device = store.stage_meta(stage)["device"]
+            device = store.stage_meta(stage)["environment"]
             assert device["threads"] == (threads or available_cpus())
             assert device["cpus_allotted"] == available_cpus()

@@ -180,8 +180,8 @@ def test_rank_agreement_counts_pairs_and_kendall_tau():
 def test_paper_numbers_are_the_checked_in_file_and_use_our_variant_names():
     from bench.report import reference
     repo = Path(__file__).resolve().parents[1]
-    packaged = Path(str(reference.__file__)).parent / "published" / "paper.csv"
-    assert packaged.read_bytes() == (repo / "results" / "paper.csv").read_bytes()
+    packaged = Path(str(reference.__file__)).parent / "published" / "emg2pose.csv"
+    assert packaged.read_bytes() == (repo / "results" / "emg2pose.csv").read_bytes()
     df = reference.load()
     assert set(df["variant"]) <= set(suites.load("full").names)
     assert set(df["metric"]) <= {"lp_id", "lp_unseen", "zs_id", "zs_unseen"}

@@ -11,6 +11,8 @@ from bench import plugins
 from bench.run.planner import plan
 from bench.suites import load as load_suite
 from cpep import config, pretraining
+from cpep.config import Data
+from cpep.data.emg2pose import open_data
 from cpep.errors import ConfigError
 from cpep.nn import train
 
@@ -19,7 +21,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def data(tiny_data):
-    return pretraining.open_data(plugins.resolve(TINY), tiny_data)
+    return open_data(Data.of(plugins.resolve(TINY)), tiny_data)
 
 
 def start(windows_of, run_seed: int = 0, **seeds) -> tuple[dict, torch.Tensor, torch.Tensor]:

@@ -20,8 +20,9 @@ from bench.report import build as report
 from bench.report import claims, stats, tables
 from bench.run.evaluation import evaluate
 from bench.run.store import Store
+from cpep.config import Data
+from cpep.data.emg2pose import open_data
 from cpep.data.metadata import read_metadata
-from cpep.pretraining import open_data
 from cpep.probes import balanced_accuracy, embed, linear_probe, zero_shot
 
 CLAIMS_SUITE = """
@@ -310,7 +311,7 @@ class Features(Method):
 
 
 def test_breakdowns_leave_the_overall_scores_as_they_were(tiny_data, tiny_config):
-    data = open_data(tiny_config, tiny_data)
+    data = open_data(Data.of(tiny_config), tiny_data)
     values, _, found = evaluate(tiny_config, data, torch.device("cpu"), Features(), {})
     e = tiny_config["eval"]
     for kind in ("id", "unseen"):

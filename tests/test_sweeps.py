@@ -20,6 +20,8 @@ from bench.run.planner import plan
 from bench.run.store import Store
 from bench.suites import load as load_suite
 from cpep import pretraining
+from cpep.config import Data
+from cpep.data.emg2pose import open_data
 from cpep.errors import ConfigError
 
 CPU = torch.device("cpu")
@@ -50,7 +52,7 @@ def pairs(windows) -> set:
 
 
 def test_the_alignment_reads_the_stated_fraction_of_windows(tiny_data, monkeypatch):
-    data = pretraining.open_data(plugins.resolve(TINY), tiny_data)
+    data = open_data(Data.of(plugins.resolve(TINY)), tiny_data)
     every = data.selection("pretrain")
     (full,) = aligned_windows(data, monkeypatch)
     assert len(full) == len(every)

@@ -150,7 +150,7 @@ def test_editing_a_vocabulary_file_makes_new_evaluations(tmp_path):
 def test_streamed_and_in_memory_data_train_the_same_weights(tiny_data, tiny_config):
     from bench.plugins import Context
     from cpep import pretraining
-    data = pretraining.open_data(tiny_config, tiny_data)
+    data = open_data(Data.of(tiny_config), tiny_data)
     device = torch.device("cpu")
     in_memory, _ = pretraining.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
     tiny_config["data"]["in_memory_gb"] = 0.0

@@ -11,8 +11,9 @@ from bench import plugins
 from bench.plugins import Embeddings, Method
 from bench.run.evaluation import evaluate
 from cpep import probes as zs
+from cpep.config import Data
+from cpep.data.emg2pose import open_data
 from cpep.errors import ConfigError
-from cpep.pretraining import open_data
 
 
 def exact_reference(queries, references, labels, num_classes, k):
@@ -122,7 +123,7 @@ def test_each_selection_is_embedded_once_per_function(tiny_data, tiny_config, mo
     monkeypatch.setenv(plugins.ENV, str(plugins.BUILT_IN.parent / "tests" / "plugins"))
     cfg = {**tiny_config, "eval": {**tiny_config["eval"],
                                    "metrics": ["linear_probe", "zero_shot", "nearest_centroid"]}}
-    data = open_data(cfg, tiny_data)
+    data = open_data(Data.of(cfg), tiny_data)
     windows = {name: len(data.selection(name)) for name in ("id_train", "id_test", "unseen_train", "unseen_test")}
     selected = []
     original = data.selection

@@ -40,11 +40,12 @@ class Survey:
 
 def survey(cfg: dict, root: Path, cache_dir: Path | None, progress=None) -> Survey:
     """The survey of `root` read with configuration `cfg`. DataError only when `root` holds no dataset at all."""
-    from cpep.pretraining import open_data
+    from cpep.config import Data
+    from cpep.data.emg2pose import open_data
     root = data_root(root)
     if not has_metadata(root):
         return _without_metadata(root, cfg, progress)
-    data = open_data(cfg, root, cache_dir, lenient=True)
+    data = open_data(Data.of(cfg), root, cache_dir, lenient=True)
     s = Survey()
     listed = len(data.meta) + (len(data.absent) if cfg["data"]["allow_missing"] else 0)
     present = data.meta[data.meta["path"] != ""]

@@ -37,5 +37,6 @@ class Dataset(OnDisk):
         return ident
 
     def open(self, cfg, store):
-        from cpep.pretraining import open_data
-        return open_data(cfg, self.root(cfg, store), store.cache_dir)
+        from cpep.config import Data
+        from cpep.data.emg2pose import open_data
+        return open_data(Data.of(cfg), self.root(cfg, store), store.cache_dir)

@@ -2,7 +2,6 @@
 on first use into the runs directory and read by the emg2pose reader."""
 
 import copy
-from dataclasses import asdict
 
 from bench.plugins import Dataset as Base
 from bench.run import fingerprint
@@ -10,12 +9,9 @@ from cpep.data import protocols
 from cpep.errors import ConfigError
 from cpep.synth.config import SynthConfig
 
-# Every SynthConfig setting but the hand sides (a tuple, which --set cannot write).
-DEFAULTS = {k: v for k, v in asdict(SynthConfig()).items() if k != "sides"}
-
 
 class Dataset(Base):
-    defaults = {"data": {"synth": DEFAULTS}}
+    config = (SynthConfig,)
     vocab = SynthConfig().vocab
 
     def identity(self, cfg):
@@ -25,11 +21,7 @@ class Dataset(Base):
                 "synth": d["synth"], "simulator": fingerprint.simulator()}
 
     def validate(self, cfg):
-        try:
-            synth = SynthConfig(**cfg["data"]["synth"])
-            synth.validate()
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"data.synth: {e}") from None
+        synth = SynthConfig.of(cfg)
         if cfg["data"]["vocab"] == self.vocab and synth.vocab != self.vocab:
             raise ConfigError(f"data.synth.stages={synth.stages} names its stages in the vocabulary {synth.vocab}: "
                               f"set data.vocab={synth.vocab}")
@@ -48,5 +40,6 @@ class Dataset(Base):
         return store.synthetic_root(cfg["data"]["synth"])
 
     def open(self, cfg, store):
-        from cpep.pretraining import open_data
-        return open_data(cfg, self.root(cfg, store), store.cache_dir)
+        from cpep.config import Data
+        from cpep.data.emg2pose import open_data
+        return open_data(Data.of(cfg), self.root(cfg, store), store.cache_dir)

@@ -2,30 +2,52 @@
 probes that encoder linearly. (Files starting with _ are not plug-ins.)"""
 
 from bench.plugins import Embeddings, Method, Step
+from cpep.config import Data
+from cpep.nn.config import MODEL, Embedding, EmgTokens, Encoder, Mae, PoseTokens, check_tokens
+
+TOKENS = {"emg": EmgTokens, "pose": PoseTokens}
 
 
-def _train_emg(ctx):
-    from cpep import pretraining
-    return pretraining.pretrain_mae("emg", ctx)
+def encoder_of(modality: str, cfg: dict, data, pooling: str = "cls"):
+    """The Transformer encoder of one modality, as the configuration sizes it for the dataset."""
+    from cpep.pretraining import Shapes, make_encoder
+    return make_encoder(modality, Shapes.of(data, Data.of(cfg)), Encoder.of(cfg), TOKENS[modality].of(cfg), pooling)
 
 
-def _train_pose(ctx):
-    from cpep import pretraining
-    return pretraining.pretrain_mae("pose", ctx)
+def _training(modality: str, ctx):
+    from cpep.pretraining import mae_training
+    rotation = EmgTokens.of(ctx.cfg).rotation_augment if modality == "emg" else 0
+    return mae_training(modality, lambda: encoder_of(modality, ctx.cfg, ctx.data), Mae.of(ctx.cfg), rotation,
+                        ctx.data.selection("pretrain"), ctx.seeds, ctx.device)
 
 
-STEPS = {modality: Step(f"{modality}_mae", sections=("encoder", modality, "mae"), train=train, epochs="mae")
-         for modality, train in (("emg", _train_emg), ("pose", _train_pose))}
+def _build_emg(ctx):
+    return _training("emg", ctx)
+
+
+def _build_pose(ctx):
+    return _training("pose", ctx)
+
+
+STEPS = {modality: Step(f"{modality}_mae", build, schedule="mae", sections=("encoder", modality, "mae"))
+         for modality, build in (("emg", _build_emg), ("pose", _build_pose))}
 
 
 class MaeMethod(Method):
     modality = ""
+    config = MODEL
+
+    @property
+    def sections(self):
+        return ("encoder", "embedding", self.modality)
 
     def steps(self, cfg):
         return (STEPS[self.modality],)
 
+    def validate(self, cfg):
+        check_tokens(Data.of(cfg), **{self.modality: TOKENS[self.modality].of(cfg)}, mae=Mae.of(cfg))
+
     def embeddings(self, cfg, data, models):
-        from cpep.pretraining import make_encoder
-        encoder = make_encoder(self.modality, cfg, data)
+        encoder = encoder_of(self.modality, cfg, data, Embedding.of(cfg).pooling)
         encoder.load_state_dict(models[f"{self.modality}_mae"])
         return Embeddings(encoder, lp=lambda batch: encoder(batch[self.modality]))

@@ -7,38 +7,64 @@ the projection head's output: the part that ablation trains. Our reading of the 
 (0.372 in-distribution) lies far below its EMG-MAE's (~0.55), which could not happen if that probe read the
 unchanged EMG-MAE encoder; probing the encoder would repeat EMG-MAE's row by construction."""
 
+from dataclasses import dataclass
+
+from bench import plugins
 from bench.methods import emg_mae, pose_mae
+from bench.methods._mae import encoder_of
 from bench.plugins import Embeddings, Step
 from bench.plugins import Method as Base
-from cpep.config import MIN_TEMPERATURE, check_bounds
-from cpep.errors import ConfigError
+from cpep.config import Data, Train, param
+from cpep.nn.config import MODEL, Embedding, EmgTokens, Mae, PoseTokens, ScheduleSection, check_tokens
 
 
-def train(ctx):
-    from bench import plugins
-    from cpep import pretraining
-    return pretraining.align(ctx, plugins.get("objective", ctx.cfg["align"]["objective"]))
+@dataclass(frozen=True)
+class Align(ScheduleSection):
+    section = "align"
+    batch_size: int = param(256, ">= 2", "the paper's batch: the negatives of each window")
+    lr: float = param(5e-4, "> 0", "peak learning rate")
+    objective: str = param("infonce", why="an objective plug-in (bench/objectives): the paper's symmetric InfoNCE")
+    emg_init: str = param("mae", why="mae: the EMG encoder starts from EMG-MAE (the paper); random: from scratch "
+                                     "(its ablation)", choices=("mae", "random"))
+    train_emg: bool = param(True, why="false: the EMG encoder is frozen and only the projection head trains (an "
+                                      "ablation)")
+    train_pose: bool = param(False, why="the paper freezes the pose encoder; true trains both (joint training, "
+                                        "which the paper reports diverges)")
 
 
-ALIGN = Step("align", sections=("encoder", "embedding", "emg", "pose", "align"), train=train,
-             inputs=("pose_mae", "emg_mae"), epochs="align", uses=(("objective", "align.objective"),),
+OBJECTIVE = (("objective", "align.objective"),)
+
+
+def aligned(cfg, data):
+    """CPEP's model, its encoders sized by the configuration, scored by the configured objective."""
+    from cpep.pretraining import Aligned
+    pooling = Embedding.of(cfg).pooling
+    objective = plugins.get("objective", Align.of(cfg).objective).configured(cfg)
+    return Aligned(encoder_of("emg", cfg, data, pooling), encoder_of("pose", cfg, data, pooling), objective)
+
+
+def build(ctx):
+    from cpep.pretraining import alignment_training, fraction_of, initialised
+    cfg, a = ctx.cfg, Align.of(ctx.cfg)
+    model = initialised(ctx.seeds, lambda: aligned(cfg, ctx.data))
+    d, run = Data.of(cfg), Train.of(cfg)
+    windows = fraction_of(ctx.data.selection("pretrain"), d.fraction, ctx.seeds.data)
+    return alignment_training(model, ctx.inputs, a.train_emg, a.train_pose, EmgTokens.of(cfg).rotation_augment,
+                              windows, a.batch_size, ctx.device, in_memory_bytes=d.in_memory_gb * 1e9,
+                              workers=run.workers)
+
+
+SECTIONS = ("encoder", "embedding", "emg", "pose")
+ALIGN = Step("align", build, schedule="align", sections=SECTIONS, inputs=("pose_mae", "emg_mae"), uses=OBJECTIVE,
              keys=("data.fraction",))
-RANDOM_INIT_ALIGN = Step("align", sections=ALIGN.sections, train=train, inputs=("pose_mae",), epochs="align",
-                         uses=ALIGN.uses, keys=ALIGN.keys)
-
-BOUNDS = {"align.epochs": "> 0", "align.batch_size": ">= 2", "align.lr": "> 0", "align.weight_decay": ">= 0",
-          "align.warmup_epochs": ">= 0"}
+RANDOM_INIT_ALIGN = Step("align", build, schedule="align", sections=SECTIONS, inputs=("pose_mae",), uses=OBJECTIVE,
+                         keys=("data.fraction",))
 
 
 class Method(Base):
-    defaults = {"align": {
-        "epochs": 40, "batch_size": 256, "lr": 5e-4, "weight_decay": 0.05, "warmup_epochs": 2.0,
-        "objective": "infonce",   # an objective plug-in (bench/objectives)
-        "temperature": 0.02, "learn_temperature": True,
-        "emg_init": "mae",        # "mae": start from the EMG-MAE encoder; "random": from scratch
-        "train_emg": True,        # False: EMG encoder frozen, only the projection head trains
-        "train_pose": False,      # True: joint training, the pose encoder is not frozen
-    }}
+    config = MODEL + (Align,)
+    sections = SECTIONS
+    uses = OBJECTIVE
 
     def steps(self, cfg):
         if cfg["align"]["emg_init"] == "random":
@@ -46,19 +72,11 @@ class Method(Base):
         return (pose_mae.STEP, emg_mae.STEP, ALIGN)
 
     def validate(self, cfg):
-        from bench import plugins
-        a = cfg["align"]
-        if a["emg_init"] not in ("mae", "random"):
-            raise ConfigError("align.emg_init must be 'mae' or 'random'")
-        check_bounds(cfg, BOUNDS)
-        if not MIN_TEMPERATURE <= a["temperature"] <= 1.0:
-            raise ConfigError(f"align.temperature must be in [{MIN_TEMPERATURE:g}, 1], where training keeps it")
-        plugins.path("objective", a["objective"])
+        check_tokens(Data.of(cfg), EmgTokens.of(cfg), PoseTokens.of(cfg), Mae.of(cfg))
+        plugins.path("objective", Align.of(cfg).objective)
 
     def embeddings(self, cfg, data, models):
-        from bench import plugins
-        from cpep.pretraining import Aligned
-        model = Aligned(cfg, data, plugins.get("objective", cfg["align"]["objective"]))
+        model = aligned(cfg, data)
         model.load_state_dict(models["align"])
 
         def query(batch):
@@ -68,5 +86,5 @@ class Method(Base):
             return model.emg(batch["emg"])
 
         # one function for both when they read the same: the evaluation then embeds each selection once
-        return Embeddings(model, lp=encoder if cfg["align"]["train_emg"] else query, zs_query=query,
+        return Embeddings(model, lp=encoder if Align.of(cfg).train_emg else query, zs_query=query,
                           zs_reference=lambda batch: model.pose(batch["pose"]))

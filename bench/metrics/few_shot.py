@@ -7,6 +7,7 @@ Keys lp_k01, lp_k05, lp_k10, lp_k20 (records: lp_k01_id, lp_k01_unseen, ...): tw
 in the report, which shows metrics beyond the paper's four in name order.
 """
 
+from bench.metrics.linear_probe import Settings as Probe
 from bench.plugins import Metric as Base
 
 SHOTS = (1, 5, 10, 20)
@@ -28,16 +29,17 @@ class Metric(Base):
     needs = "lp"
     keys = tuple(f"lp_k{k:02d}" for k in SHOTS)
     seeded = True
+    sections = ("linear_probe",)  # the probe it fits, on fewer windows
 
     def compute(self, train, test, num_classes, cfg, device, seed=0):
         import torch
 
         from cpep.probes import linear_probe
-        (x, y), e = train, cfg["eval"]
+        (x, y), probe = train, Probe.of(cfg)
         generator = torch.Generator().manual_seed(seed)
         scores = {}
         for k in SHOTS:
             draws = [sample(y, num_classes, k, generator) for _ in range(RESAMPLES)]
-            scores[f"lp_k{k:02d}"] = sum(linear_probe(x[i], y[i], *test, num_classes, e["lp_weight_decay"],
-                                                  e["lp_max_iter"]) for i in draws) / RESAMPLES
+            scores[f"lp_k{k:02d}"] = sum(linear_probe(x[i], y[i], *test, num_classes, probe.weight_decay,
+                                                  probe.max_iter) for i in draws) / RESAMPLES
         return scores

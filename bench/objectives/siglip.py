@@ -1,23 +1,30 @@
 """SigLIP's pairwise sigmoid loss (Zhai et al. 2023): every (EMG window, pose window) pair of the batch is a
 binary decision, matched (the diagonal) or not, scored by sigmoid(logit_scale * u.v + logit_bias). The sum over
 all pairs is divided by the batch size, as SigLIP does; there is no softmax over the batch.
-
-SigLIP starts the bias at -10 and the logit scale at 10 (temperature 0.1): most pairs of a batch are negatives,
-and a strongly negative bias starts the model near that prior instead of spending its first steps learning it.
-The bias is declared here; the temperature is the model's (align.temperature), so a variant using this objective
-sets align.temperature = 0.1 for SigLIP's start (bench/suites/beyond.toml does).
 """
 
-import torch
-import torch.nn.functional as F
+from dataclasses import dataclass
 
 from bench.plugins import Objective as Base
+from cpep.config import param
+from cpep.nn.config import MIN_TEMPERATURE, Contrastive
+
+
+@dataclass(frozen=True)
+class Settings(Contrastive):
+    section = "siglip"
+    temperature: float = param(0.1, f">= {MIN_TEMPERATURE}, <= 1", "SigLIP's start: logit scale 10")
+    logit_bias: float = param(-10.0, why="SigLIP's start: most pairs of a batch are negatives, and a strongly "
+                                         "negative bias starts the model near that prior instead of spending its "
+                                         "first steps learning it")
 
 
 class Objective(Base):
-    init_logit_bias = -10.0
+    config = (Settings,)
 
     def forward(self, u, v, logit_scale, logit_bias=None):
+        import torch
+        import torch.nn.functional as F
         logits = logit_scale * u @ v.T
         if logit_bias is not None:
             logits = logits + logit_bias

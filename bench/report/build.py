@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from rich.console import Console
 
-from bench.report import claims, latex, reference, scores, stats, tables, variance
+from bench.report import claims, latex, reference, scores, select, stats, tables, variance
 from bench.report.frames import (
     BOUNDS_GROUP,
     REFERENCE_VARIANT,
+    STALE,
     Report,
     chance_levels,
     curves_frame,
@@ -43,18 +44,6 @@ FORMATS = ("md", "tex", "csv")
 
 
 # records -> the report
-
-def pick_dataset(records: list[dict], data: str | None, suite: str) -> str:
-    found = sorted({r["dataset"] for r in records})
-    if data is None:
-        if len(found) > 1:
-            raise UserError(f"suite {suite!r} has records on several datasets ({', '.join(found)}): "
-                            f"choose one with --data")
-        return found[0]
-    if data not in found:
-        raise UserError(f"suite {suite!r} has no records on dataset {data!r} (it has: {', '.join(found)})")
-    return data
-
 
 def variant_order(suite: Suite, records: list[dict]) -> tuple[list[str], dict[str, str], dict[str, str]]:
     """(variants in display order, their labels, their groups): the suite's order, then variants only found in
@@ -216,10 +205,30 @@ def config_differences(records: list[dict], suite: Suite) -> list[str]:
     return notes
 
 
-def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", level: float = 0.95) -> Report:
-    records = [r for r in records if r["dataset"] == dataset]
+def current(records: list[dict], reuse_stale: bool) -> list[dict]:
+    """The records as a table may count them: a finished run whose code is not the current code's is left out,
+    as "stale" with the reason (select.code_changed), or with `reuse_stale` counted and marked stale."""
+    out = []
+    for r in records:
+        why = select.code_changed(r) if r["status"] == "done" else ""
+        if why and reuse_stale:
+            r = {**r, "stale": True}
+        elif why:
+            r = {**r, "status": "stale", "error": f"{why}: left out (`cpep-bench run` recomputes it; "
+                                                   f"`report --reuse-stale` shows it, marked {STALE})"}
+        out.append(r)
+    return out
+
+
+def build(suite: Suite, records: list[dict], method: str = "t", level: float = 0.95,
+          reuse_stale: bool = False) -> Report:
+    """The report of one data identity's records (select.pick_identity)."""
     if not records:
-        raise UserError(f"no records of suite {suite.name!r} on dataset {dataset!r}")
+        raise UserError(f"no records of suite {suite.name!r}")
+    if len({select.data_key(r) for r in records}) > 1:
+        raise UserError(f"suite {suite.name!r}: records of several data identities never share a report")
+    records = current(records, reuse_stale)
+    dataset = records[0]["dataset"]
     variants, labels, groups = variant_order(suite, records)
     metrics = metric_order(records)
     seeds = sorted({r["seed"] for r in records})
@@ -227,7 +236,8 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
     stale = stale_seeds(records, variants)
     values, na = values_frame(records), not_applicable(records)
     found = scores.Scores(values, scores.users_frame(records))
-    summary = summarise(values, variants, labels, groups, metrics, na, stale, reference.load(), method, level, found)
+    paper = reference.load(dataset, records[0]["config"]["data"]["vocab"])
+    summary = summarise(values, variants, labels, groups, metrics, na, stale, paper, method, level, found)
     order, tau = ordering(summary, metrics)
     notes = []
     unrun = sorted(set(suite.seeds) - set(seeds))
@@ -236,14 +246,16 @@ def build(suite: Suite, records: list[dict], dataset: str, method: str = "t", le
         notes.append(f"the suite's default {which} no record for any variant: not run, so not asked "
                      f"(`cpep-bench run --suite {suite.name} --seeds ...` runs them)")
     notes += config_differences(records, suite)
-    return Report(suite=suite.name, dataset=dataset, method=method, level=level, variants=variants, labels=labels,
+    notes += [n for n in [select.environment_note(records)] if n]
+    return Report(suite=suite.name, dataset=dataset, data=select.describe(select.data_key(records[0]), records),
+                  method=method, level=level, variants=variants, labels=labels,
                   groups=groups, metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
                   differences=paired_differences(values, variants, metrics, na, stale, method, level, found),
                   ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
                   curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics),
                   variance=variance.by_source(values, metrics),
                   improvement=scores.improvement_table(found, variants, metrics, level),
-                  claims=claims.table(found, records, claims.sweeps(values), level))
+                  claims=claims.table(found, records, claims.sweeps(values), level, paper))
 
 
 # output
@@ -297,8 +309,10 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def show(suite: Suite, store: Store, console: Console, out: Path | None = None, formats: tuple[str, ...] = FORMATS,
-         method: str = "t", level: float = 0.95, data: str | None = None, figures: bool = True) -> Path:
-    """Build the report from the store's records, write its files under `out`, print it; returns `out`."""
+         method: str = "t", level: float = 0.95, data: str | None = None, figures: bool = True,
+         data_root: Path | None = None, data_id: str | None = None, reuse_stale: bool = False) -> Path:
+    """Build the report of one data identity's records (select.pick_identity), write its files under `out`, print
+    it; returns `out`."""
     if method not in stats.CI_METHODS:
         raise UserError(f"--ci takes {' or '.join(stats.CI_METHODS)}, not {method!r}")
     if not 0 < level < 1:
@@ -307,9 +321,9 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
     if not records:
         raise UserError(f"no results for suite {suite.name!r} in {store.root} "
                         f"(run `cpep-bench run --suite {suite.name}` first)")
-    dataset = pick_dataset(records, data, suite.name)
-    report = build(suite, records, dataset, method, level)
-    out = Path(out) if out is not None else store.root / "report" / suite.name / dataset
+    records = select.pick_identity(records, suite.name, data, data_root, data_id)
+    report = build(suite, records, method, level, reuse_stale)
+    out = Path(out) if out is not None else store.root / "report" / suite.name / report.data.split(" ")[0]
     written = write_tables(report, out, formats)
     if figures:
         from bench.report import figures as figures_module  # seaborn and matplotlib load only when drawing

@@ -74,10 +74,12 @@ def verdict(estimate: float, low: float, high: float, side: int, margin: float) 
     return "inconclusive"
 
 
-def table(scores: Scores, records: list[dict], swept: dict[str, dict[str, float]], level: float) -> pd.DataFrame:
-    """The claims the records can check. `swept`: per swept setting, its value for CPEP and each variant of the
-    setting's group (`sweeps`)."""
-    paper = reference.primary(reference.load())
+def table(scores: Scores, records: list[dict], swept: dict[str, dict[str, float]], level: float,
+          published: pd.DataFrame) -> pd.DataFrame:
+    """The claims the records can check, each for the direction the paper reports; the paper's values beside them
+    only where `published` (bench.report.reference.load: the paper's numbers on this data) has them. `swept`: per
+    swept setting, its value for CPEP and each variant of the setting's group (`sweeps`)."""
+    paper = reference.primary(published)
     rows = []
     for claim in claims():
         if claim.kind == "diverges":
@@ -92,7 +94,7 @@ def table(scores: Scores, records: list[dict], swept: dict[str, dict[str, float]
 
 
 def _paper_value(claim: Claim, paper: pd.DataFrame) -> str:
-    """The paper's value of a comparison, from its table (paper.csv); '~' where a number was read off a figure."""
+    """The paper's value of a comparison, from its table (results/emg2pose.csv); '~' where a number was read off a figure."""
     if not all(c in paper.index for c in claim.columns):
         return ""
     a, b = (paper.loc[c, "value"] for c in claim.columns)
@@ -177,7 +179,7 @@ def notes(claims_table: pd.DataFrame, level: float) -> list[str]:
              f"the claim has (the seeds alone where a record has no per-user breakdown).", f"Verdicts: {RULE}"]
     if claims_table["paper"].str.startswith("~").any():
         found.append("paper: ~ marks a value computed from a number read off a figure by a third party "
-                     "(results/paper.csv).")
+                     "(results/emg2pose.csv).")
     if (claims_table["interval"] == "").any():
         found.append("no interval: one seed only, or a count of runs.")
     return found

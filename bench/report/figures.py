@@ -46,7 +46,7 @@ def save(fig, out: Path, stem: str) -> list[Path]:
 
 def _subtitle(report: Report, drawn: pd.DataFrame) -> str:
     """What the figure shows: the suite, the data, and how the intervals of the `drawn` summary rows are computed."""
-    note = " (synthetic data: levels not comparable with the paper, only the ordering)" if report.synthetic else ""
+    note = "" if report.published else " (no published reference for this data)"
     how = scores.interval_text(drawn, report.method, report.level)
     single = "; an estimate without an error bar: one seed, no interval" if (drawn["n"] < 2).any() else ""
     stale = f"; {STALE}: stale, computed by older code" if report.stale else ""

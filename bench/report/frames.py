@@ -39,6 +39,7 @@ def sweep_rows(frame: pd.DataFrame, group: str) -> pd.DataFrame:
 class Report:
     suite: str
     dataset: str
+    data: str  # the data identity in a few words: dataset-key (where it was read; runs)
     method: str
     level: float
     variants: list[str]  # display order: the suite's, then variants only found in records
@@ -62,8 +63,9 @@ class Report:
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)  # the paper's claims checked (bench.report.claims)
 
     @property
-    def synthetic(self) -> bool:
-        return self.dataset == "synthetic"
+    def published(self) -> bool:
+        """Whether the paper's numbers apply to this data (bench.report.reference): only then are they shown."""
+        return bool(self.summary["paper"].notna().any())
 
     def is_bound(self, variant: str) -> bool:
         return self.groups.get(variant) == BOUNDS_GROUP

@@ -26,8 +26,8 @@ def _caption(title: str, notes: list[str]) -> str:
     return " ".join([tex(title)] + [tex(n) for n in notes])
 
 
-def _synthetic(report: Report) -> list[str]:
-    return [tables.SYNTHETIC_NOTE.split(";")[0] + "."] if report.synthetic else []
+def _unpublished(report: Report) -> list[str]:
+    return [] if report.published else [tables.unpublished_note(report)]
 
 
 def _table(columns: str, header: list[str], rows: list[list[str]], caption: str, label: str,
@@ -57,10 +57,14 @@ def table(report: Report) -> str:
     names = [tex(metric_name(m)) for m in report.metrics]
     group = (" & & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{name}}}" for name in names) + r" \\"
              + "\n" + " ".join(rf"\cmidrule(lr){{{3 + 2 * i}-{4 + 2 * i}}}" for i in range(k)))
-    header = ["Method", "$n$"] + ["ours", "paper"] * k
     main = tables.main_rows(report)
+    caption = _caption(f"Balanced accuracy, {report.suite} suite.", _unpublished(report) + tables.main_notes(report))
+    if not report.published:
+        rows = [[r["label"], r["seeds"]] + [r["cells"][m][0] for m in report.metrics] for r in main]
+        return _table("l" + "r" + "r" * k, _metric_header(report, "Method", "$n$"), rows, caption,
+                      f"tab:{report.suite}", rule=tables.rule_before(main))
+    header = ["Method", "$n$"] + ["ours", "paper"] * k
     rows = [[r["label"], r["seeds"]] + [c for m in report.metrics for c in r["cells"][m]] for r in main]
-    caption = _caption(f"Balanced accuracy, {report.suite} suite.", _synthetic(report) + tables.main_notes(report))
     return _table("l" + "r" + "rr" * k, header, rows, caption, f"tab:{report.suite}", group,
                   tables.rule_before(main))
 
@@ -97,6 +101,6 @@ def claims(report: Report) -> str:
     columns = ["claim", "paper", "measured", "interval", "verdict"]
     rows = [[str(r[c]) for c in columns] for _, r in report.claims.iterrows()]
     caption = _caption(f"The papers' claims checked on the {report.suite} suite.",
-                       _synthetic(report) + paper_claims.notes(report.claims, report.level))
+                       _unpublished(report) + paper_claims.notes(report.claims, report.level))
     return _table(r"p{0.4\linewidth}llll", [c.capitalize() for c in columns], rows, caption,
                   f"tab:{report.suite}-claims")

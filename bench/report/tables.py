@@ -16,16 +16,17 @@ from bench.report import claims, scores, stats
 from bench.report.frames import CLASS_SETS, REFERENCE_VARIANT, STALE, Report, metric_name
 
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
-SYNTHETIC_NOTE = ("These runs use the built-in synthetic data: their levels are NOT comparable with the paper's "
-                  "numbers (measured on emg2pose), only their ordering is; see 'Ordering against the paper'.")
+def unpublished_note(report: Report) -> str:
+    return (f"No published reference for {report.dataset} data read this way: our numbers alone (the paper's "
+            f"numbers are shown beside runs on emg2pose with its gesture vocabulary; results/README.md says how to "
+            f"add a reference for other data).")
 SIGNIFICANT = "*"
 IMPROVEMENT_NOTE = ("P(variant > CPEP): the fraction of matched (seed, held-out user) pairs on which the variant "
                     "scores above CPEP, a tie counting one half (rliable's probability of improvement); 0.5: no "
                     f"difference; {SIGNIFICANT}: the interval excludes 0.5; strata: the matched pairs.")
 PAIR_STALE = "the variant's or CPEP's result on one of the shared seeds is stale"
 BOUNDS_NOTE = ("floor and ceiling (last rows): the same linear probe on features computed without learning, EMG "
-               "log-power (floor) and the pose itself (ceiling), on the same windows; they have no paper numbers and "
-               "are not in the ordering against the paper.")
+               "log-power (floor) and the pose itself (ceiling), on the same windows; they have no paper numbers.")
 
 
 def marked(text: str, stale: bool) -> str:
@@ -183,7 +184,7 @@ def main_notes(report: Report) -> list[str]:
     notes += scores.fallback_notes(report.summary) if users else []
     summary = report.summary
     if summary["paper_approximate"].any():
-        notes.append("paper: ~ marks a number read off a figure by a third party (results/paper.csv).")
+        notes.append("paper: ~ marks a number read off a figure by a third party (results/emg2pose.csv).")
     others = sorted({s.split(" via ")[0] for s in summary.loc[summary["other_paper"].notna(), "other_source"]})
     if others:
         notes.append(f"paper (x): the number in {'; '.join(others)}, where it differs from the CPEP paper's.")
@@ -205,7 +206,7 @@ def main_notes(report: Report) -> list[str]:
                      + ", ".join(f"{level:.3f} {name} ({round(1 / level)} classes)" for name, level in levels.items())
                      + ".")
     compared = summary[summary["paper"].notna() & summary["ci_low"].notna()]
-    if not report.synthetic and len(compared):
+    if len(compared):
         notes.append(f"the paper's number lies inside our interval for {int(compared['paper_in_ci'].sum())} of "
                      f"{len(compared)} (variant, metric) pairs.")
     return notes
@@ -261,7 +262,8 @@ def ordering_lines(report: Report) -> list[str]:
 
 
 def footer(report: Report) -> list[str]:
-    return [f"Seeds asked: every seed with a record of suite '{report.suite}' on {report.dataset} data "
+    return [f"Data: {report.data}; one data identity per report, never pooled.",
+            f"Seeds asked: every seed with a record of suite '{report.suite}' on this data "
             f"({', '.join(map(str, report.seeds))}); a variant's missing seeds are listed above, never dropped."]
 
 
@@ -274,12 +276,13 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def markdown(report: Report) -> str:
-    parts = [f"# {report.suite}: balanced accuracy on {report.dataset} data", ""]
-    if report.synthetic:
-        parts += [f"> {SYNTHETIC_NOTE}", ""]
-    header = ["method", "n"] + [h for m in report.metrics for h in (metric_name(m), "IQM", "paper")]
+    parts = [f"# {report.suite}: balanced accuracy on {report.data}", ""]
+    if not report.published:
+        parts += [f"> {unpublished_note(report)}", ""]
+    paper = ("paper",) if report.published else ()
+    header = ["method", "n"] + [h for m in report.metrics for h in (metric_name(m), "IQM", *paper)]
     rows = [[r["label"], f"**{r['seeds']}**" if r["fewer"] else r["seeds"]]
-            + [c for m in report.metrics for c in (r["cells"][m][0], r["iqm"][m], r["cells"][m][1])]
+            + [c for m in report.metrics for c in (r["cells"][m][0], r["iqm"][m], r["cells"][m][1])[:2 + len(paper)]]
             for r in main_rows(report)]
     parts += [_md_table(header, rows), ""] + [f"- {n}" for n in dict.fromkeys(main_notes(report) + iqm_notes(report))]
     diffs = difference_rows(report)
@@ -296,8 +299,9 @@ def markdown(report: Report) -> str:
                   _md_table(["method", "strata"] + [metric_name(m) for m in report.metrics],
                             [[r["label"], r["strata"]] + [r["cells"][m][0] for m in report.metrics] for r in better]),
                   ""] + [f"- {n}" for n in improvement_notes(report)]
-    parts += ["", "## Ordering against the paper", ""]
-    parts += [f"- {line}" for line in ordering_lines(report)] or ["No metric has two variants with paper numbers."]
+    if report.published:
+        parts += ["", "## Ordering against the paper", ""]
+        parts += [f"- {line}" for line in ordering_lines(report)] or ["No metric has two variants with paper numbers."]
     parts += ["", "## Runs without a result", ""]
     if len(report.incomplete):
         parts.append(_md_table(["variant", "seeds", "status", "reason"], report.incomplete.astype(str).values.tolist()))
@@ -369,8 +373,8 @@ def print_report(report: Report, console: Console) -> None:
                   report.metrics, _main_cell)
     shown = main_notes(report)
     console.print(_notes(shown))
-    if report.synthetic:
-        console.print(Text(SYNTHETIC_NOTE, style="bold yellow"))
+    if not report.published:
+        console.print(Text(unpublished_note(report), style="yellow"))
     diffs = difference_rows(report)
     if diffs:
         _print_tables(console, "paired differences against CPEP (variant minus CPEP on shared seeds)", "method",

@@ -40,12 +40,13 @@ def execute(stage: Stage, store: Store, on_epoch: Callable[[int, dict], None] | 
             on_epoch(1, {})
     else:
         context = plugins.Context(cfg, data, stage.seed, device, models, store.checkpoint_path(stage), on_epoch)
-        state, history = step_of(stage).train(context)
+        state, history = plugins.train(step_of(stage), context)
     meta = {
         "kind": stage.kind, "key": stage.key, "config_key": stage.config_key, "code": stage.code,
         "seed": stage.seed, "seconds": round(time.time() - began, 3), "history": history, "metrics": metrics,
         "not_applicable": not_applicable, **breakdowns, "finished": provenance.now(),
-        "device": provenance.describe_device(device), "git": provenance.git_state(),
+        "environment": provenance.environment(device, cfg["train"]["compile"] and stage.kind != EVAL),
+        "git": provenance.git_state(),
     }
     store.save_stage(stage, meta, state)
     return meta
@@ -63,16 +64,17 @@ def record(run: Run, status: str, store: Store, error: str | None = None, error_
         entry = {"kind": stage.kind, "key": stage.key, "code": stage.code, "stale": stage.stale,
                  "status": "done" if meta else "missing"}
         if meta:
-            entry.update(seconds=meta["seconds"], history=meta["history"], device=meta["device"],
+            entry.update(seconds=meta["seconds"], history=meta["history"], environment=meta["environment"],
                          git=meta.get("git"), finished=meta["finished"])
             if stage.kind == EVAL:
                 metrics, not_applicable = meta["metrics"], meta.get("not_applicable") or {}
                 breakdowns = {field: meta[field] for field in BREAKDOWNS.values() if meta.get(field)}
         stages.append(entry)
     return {
-        "schema": 2, "suite": run.suite, "variant": run.variant.name, "label": run.variant.label,
+        "schema": 3, "suite": run.suite, "variant": run.variant.name, "label": run.variant.label,
         "method": run.variant.method, "group": run.variant.group, "dataset": run.dataset, "seed": run.seed,
-        "run_key": run.key, "status": status, "error": error, "error_log": error_log, "stale": run.stale,
+        "data_key": run.data_key, "data_identity": run.data_identity, "data_root": run.config["data"]["root"],
+        "code": run.code, "run_key": run.key, "status": status, "error": error, "error_log": error_log, "stale": run.stale,
         "metrics": metrics if status == "done" else None, "not_applicable": not_applicable,
         **(breakdowns if status == "done" else {}),
         "config": run.config, "stages": stages,

@@ -42,17 +42,36 @@ def precision(device) -> str:
     return "bf16" if device.type == "cuda" else "float32"
 
 
-def describe_device(device) -> dict:
-    """The device, its precision, and the torch threads in use (cpep.threads) beside the CPUs allotted."""
+KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA")  # CPU kernel levels
+
+
+def environment(device, compiled: bool = False) -> dict:
+    """What a stage ran on that changes rounding, not the experiment (cpep.config.ENVIRONMENT): the device and its
+    precision, the torch threads in use (cpep.threads) beside the CPUs allotted, torch's version, the CPU kernel
+    level torch dispatches to (and the variables that cap it, where set), and whether the model was compiled."""
     import torch
 
     from cpep.threads import available_cpus
-    threads = {"threads": torch.get_num_threads(), "cpus_allotted": available_cpus()}
+    env = {"threads": torch.get_num_threads(), "cpus_allotted": available_cpus(), "torch": torch.__version__,
+           "compiled": compiled}
     if device.type == "cuda":
         return {"device": str(device), "name": torch.cuda.get_device_name(device), "precision": precision(device),
-                "cuda": torch.version.cuda, **threads}
+                "cuda": torch.version.cuda, **env}
+    kernels = {name: os.environ[name] for name in KERNEL_VARIABLES if name in os.environ}
     return {"device": "cpu", "name": platform.processor() or platform.machine(), "precision": precision(device),
-            **threads}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), **({"kernels": kernels} if kernels else {}),
+            **env}
+
+
+def signature(env: dict | None) -> str:
+    """A stage environment in one line: what two seeds of one table are compared by."""
+    if not env:
+        return "unknown"
+    kernels = ",".join(f"{k}={v}" for k, v in sorted((env.get("kernels") or {}).items()))
+    parts = [env.get("device"), env.get("precision"), f"{env.get('threads')} threads",
+             env.get("cpu_capability") or env.get("name"), f"torch {env.get('torch')}", kernels,
+             "compiled" if env.get("compiled") else ""]
+    return ", ".join(str(p) for p in parts if p)
 
 
 def collect(device) -> dict:
@@ -62,5 +81,5 @@ def collect(device) -> dict:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        **describe_device(device),
+        **environment(device),
     }

@@ -32,7 +32,7 @@ def summary(rec: dict) -> str:
 class RunStatus:
     ident: str
     dataset: str
-    status: str  # queued, running, done, failed, interrupted, cancelled
+    status: str  # queued, running, done, stale, failed, interrupted, cancelled
     detail: str
     slurm: str
 
@@ -72,7 +72,9 @@ def _record_status(rec: dict, states: dict[str, JobState] | None, info: dict | N
                    store: Store) -> tuple[str, str]:
     """(status, detail) from a record of the latest attempt; a `running` one is checked against its worker."""
     if rec["status"] == "done":
-        return "done", summary(rec)
+        from bench.report.select import code_changed
+        why = code_changed(rec)
+        return ("stale", f"code changed: {why}; `cpep-bench run` recomputes it") if why else ("done", summary(rec))
     if rec["status"] != "running":
         return rec["status"], rec.get("error") or ""
     worker = rec.get("worker") or {}
@@ -114,12 +116,15 @@ def _run_status(ident: str, dataset: str, rec: dict | None, jobs: list[Job], sta
     return RunStatus(ident, dataset, status, detail, slurm)
 
 
-def suite_status(store: Store, suite: str) -> tuple[list[RunStatus], str | None]:
-    """Every known run of the suite (a record or a submitted job), and a warning when squeue cannot be asked.
+def suite_status(store: Store, suite: str, data_id: str | None = None) -> tuple[list[RunStatus], str | None]:
+    """Every known run of the suite (a record or a submitted job) on each data identity (those whose
+    <dataset>-<key> starts with `data_id`, or contains it after the dash), and a warning when squeue cannot be asked.
     squeue is asked only about SLURM jobs: those of the jobs file, and those the records were written in."""
     rows, warning = [], None
     for data_dir in sorted(p for p in (store.root / "runs" / suite).glob("*") if p.is_dir()):
         dataset = data_dir.name
+        if data_id and not (dataset.startswith(data_id) or dataset.partition("-")[2].startswith(data_id)):
+            continue
         records = {}
         for path in sorted(data_dir.glob("*/seed-*.json")):
             rec = read_json(path)
@@ -137,12 +142,12 @@ def suite_status(store: Store, suite: str) -> tuple[list[RunStatus], str | None]
     return rows, warning
 
 
-STYLE = {"done": "green", "failed": "red", "interrupted": "yellow", "cancelled": "yellow", "unknown": "yellow",
+STYLE = {"done": "green", "stale": "yellow", "failed": "red", "interrupted": "yellow", "cancelled": "yellow", "unknown": "yellow",
          "running": "cyan", "queued": "blue"}
 
 
-def show_status(store: Store, suite: str, console: Console) -> list[RunStatus]:
-    rows, warning = suite_status(store, suite)
+def show_status(store: Store, suite: str, console: Console, data_id: str | None = None) -> list[RunStatus]:
+    rows, warning = suite_status(store, suite, data_id)
     if not rows:
         console.print(f"suite {suite}: no runs in {store.root}")
         return rows

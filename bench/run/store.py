@@ -1,12 +1,14 @@
 """The runs directory: stage outputs (keyed by hash), run records, the synthetic data cache.
 
-    <results>/stages/<kind>-<key>/      model.pt, meta.json; checkpoint.pt and progress.json while training;
-                                        failed.json and error.log (the traceback) after a failure
-    <results>/runs/<suite>/<dataset>/<variant>/seed-<n>.json    one record per run
-    <results>/data/synthetic-<hash>/    generated once, reused by every run with the same synth settings
-    <results>/cache/                    window indices and normalisation statistics of each dataset
-    <results>/records.parquet           every record as one table (bench.run.records_table)
-    <results>/run.lock                  while a `cpep-bench run` works here: who holds it (see Store.lock)
+    <runs>/stages/<kind>-<key>/     model.pt, meta.json; checkpoint.pt and progress.json while training;
+                                    failed.json and error.log (the traceback) after a failure
+    <runs>/runs/<suite>/<dataset>-<data key>/<variant>/seed-<n>.json
+                                    one record per run, filed under its data identity (bench.run.planner.Run):
+                                    the records of two data roots, or of two contents of one, never meet
+    <runs>/data/synthetic-<hash>/   generated once, reused by every run with the same synth settings
+    <runs>/cache/                   window indices and normalisation statistics of each dataset
+    <runs>/records.parquet          every record as one table (bench.run.records_table)
+    <runs>/run.lock                 while a `cpep-bench run` works here: who holds it (see Store.lock)
 
 Every file is written to a temporary name and renamed into place, so a reader never sees half a file and a
 killed process never leaves a corrupt one.
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.run.provenance import now
-from cpep.errors import DataError, UserError
+from cpep.errors import UserError
 from cpep.files import replace_atomically, write_text_atomically
 
 if TYPE_CHECKING:
@@ -175,11 +177,11 @@ class Store:
             (self.stage_dir(stage) / name).unlink(missing_ok=True)
 
     # run records
-    def record_path(self, suite: str, dataset: str, variant: str, seed: int) -> Path:
-        return self.root / "runs" / suite / dataset / variant / f"seed-{seed}.json"
+    def record_path(self, suite: str, data_dir: str, variant: str, seed: int) -> Path:
+        return self.root / "runs" / suite / data_dir / variant / f"seed-{seed}.json"
 
     def run_record_path(self, run: Run) -> Path:
-        return self.record_path(run.suite, run.dataset, run.variant.name, run.seed)
+        return self.record_path(run.suite, run.data_dir, run.variant.name, run.seed)
 
     def record(self, run: Run) -> dict | None:
         return read_json(self.run_record_path(run))
@@ -193,7 +195,7 @@ class Store:
         atomic_write_json(self.run_record_path(run), record)
 
     def records(self, suite: str | None = None) -> list[dict]:
-        """Every record of a suite (of every suite when None), all datasets."""
+        """Every record of a suite (of every suite when None), every data identity."""
         found = (read_json(p) for p in sorted((self.root / "runs").glob(f"{suite or '*'}/*/*/seed-*.json")))
         return [r for r in found if r is not None]
 
@@ -204,10 +206,7 @@ class Store:
         from cpep.synth.config import SynthConfig
         from cpep.synth.simulator import generate
         cfg = SynthConfig(**synth)
-        try:
-            cfg.validate()
-        except ValueError as e:
-            raise DataError(f"data.synth: {e}") from None
+        cfg.check()
         root = self.root / "data" / f"synthetic-{cfg.key()}-{fingerprint.simulator()}"
         if not (root / "metadata.csv").is_file():
             generate(cfg, root)

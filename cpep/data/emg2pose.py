@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from cpep.config import digest
-from cpep.data import schema
-from cpep.data.gestures import Vocab
+from cpep.config import Data, digest
+from cpep.data import protocols, schema
+from cpep.data.gestures import Vocab, load_vocab
 from cpep.data.metadata import read_metadata
 from cpep.data.recordings import INDEX_FORMAT, Scan, WindowIndex, file_key, ik_failures, scan_recording
 from cpep.data.windows import WindowDataset, WindowSpec, cached_stats, evenly, normalisation
@@ -245,3 +245,9 @@ class Emg2PoseData:
         return normalisation(emg_sq, n_emg, pose_sum, pose_sq, n_pose)
 
 
+
+
+def open_data(d: Data, root: Path, cache_dir: Path | None = None, lenient: bool = False) -> Emg2PoseData:
+    """The emg2pose-format dataset at `root` as the data section reads it (lenient: Emg2PoseData's)."""
+    spec = WindowSpec(d.window, d.stride, d.pose_decimation, protocols.get(d.protocol))
+    return Emg2PoseData(root, load_vocab(d.vocab), spec, cache_dir, d.allow_missing, lenient)

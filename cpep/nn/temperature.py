@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from cpep.config import MIN_TEMPERATURE
+from cpep.nn.config import MIN_TEMPERATURE
 
 MAX_LOGIT_SCALE = 1.0 / MIN_TEMPERATURE
 

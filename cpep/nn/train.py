@@ -36,6 +36,28 @@ class Schedule:
     grad_clip: float = 1.0
     drop_last: bool = False
 
+    @classmethod
+    def of(cls, section, drop_last: bool = False) -> "Schedule":
+        """From a schedule section of the configuration (cpep.nn.config.ScheduleSection)."""
+        return cls(section.epochs, section.batch_size, section.lr, section.weight_decay, section.warmup_epochs,
+                   drop_last=drop_last)
+
+
+@dataclass
+class Training:
+    """What a training stage trains: built by its method (bench.plugins.Step.build), run by `train`, and timed as
+    it is by `cpep-bench perf`."""
+    model: nn.Module
+    loss: Callable[[dict], torch.Tensor]   # of a batch {"emg", "pose", "label", "index"}
+    windows: WindowDataset                 # the windows it draws its batches from
+    drop_last: bool = False                # every batch full: one shape, for CUDA graphs and a batch-size objective
+    after_step: Callable[[], None] | None = None  # after each optimizer step (e.g. clamp a parameter)
+    extra_logs: Callable[[], dict] | None = None  # logged each epoch beside the loss
+    result: Callable[[], dict] | None = None      # the state dict the stage keeps (default: the model's)
+
+    def state(self) -> dict:
+        return self.result() if self.result else self.model.state_dict()
+
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -219,3 +241,15 @@ def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batc
             }
             replace_atomically(checkpoint, lambda tmp: torch.save(state, tmp))
     return history
+
+
+def train(training: Training, schedule: Schedule, device: torch.device, seed: int, checkpoint: Path | None = None,
+          checkpoint_every: int = 1, on_epoch: Callable[[int, dict], None] | None = None, compile: bool = False,
+          in_memory_bytes: float = 4e9, workers: int = 0) -> tuple[dict, list[dict]]:
+    """Fit `training` on batches of its windows in the order of `seed`; returns (its state on the CPU, history)."""
+    batches = Batches(training.windows, schedule.batch_size, device, seed, drop_last=training.drop_last,
+                      in_memory_bytes=in_memory_bytes, workers=workers)
+    history = fit(training.model, training.loss, batches, schedule, checkpoint, checkpoint_every,
+                  extra_logs=training.extra_logs, on_epoch=on_epoch, after_step=training.after_step, compile=compile)
+    training.model.cpu()
+    return training.state(), history

@@ -195,7 +195,7 @@ def _write_users(cfg: SynthConfig, out: Path, workers: int, progress) -> list[di
 def generate(cfg: SynthConfig, out: Path, progress=None, workers: int = 0) -> Path:
     """Write the dataset to the new directory `out`, atomically: a partial dataset is never left behind.
     `workers`: processes writing users at once; 0 = one per CPU this process is allotted."""
-    cfg.validate()
+    cfg.check()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()

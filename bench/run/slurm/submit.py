@@ -9,7 +9,7 @@ Jobs are `submitit.helpers.Checkpointable`: on a timeout submitit requeues them,
 reason (preemption, `scontrol requeue`) starts the stage again, which resumes from the checkpoint the training
 loop writes every epoch.
 
-The submitted job ids go to <results>/runs/<suite>/<dataset>/slurm.json, for `status` and `cancel`.
+The submitted job ids go to <runs>/runs/<suite>/<dataset>-<data key>/slurm.json, for `status` and `cancel`.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def _blame_vanished_stages(run: Run, store: Store, delegated: set[str]) -> None:
 
 def check_idle(store: Store, runs: list[Run]) -> None:
     """Refuse a second submission while the suite's jobs are queued or running: both would compute the same stages."""
-    suite, dataset = runs[0].suite, runs[0].dataset
-    jobs = job_list(read_jobs(store, suite, dataset))
+    suite, data_dir = runs[0].suite, runs[0].data_dir
+    jobs = job_list(read_jobs(store, suite, data_dir))
     try:
         states = queue([j.job_id for j in jobs])
     except SlurmUnavailable as e:
@@ -137,8 +137,8 @@ def _executor(profile: Profile, folder: Path) -> submitit.AutoExecutor:
 
 def submit(runs: list[Run], store: Store, profile: Profile) -> list[Job]:
     """One array per level of stages, then one array of run jobs; each waits for every earlier array."""
-    suite, dataset = runs[0].suite, runs[0].dataset
-    executor = _executor(profile, log_dir(store, suite, dataset))
+    suite, data_dir = runs[0].suite, runs[0].data_dir
+    executor = _executor(profile, log_dir(store, suite, data_dir))
     root = str(store.root)
     jobs: list[Job] = []
     arrays: list[str] = []
@@ -178,10 +178,10 @@ def sbatch_complaint(message: str) -> str:
 
 
 def write_jobs(store: Store, runs: list[Run], jobs: list[Job], profile: Profile) -> None:
-    suite, dataset = runs[0].suite, runs[0].dataset
-    atomic_write_json(jobs_path(store, suite, dataset), {
-        "suite": suite, "dataset": dataset, "profile": profile.name, "submitted": provenance.now(),
-        "logs": str(log_dir(store, suite, dataset)), "cancelled": None,
+    suite, data_dir = runs[0].suite, runs[0].data_dir
+    atomic_write_json(jobs_path(store, suite, data_dir), {
+        "suite": suite, "data": data_dir, "profile": profile.name, "submitted": provenance.now(),
+        "logs": str(log_dir(store, suite, data_dir)), "cancelled": None,
         "jobs": [{"job_id": j.job_id, "level": j.level, "what": j.what, "runs": list(j.runs)} for j in jobs],
     })
 
@@ -194,7 +194,7 @@ def execute(runs: list[Run], store: Store, profile: Profile, console: Console, w
     write_jobs(store, runs, jobs, profile)
     stage_jobs = [j for j in jobs if j.what != "run"]
     console.print(f"submitted {len(jobs)} SLURM jobs ({len(stage_jobs)} stages, {len(runs)} runs) with profile "
-                  f"{profile.name}; logs in {log_dir(store, runs[0].suite, runs[0].dataset)}")
+                  f"{profile.name}; logs in {log_dir(store, runs[0].suite, runs[0].data_dir)}")
     watch_cmd = f"cpep-bench status --suite {runs[0].suite} --runs-dir {store.root}"
     if not wait:
         arrays = sorted({j.job_id.split("_")[0] for j in jobs}, key=int)

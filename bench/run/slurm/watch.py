@@ -35,16 +35,16 @@ class Job:
     runs: tuple[str, ...]
 
 
-def jobs_path(store: Store, suite: str, dataset: str) -> Path:
-    return store.root / "runs" / suite / dataset / "slurm.json"
+def jobs_path(store: Store, suite: str, data_dir: str) -> Path:
+    return store.root / "runs" / suite / data_dir / "slurm.json"
 
 
-def log_dir(store: Store, suite: str, dataset: str) -> Path:
-    return store.root / "slurm" / suite / dataset
+def log_dir(store: Store, suite: str, data_dir: str) -> Path:
+    return store.root / "slurm" / suite / data_dir
 
 
-def read_jobs(store: Store, suite: str, dataset: str) -> dict | None:
-    return read_json(jobs_path(store, suite, dataset))
+def read_jobs(store: Store, suite: str, data_dir: str) -> dict | None:
+    return read_json(jobs_path(store, suite, data_dir))
 
 
 def job_list(info: dict | None) -> list[Job]:
@@ -144,7 +144,7 @@ def watch(runs: list[Run], store: Store, jobs: list[Job], before: dict, console:
         console.print(f"[red]timed out[/red] after {timeout_min:g} min: {len(active)} jobs still queued or running; "
                       f"they go on (cpep-bench status --suite {runs[0].suite} --runs-dir {store.root})")
         raise WaitStopped(1)
-    logs = log_dir(store, runs[0].suite, runs[0].dataset)
+    logs = log_dir(store, runs[0].suite, runs[0].data_dir)
     for ident in pending:
         console.print(f"{ident}: [red]interrupted[/red] its SLURM jobs ended without a record (logs in {logs})")
     return records
