@@ -62,21 +62,33 @@ class Context:
 
 @dataclass(frozen=True)
 class Step:
-    """A training stage. Methods that declare the same Step (by name, configuration it sees and code) share its
-    output.
+    """A stage a method declares. Methods that declare the same Step (by name, the configuration it sees and its
+    code) share its output.
+
+    A stage that trains by gradient gives `build(ctx)`: the cpep.nn.train.Training that the harness fits (with
+    checkpoints, resuming and progress) and `cpep-bench perf` times; `schedule` names the section of its epochs,
+    batch size and learning rate (a cpep.nn.config.ScheduleSection). Any other stage gives `compute(ctx)` ->
+    (state dict, history: one dict per epoch).
 
     The stage sees, and its key hashes, the shared sections it names, the sections defined in the file of its
-    `build` function, the sections of the plug-ins it `uses`, the declared `keys`, and data, seeds and train;
-    reading anything else is an error (config.View). `build(ctx)` returns the cpep.nn.train.Training that the
-    harness fits (and `cpep-bench perf` times); `schedule` names the section of its epochs, batch size and
-    learning rate (a cpep.nn.config.ScheduleSection)."""
+    function, those of the plug-ins it `uses`, the declared `keys`, and data, seeds and train; reading anything
+    else is an error (config.View)."""
     name: str
-    build: Callable[[Context], "Training"]
-    schedule: str
+    build: Callable[[Context], "Training"] | None = None
+    schedule: str = ""
+    compute: Callable[[Context], tuple[dict, list[dict]]] | None = None
     sections: tuple[str, ...] = ()      # shared sections it reads, beyond its file's own
     inputs: tuple[str, ...] = ()        # the steps whose models it reads
     uses: tuple[tuple[str, str], ...] = ()  # (plug-in kind, config key naming it): its code and sections count too
     keys: tuple[str, ...] = ()          # keys it sees only where it names them (config.param(declared=True))
+
+    def __post_init__(self):
+        if (self.build is None) == (self.compute is None) or (self.build is not None) != bool(self.schedule):
+            raise TypeError(f"Step {self.name!r} takes either build and schedule, or compute")
+
+    @property
+    def function(self) -> Callable:
+        return self.build or self.compute
 
 
 @dataclass
@@ -317,7 +329,7 @@ def top(names) -> tuple[str, ...]:
 
 def step_view(step: Step, cfg: dict) -> config.View:
     """The configuration a training stage sees."""
-    seen = ALWAYS + step.sections + own_sections(step.build.__module__) + used_sections(cfg, step.uses)
+    seen = ALWAYS + step.sections + own_sections(step.function.__module__) + used_sections(cfg, step.uses)
     return config.view(cfg, top(seen), step.keys, config.declared_keys(sections().values()), f"stage {step.name}")
 
 
@@ -332,12 +344,15 @@ def evaluation_view(method: Method, cfg: dict) -> config.View:
                        f"the evaluation of {method.name}")
 
 
-def train(step: Step, ctx: Context) -> tuple[dict, list[dict]]:
-    """Build the stage's Training and fit it: (its state, its history)."""
+def train(step: Step, ctx: Context, build: Callable[[Context], "Training"] | None = None) -> tuple[dict, list[dict]]:
+    """Compute the stage: build its Training (by `build` instead of the step's own, where given) and fit it, or run
+    its `compute`; returns (its state, its history)."""
+    if step.compute is not None:
+        return step.compute(ctx)
     from cpep.nn.train import Schedule, train
     run = config.Train.of(ctx.cfg)
     schedule = sections()[step.schedule].of(ctx.cfg)
-    training = step.build(ctx)
+    training = (build or step.build)(ctx)
     return train(training, Schedule.of(schedule, training.drop_last), ctx.device, ctx.seeds.order, ctx.checkpoint,
                  run.checkpoint_every, ctx.on_epoch, run.compile, config.Data.of(ctx.cfg).in_memory_gb * 1e9,
                  run.workers)

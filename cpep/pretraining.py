@@ -48,6 +48,12 @@ def make_encoder(modality: str, shapes: Shapes, encoder: EncoderSection, tokens:
                    pooling, bin_size)
 
 
+def encoder(modality: str, cfg: dict, data, pooling: str = "cls") -> Encoder:
+    """make_encoder with the sections of a configuration (data, encoder, and emg or pose) and the dataset's shapes."""
+    tokens = (EmgTokens if modality == "emg" else PoseTokens).of(cfg)
+    return make_encoder(modality, Shapes.of(data, Data.of(cfg)), EncoderSection.of(cfg), tokens, pooling)
+
+
 def initialised(seeds: RunSeeds, build):
     """build(), its weights drawn from the init seed; then the global RNG (masks, augmentations) follows the order
     seed. With no seed set both are the run seed, drawn from one stream as they always were."""

@@ -20,11 +20,17 @@ TINY = {
     "align.epochs": 2, "align.batch_size": 32,
     "supervised.epochs": 2, "supervised.batch_size": 32,
     "tds.width": 32, "tds.features": 16, "tds.decoder_hidden": 32,
-    "eval.lp_max_iter": 50,
+    "linear_probe.max_iter": 50,
     # One torch thread: models this small gain nothing from two, and on a machine whose cores other processes hold,
     # OpenMP threads that wait for each other make a SLURM job's epochs take seconds instead of milliseconds.
     "train.threads": 1,
 }
+
+
+def random_encoders(cfg: dict, data) -> dict:
+    """Pose and EMG encoders drawn from the current RNG: what an alignment reads as its MAE stages' outputs."""
+    from cpep.pretraining import encoder
+    return {"pose_mae": encoder("pose", cfg, data).state_dict(), "emg_mae": encoder("emg", cfg, data).state_dict()}
 
 
 def tiny_args() -> list[str]:

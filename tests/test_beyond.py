@@ -16,6 +16,11 @@ from bench import plugins, suites
 from bench.report.frames import metric_name
 
 
+def objective(name: str, **settings):
+    """An objective plug-in with its section's defaults, or these settings."""
+    return plugins.get("objective", name).configured(plugins.resolve({f"{name}.{k}": v for k, v in settings.items()}))
+
+
 def unit(*shape, seed=0):
     return F.normalize(torch.randn(*shape, generator=torch.Generator().manual_seed(seed)), dim=-1)
 
@@ -31,14 +36,14 @@ def test_siglip_is_the_per_pair_sigmoid_loss_over_the_batch_size():
             logit = 7.0 * float(u[i] @ v[j]) - 2.5
             z = 1.0 if i == j else -1.0
             direct -= math.log(1.0 / (1.0 + math.exp(-z * logit)))
-    loss = plugins.get("objective", "siglip")(u, v, scale, bias)
+    loss = objective("siglip")(u, v, scale, bias)
     assert float(loss) == pytest.approx(direct / 3, rel=1e-6)
 
 
 def test_siglip_trains_a_bias_from_minus_10_and_the_temperature():
-    from cpep.pretraining import Aligned
-    cfg = plugins.resolve(TINY, {"align.objective": "siglip", "align.temperature": 0.1})
-    model = Aligned(cfg, SimpleNamespace(channels=16, pose_dims=20), plugins.get("objective", "siglip"))
+    from bench.methods.cpep import aligned
+    cfg = plugins.resolve(TINY, {"align.objective": "siglip"})  # its section starts both, as SigLIP does
+    model = aligned(cfg, SimpleNamespace(channels=16, pose_dims=20))
     assert model.logit_bias.item() == -10.0 and model.temperature.scale().item() == pytest.approx(10.0)
     g = torch.Generator().manual_seed(0)
     emg, pose = torch.randn(8, 16, 2000, generator=g), torch.randn(8, 20, 200, generator=g)
@@ -50,19 +55,19 @@ def test_siglip_trains_a_bias_from_minus_10_and_the_temperature():
 # ------------------------------------------------------------------ soft-target InfoNCE
 
 def test_soft_targets_approach_infonce_when_every_pose_is_distinct():
-    soft, infonce = plugins.get("objective", "soft_infonce"), plugins.get("objective", "infonce")
+    soft, infonce = objective("soft_infonce"), objective("infonce")
     u, v, scale = unit(8, 64, seed=3), unit(8, 64, seed=4), torch.tensor(20.0)
     targets = soft.targets(v)
     assert torch.allclose(targets.sum(1), torch.ones(8))
     assert float(targets.diagonal().min()) > 0.999
     assert float(soft(u, v, scale)) == pytest.approx(float(infonce(u, v, scale)), rel=1e-4)
-    wide = type(soft)()
-    wide.target_temperature = 1.0  # poses need not be near-identical to share targets: no longer InfoNCE
+    wide = objective("soft_infonce", target_temperature=1.0)
+    # poses need not be near-identical to share targets: no longer InfoNCE
     assert abs(float(wide(u, v, scale)) - float(infonce(u, v, scale))) > 0.1
 
 
 def test_two_identical_poses_are_not_negatives_of_each_other():
-    soft, infonce = plugins.get("objective", "soft_infonce"), plugins.get("objective", "infonce")
+    soft, infonce = objective("soft_infonce"), objective("infonce")
     v = unit(6, 64, seed=5)
     v[1] = v[0]  # windows 0 and 1 hold the same pose
     targets = soft.targets(v)
@@ -76,7 +81,7 @@ def test_two_identical_poses_are_not_negatives_of_each_other():
 
 
 def test_matching_a_near_identical_pose_instead_costs_little_more():
-    soft, infonce = plugins.get("objective", "soft_infonce"), plugins.get("objective", "infonce")
+    soft, infonce = objective("soft_infonce"), objective("infonce")
     g = torch.Generator().manual_seed(5)
     v = unit(6, 64, seed=6)
     v[1] = F.normalize(v[0] + 0.05 * F.normalize(torch.randn(64, generator=g), dim=0), dim=0)

@@ -3,19 +3,20 @@ sized to the CPUs the process is allotted (cgroup quota, affinity, SLURM), recor
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, random_encoders
 
 from bench import plugins
+from bench.methods import cpep
 from bench.run import runner
 from bench.run.planner import plan
 from bench.run.store import Store
 from bench.suites import load as load_suite
-from cpep import pretraining
 from cpep.config import Data
 from cpep.data.emg2pose import open_data
 from cpep.errors import ConfigError
@@ -42,8 +43,7 @@ def aligned_inputs(tiny_data):
     cfg = plugins.resolve(TINY)
     data = open_data(Data.of(cfg), tiny_data)
     torch.manual_seed(7)
-    return data, {"pose_mae": pretraining.make_encoder("pose", cfg, data).state_dict(),
-                  "emg_mae": pretraining.make_encoder("emg", cfg, data).state_dict()}
+    return data, random_encoders(cfg, data)
 
 
 def pose_encoder_calls(monkeypatch) -> list[int]:
@@ -61,7 +61,7 @@ def pose_encoder_calls(monkeypatch) -> list[int]:
 def align(data, inputs, cache_pose: bool, checkpoint=None, on_epoch=None, device=CPU, **overrides):
     cfg = plugins.resolve(TINY, overrides)
     context = plugins.Context(cfg, data, 0, device, inputs, checkpoint, on_epoch)
-    return pretraining.align(context, plugins.get("objective", "infonce"), cache_pose=cache_pose)
+    return plugins.train(cpep.ALIGN, context, functools.partial(cpep.build, cache_pose=cache_pose))
 
 
 def assert_same_training(a, b):

@@ -28,7 +28,7 @@ def test_the_figures_draw_the_tables_estimates_and_intervals(fixture_suite, tmp_
     scatter = {s: [m - 0.3, m + 0.3, m - 0.1, m + 0.1] for s, m in ((0, 0.6), (1, 0.7), (2, 0.65))}
     recs = user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter, "patch50": scatter,
                                         "patch400": {0: agree[0]}})
-    built = report.build(fixture_suite, recs, "synthetic", "bootstrap")
+    built = report.build(fixture_suite, recs, "bootstrap")
     s = built.summary.set_index(["variant", "metric"])
     bars, errors = drawn_by(monkeypatch, "barh"), drawn_by(monkeypatch, "errorbar")
     figures.bars(built, tmp_path)

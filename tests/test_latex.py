@@ -45,7 +45,7 @@ def written(fixture_suite, tmp_path):  # noqa: F811 (the fixture)
         if r["variant"] in ("cpep", "frozen_emg") and r["seed"] < 3:
             lp = r["metrics"]["lp_id"]
             with_users(r, {"lp_id": [lp - 0.02, lp - 0.01, lp + 0.01, lp + 0.02]})
-    rep = report.build(fixture_suite, records, "synthetic", "bootstrap")
+    rep = report.build(fixture_suite, records, "bootstrap", reuse_stale=True)
     out = tmp_path / "tex"
     report.write_tables(rep, out, ("tex",))
     return rep, out
@@ -100,5 +100,5 @@ def test_the_latex_files_compile(written, tmp_path):
 def test_claims_and_improvement_tables_are_written_only_where_the_report_has_rows(
         fixture_suite, tmp_path):  # noqa: F811
     alone = [r for r in fixture_records(fixture_suite) if r["variant"] == "cpep"]
-    report.write_tables(report.build(fixture_suite, alone, "synthetic"), tmp_path / "tex", ("tex",))
+    report.write_tables(report.build(fixture_suite, alone), tmp_path / "tex", ("tex",))
     assert sorted(p.name for p in (tmp_path / "tex").iterdir()) == ["differences.tex", "iqm.tex", "table.tex"]

@@ -275,17 +275,17 @@ def test_tds_featurizer_matches_emg2pose_geometry():
     assert reg.target_index.tolist() == [179, 187, 195]
     # the tds_regression method checks configurations without importing torch, from its own copy of the geometry
     from baselines.tds import TDS_GROUPS
-    from bench.methods import emg2pose
-    assert (emg2pose.LEFT_CONTEXT, emg2pose.GROUPS) == (TdsFeaturizer.left_context, TDS_GROUPS)
+    from bench.methods import tds_regression
+    assert (tds_regression.LEFT_CONTEXT, tds_regression.GROUPS) == (TdsFeaturizer.left_context, TDS_GROUPS)
 
 
 def test_weight_decay_spares_biases_norms_tokens_and_the_temperature():
     from conftest import TINY
 
     from bench import plugins
+    from bench.methods.cpep import aligned
     from cpep.data.emg2pose import Emg2PoseData
-    from cpep.pretraining import Aligned
-    model = Aligned(plugins.resolve(TINY), Emg2PoseData, plugins.get("objective", "infonce"))
+    model = aligned(plugins.resolve(TINY), Emg2PoseData)
     groups = parameter_groups(model, 0.05)
     assert sorted(g["weight_decay"] for g in groups) == [0.0, 0.05]
     decay, no_decay = (next(g for g in groups if g["weight_decay"] == wd) for wd in (0.05, 0.0))

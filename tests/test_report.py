@@ -16,7 +16,9 @@ from bench import plugins, suites
 from bench.report import build as report
 from bench.report import latex, stats, tables
 from bench.report.frames import METRICS, Report, metric_order
+from bench.run.planner import run_code
 from bench.run.store import Store
+from cpep import config
 from cpep.errors import UserError
 
 T_975_DF2 = 4.302652729911275  # scipy.stats.t.ppf(0.975, 2), from a table
@@ -80,21 +82,37 @@ def history(kind: str, epochs: int = 3) -> list[dict]:
             | ({"temperature": 0.02 + 0.001 * e} if kind == "align" else {}) for e in range(1, epochs + 1)]
 
 
+ENVIRONMENT = {"device": "cpu", "precision": "float32", "threads": 1, "cpu_capability": "AVX2", "torch": "2.14.1"}
+
+
 def make_record(suite: suites.Suite, variant: str, seed: int, metrics=None, status="done", error=None,
-                dataset="synthetic", **config_overrides) -> dict:
+                dataset="emg2pose", **config_overrides) -> dict:
+    """A record as `cpep-bench run` writes it, by the code here (its code digest is the current one). Records on
+    emg2pose read it with the paper's vocabulary, so the paper's numbers apply to them."""
     v = suite.variant(variant)
+    if dataset == "emg2pose":
+        config_overrides = {"data.vocab": "emg2pose-v1"} | config_overrides
+    cfg = plugins.resolve(suite.overrides, v.overrides, config_overrides)
     kinds = ("pose_mae", "emg_mae", "align") if v.method == "cpep" else (v.method,)
     stages = [{"kind": k, "key": f"{k}-{'shared' if k == 'pose_mae' else variant}-{seed}", "status": "done",
-               "seconds": 1.0, "history": history(k), "device": {"device": "cpu"}} for k in kinds]
+               "seconds": 1.0, "history": history(k), "environment": ENVIRONMENT} for k in kinds]
     names = ("lp_id", "lp_unseen", "zs_id", "zs_unseen")
     return {
-        "schema": 1, "suite": suite.name, "variant": variant, "label": v.label, "method": v.method,
-        "group": v.group, "dataset": dataset, "seed": seed, "run_key": f"{variant}-{seed}", "status": status,
+        "schema": 3, "suite": suite.name, "variant": variant, "label": v.label, "method": v.method,
+        "group": v.group, "dataset": dataset, "seed": seed, "data_key": config.digest(dataset)[:8], "data_root": "",
+        "code": run_code(v.method, cfg), "run_key": f"{variant}-{seed}", "status": status,
         "error": error, "metrics": dict(zip(names, metrics)) if status == "done" else None,
         "not_applicable": {"zs_id": NO_ZS, "zs_unseen": NO_ZS} if v.method == "emg_mae" else {},
-        "config": plugins.resolve(suite.overrides, v.overrides, config_overrides), "stages": stages,
-        "seconds": 3.0, "provenance": {}, "updated": "2026-01-01T00:00:00+00:00",
+        "config": cfg, "stages": stages, "seconds": 3.0, "provenance": {}, "updated": "2026-01-01T00:00:00+00:00",
     }
+
+
+def write_records(store: Store, records: list[dict]) -> None:
+    """Each record where `cpep-bench run` files it."""
+    for r in records:
+        path = store.record_path(r["suite"], f"{r['dataset']}-{r['data_key']}", r["variant"], r["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
 
 
 @pytest.fixture
@@ -118,16 +136,13 @@ def fixture_records(suite: suites.Suite) -> list[dict]:
 def results(tmp_path, fixture_suite) -> Path:
     """A runs directory holding the fixture records."""
     store = Store(tmp_path / "results")
-    for r in fixture_records(fixture_suite):
-        path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(r))
+    write_records(store, fixture_records(fixture_suite))
     return store.root
 
 
 def build(results: Path, suite: suites.Suite, method="t") -> Report:
     records = Store(results).records(suite.name)
-    return report.build(suite, records, "synthetic", method, 0.95)
+    return report.build(suite, records, method, 0.95)
 
 
 # CI arithmetic
@@ -219,7 +234,7 @@ def test_markdown_lists_failed_missing_and_not_applicable(results, fixture_suite
     assert "| patch50 | 3 | missing | no record |" in md
     assert "| avgpool | 2 3 | missing | no record |" in md
     assert "0.720 (n=1)" in md
-    assert "NOT comparable" in md and "Student t" in md
+    assert "No published reference" not in md and "Student t" in md
     assert "configuration differs: mae.epochs = 40 in 15 runs" in md
     assert "Kendall tau" in md
 
@@ -244,7 +259,7 @@ def test_show_writes_every_file_and_prints(results, fixture_suite, tmp_path):
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"$\sim$0.55" in tex
     printed = console.export_text()
     assert "0.730" in printed and "paper 0.782" in printed and "out of memory" in printed
-    assert "2 of 4" in printed and "NOT comparable" in printed
+    assert "2 of 4" in printed and "No published reference" not in printed
 
 
 def test_terminal_tables_stay_whole_at_80_columns(results, fixture_suite):
@@ -291,28 +306,37 @@ def test_no_records_and_bad_options_are_user_errors(tmp_path, fixture_suite, res
     from rich.console import Console
     with pytest.raises(UserError, match="no results for suite 'fixture'"):
         report.show(fixture_suite, Store(tmp_path / "empty"), Console())
-    with pytest.raises(UserError, match="no records on dataset 'emg2pose'"):
-        report.show(fixture_suite, Store(results), Console(), data="emg2pose")
+    with pytest.raises(UserError, match="no records on the data asked for .it has: emg2pose-"):
+        report.show(fixture_suite, Store(results), Console(), data="ninapro_db2")
     with pytest.raises(UserError, match="--level"):
         report.show(fixture_suite, Store(results), Console(), level=95)
     with pytest.raises(UserError, match="--format"):
         report.parse_formats("md,pdf")
 
 
-def test_each_dataset_is_reported_on_its_own(results, fixture_suite):
+def test_each_data_identity_is_reported_on_its_own_and_never_pooled(results, fixture_suite, tmp_path):
+    from rich.console import Console
     store = Store(results)
-    for seed, metrics in ((0, (0.80, 0.50, 0.70, 0.45)), (1, (0.76, 0.56, 0.74, 0.47))):
-        r = make_record(fixture_suite, "cpep", seed, metrics, dataset="emg2pose")
-        path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(r))
-    with pytest.raises(UserError, match="several datasets .emg2pose, synthetic.: choose one with --data"):
-        report.pick_dataset(store.records("fixture"), None, "fixture")
-    rep = report.build(fixture_suite, store.records("fixture"), "emg2pose")
+    other = [make_record(fixture_suite, "cpep", seed, metrics, dataset="synthetic")
+             for seed, metrics in ((0, (0.80, 0.50, 0.70, 0.45)), (1, (0.76, 0.56, 0.74, 0.47)))]
+    write_records(store, other)
+    with pytest.raises(UserError, match="records on 2 data identities, which a table never pools: "
+                                        "emg2pose-.*; synthetic-.*choose one with --data-id"):
+        report.show(fixture_suite, store, Console())
+    with pytest.raises(UserError, match="several data identities never share a report"):
+        report.build(fixture_suite, store.records("fixture"))
+    out = report.show(fixture_suite, store, Console(), out=tmp_path / "syn", data_id=other[0]["data_key"],
+                      figures=False)
+    md = (out / "table.md").read_text()
+    assert md.startswith(f"# fixture: balanced accuracy on synthetic-{other[0]['data_key']} (generated; 2 runs)")
+    assert "No published reference for synthetic data" in md and "| paper" not in md
+    assert "| frozen_emg | 0 1 | missing | no record |" in md
+    assert "Ordering against the paper" not in md and "inside our interval" not in md
+    rep = report.build(fixture_suite, other)
     assert rep.seeds == [0, 1] and len(rep.values) == 8
-    md = tables.markdown(rep)
-    assert "NOT comparable" not in md and "| frozen_emg | 0 1 | missing | no record |" in md
-    assert "the paper's number lies inside our interval for 4 of 4" in md  # e.g. LP in-dist 0.780 ± 0.254
+    # the paper's numbers stand beside the records on emg2pose, read with its vocabulary
+    paper = report.build(fixture_suite, fixture_records(fixture_suite))
+    assert paper.published and "the paper's number lies inside our interval" in tables.markdown(paper)
 
 
 def md_row(md: str, label: str) -> list[str]:
@@ -337,7 +361,7 @@ def test_a_new_metric_is_a_column_in_every_table_and_figure(fixture_suite, tmp_p
         if r["status"] == "done":
             r["metrics"]["knn_id"] = 0.5 + 0.1 * r["seed"]
     next(r for r in records if (r["variant"], r["seed"]) == ("cpep", 0))["metrics"]["a_metric"] = 0.25
-    rep = report.build(fixture_suite, records, "synthetic")
+    rep = report.build(fixture_suite, records)
     assert rep.metrics == [*METRICS, "a_metric", "knn_id"]
 
     md = tables.markdown(rep)
@@ -378,7 +402,7 @@ def test_stale_runs_are_marked_in_every_table_and_named_in_a_note(fixture_suite,
     run["cpep", 1, "done"]["stale"] = True
     run["patch50", 2, "done"]["stages"][1]["stale"] = True  # a stale stage in a record not marked itself
     run["avgpool", 1, "running"]["stale"] = True  # no result yet: nothing in the tables to mark
-    rep = report.build(fixture_suite, records, "synthetic")
+    rep = report.build(fixture_suite, records, reuse_stale=True)
     assert rep.stale == {"cpep": [1], "patch50": [2]}
     s = rep.summary.set_index(["variant", "metric"])
     assert s.loc[("cpep", "lp_id"), "n"] == 4 and s.loc[("cpep", "lp_id"), "mean"] == pytest.approx(0.73)
@@ -406,7 +430,7 @@ def test_stale_runs_are_marked_in_every_table_and_named_in_a_note(fixture_suite,
     printed = console.export_text()
     assert "CPEP†" in printed and note in printed
 
-    fresh = report.build(fixture_suite, fixture_records(fixture_suite), "synthetic")
+    fresh = report.build(fixture_suite, fixture_records(fixture_suite))
     fresh_md = tables.markdown(fresh) + latex.table(fresh)
     assert md_row(fresh_md, "CPEP")[1] == "4"
     assert "†" not in fresh_md and "dag" not in fresh_md and "Stale runs" not in fresh_md
@@ -428,6 +452,38 @@ def test_figures_are_written_and_not_empty(results, fixture_suite, tmp_path):
 
 # the command line
 
+def test_results_of_older_code_are_left_out_and_listed_unless_asked_for(fixture_suite, tmp_path):
+    records = fixture_records(fixture_suite)
+    run = {(r["variant"], r["seed"], r["status"]): r for r in records}
+    run["cpep", 1, "done"]["code"] = "0123456789abcdef"  # computed by other code than this checkout's
+    run["frozen_emg", 0, "done"]["stale"] = True  # reused stages of older code
+    fresh = report.build(fixture_suite, records)
+    assert fresh.stale == {}
+    s = fresh.summary.set_index(["variant", "metric"])
+    assert s.loc[("cpep", "lp_id"), "n"] == 3 and s.loc[("frozen_emg", "lp_id"), "n"] == 2
+    left = fresh.incomplete.set_index(["variant", "status"])
+    assert left.loc[("cpep", "stale"), "seeds"] == "1" and left.loc[("frozen_emg", "stale"), "seeds"] == "0"
+    assert "computed by older code (fingerprint 01234567, now" in left.loc[("cpep", "stale"), "reason"]
+    assert "reused stages of older code" in left.loc[("frozen_emg", "stale"), "reason"]
+    md = tables.markdown(fresh)
+    assert "| cpep | 1 | stale | computed by older code (fingerprint 01234567" in md and "report --reuse-stale" in md
+    marked = report.build(fixture_suite, records, reuse_stale=True)
+    assert marked.stale == {"cpep": [1], "frozen_emg": [0]}
+    assert marked.summary.set_index(["variant", "metric"]).loc[("cpep", "lp_id"), "n"] == 4
+
+
+def test_a_table_names_the_environments_its_seeds_ran_in(fixture_suite):
+    records = fixture_records(fixture_suite)
+    for r in records:
+        if r["variant"] == "cpep" and r["seed"] == 2:
+            r["stages"] = [s | {"environment": s["environment"] | {"threads": 2}} for s in r["stages"]]
+    notes = report.build(fixture_suite, records).notes
+    (note,) = [n for n in notes if "environments" in n]
+    assert "2 environments" in note and "cpu, float32, 1 threads, AVX2, torch 2.14.1 (15 runs)" in note
+    assert "cpu, float32, 2 threads, AVX2, torch 2.14.1 (1 run)" in note
+    assert not [n for n in report.build(fixture_suite, fixture_records(fixture_suite)).notes if "environments" in n]
+
+
 def test_cli_report_writes_tables_and_figures(results, fixture_suite, tmp_path, monkeypatch, capsys):
     from bench import cli
     suite_file = tmp_path / "fixture.toml"
@@ -436,7 +492,7 @@ def test_cli_report_writes_tables_and_figures(results, fixture_suite, tmp_path, 
     with pytest.raises(SystemExit) as exit_:
         cli.main()
     assert exit_.value.code == 0
-    out = results / "report" / "fixture" / "synthetic"
+    (out,) = (results / "report" / "fixture").glob("emg2pose-*")
     assert {"table.md", "table.csv", "bars.png", "training_curves.svg"} <= {p.name for p in out.iterdir()}
     assert not (out / "table.tex").exists()
     assert "percentile bootstrap" in capsys.readouterr().out
@@ -478,10 +534,10 @@ def test_chance_is_drawn_and_explained_from_the_records_vocabulary(results, fixt
     assert drawn.count((0.25, "chance")) == len(METRICS)
     records = Store(results).records(fixture_suite.name)
     records[0]["config"]["data"]["vocab"] = str(tmp_path / "gone.toml")
-    assert report.build(fixture_suite, records, "synthetic").chance == {}  # the records disagree
+    assert report.build(fixture_suite, records).chance == {}  # the records disagree
     for r in records:
         r["config"]["data"]["vocab"] = str(tmp_path / "gone.toml")
-    assert report.build(fixture_suite, records, "synthetic").chance == {}  # their vocabulary is not here
+    assert report.build(fixture_suite, records).chance == {}  # their vocabulary is not here
 
 
 # the floor and ceiling rows; ties
@@ -517,7 +573,7 @@ def bounds_report(tmp_path) -> Report:
     path.write_text(BOUNDS_SUITE)
     suite = suites.load(str(path))
     assert suite.names[:2] == list(BOUNDS)  # included first...
-    return report.build(suite, bounds_records(suite), "synthetic")
+    return report.build(suite, bounds_records(suite))
 
 
 def test_floor_and_ceiling_are_the_last_rows_of_every_table(bounds_report, tmp_path):

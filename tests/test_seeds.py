@@ -28,10 +28,10 @@ def start(windows_of, run_seed: int = 0, **seeds) -> tuple[dict, torch.Tensor, t
     """What a training stage starts from: the initial weights, the windows' order in epoch 1, and the global
     RNG's next draws (which masks and augmentations take)."""
     cfg = plugins.resolve(TINY, {f"seeds.{k}": v for k, v in seeds.items()})
-    ctx = plugins.Context(cfg, windows_of, run_seed, CPU, {})
-    model = pretraining.initialised(ctx, lambda: pretraining.make_encoder("emg", cfg, windows_of))
+    seeds = config.seeds(cfg, run_seed)
+    model = pretraining.initialised(seeds, lambda: pretraining.encoder("emg", cfg, windows_of))
     draws = torch.rand(8)
-    batches = pretraining.batches(cfg, windows_of.selection("pretrain"), 8, CPU, ctx.seeds.order)
+    batches = train.Batches(windows_of.selection("pretrain"), 8, CPU, seeds.order)
     order = torch.cat([batch["index"] for batch in batches.epoch(1)])
     return model.state_dict(), order, draws
 
@@ -62,10 +62,10 @@ def test_set_seeds_make_the_run_seed_irrelevant(data):
 
 def test_unset_seeds_draw_as_the_run_seed_always_did(data):
     cfg = plugins.resolve(TINY)
-    assert config.seeds(cfg, 3) == config.Seeds(3, 3, 3, explicit=False)
+    assert config.seeds(cfg, 3) == config.RunSeeds(3, 3, 3, explicit=False)
     weights, order, draws = start(data, 3)
     train.seed_everything(3)  # one stream: the weights, then the masks and augmentations
-    model = pretraining.make_encoder("emg", cfg, data)
+    model = pretraining.encoder("emg", cfg, data)
     assert same_weights(weights, model.state_dict()) and torch.equal(draws, torch.rand(8))
     batches = train.Batches(data.selection("pretrain"), 8, CPU, 3)
     assert torch.equal(order, torch.cat([b["index"] for b in batches.epoch(1)]))

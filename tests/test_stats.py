@@ -83,7 +83,7 @@ def test_an_interval_is_wider_when_users_disagree(fixture_suite):
     agree = {0: [0.60, 0.61, 0.59, 0.60], 1: [0.70, 0.71, 0.69, 0.70], 2: [0.65, 0.66, 0.64, 0.65]}
     scatter = {s: [m - 0.3, m + 0.3, m - 0.1, m + 0.1] for s, m in ((0, 0.6), (1, 0.7), (2, 0.65))}
     built = report.build(fixture_suite, user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter}),
-                         "synthetic", "bootstrap")
+                         "bootstrap")
     s = built.summary.set_index(["variant", "metric"])
     a, b = s.loc[("cpep", "lp_id")], s.loc[("frozen_emg", "lp_id")]
     assert a["unit"] == b["unit"] == "seeds x users"
@@ -93,7 +93,7 @@ def test_an_interval_is_wider_when_users_disagree(fixture_suite):
     assert s.loc[("cpep", "lp_unseen"), "mean"] == pytest.approx(0.5) and s.loc[("cpep", "lp_unseen"), "n"] == 3
     # Student t sees only the seeds' overall metrics, which are equal: the same interval for both
     t = report.build(fixture_suite, user_records(fixture_suite, {"cpep": agree, "frozen_emg": scatter}),
-                     "synthetic", "t").summary.set_index(["variant", "metric"])
+                     "t").summary.set_index(["variant", "metric"])
     assert t.loc[("cpep", "lp_id"), "ci_low"] == pytest.approx(t.loc[("frozen_emg", "lp_id"), "ci_low"])
     md = tables.markdown(built)
     assert "stratified bootstrap interval: seeds resampled, and within each seed its held-out users" in md
@@ -102,7 +102,7 @@ def test_an_interval_is_wider_when_users_disagree(fixture_suite):
 
 def test_without_per_user_scores_the_bootstrap_resamples_the_seeds_and_says_so(fixture_suite):
     from test_report import fixture_records
-    built = report.build(fixture_suite, fixture_records(fixture_suite), "synthetic", "bootstrap")
+    built = report.build(fixture_suite, fixture_records(fixture_suite), "bootstrap")
     assert set(built.summary.loc[built.summary["n"] > 0, "unit"]) == {"seeds"}
     md = tables.markdown(built)
     assert "no record has a per-user breakdown: IQM, P(A > B) and the bootstrap resample the seeds only" in md
@@ -126,7 +126,7 @@ def test_iqm_is_the_mean_of_the_middle_half():
 
 def test_iqm_is_a_column_of_table_csv_and_of_the_markdown_table(fixture_suite, tmp_path):
     scores = {"cpep": {s: [0.1, 0.6, 0.6, 0.9 + 0.01 * s] for s in range(3)}}
-    built = report.build(fixture_suite, user_records(fixture_suite, scores), "synthetic")
+    built = report.build(fixture_suite, user_records(fixture_suite, scores))
     report.write_tables(built, tmp_path, ("md", "csv"))
     row = next(r for r in csv.DictReader((tmp_path / "table.csv").open())
                if (r["variant"], r["metric"]) == ("cpep", "lp_id"))
@@ -161,7 +161,7 @@ def test_improvement_csv_holds_every_ordered_pair_and_the_terminal_each_against_
     base = [0.5, 0.6, 0.7, 0.8]
     scores = {"cpep": {s: base for s in range(3)}, "frozen_emg": {s: [x - 0.1 for x in base] for s in range(3)},
               "avgpool": {s: base for s in range(3)}, "patch50": {s: [x + 0.05 for x in base] for s in range(3)}}
-    built = report.build(fixture_suite, user_records(fixture_suite, scores), "synthetic")
+    built = report.build(fixture_suite, user_records(fixture_suite, scores))
     report.write_tables(built, tmp_path, ("csv",))
     rows = {(r["a"], r["b"]): r for r in csv.DictReader((tmp_path / "improvement.csv").open())
             if r["metric"] == "lp_id"}
@@ -213,7 +213,7 @@ def claim_records(suite, joint_status=("failed", "failed", "failed")) -> list[di
 
 
 def verdicts(suite, recs) -> dict[str, str]:
-    built = report.build(suite, recs, "synthetic")
+    built = report.build(suite, recs)
     return dict(zip(built.claims["claim"], built.claims["verdict"]))
 
 
@@ -234,7 +234,7 @@ def test_each_claim_gets_the_verdict_its_records_call_for(claims_suite):
     assert all(v[f"{patches}, {n}"] == "reproduced" for n in ("LP in-dist", "ZS unseen"))
     assert v["joint training (pose encoder not frozen) diverges"] == "reproduced"
     assert v["CPEP's ZS unseen above emg2pose's LP unseen"] == "not reproduced"  # 0.05 below
-    built = report.build(claims_suite, claim_records(claims_suite), "synthetic").claims.set_index("claim")
+    built = report.build(claims_suite, claim_records(claims_suite)).claims.set_index("claim")
     row = built.loc["CPEP above the emg2pose baseline, LP in-dist (+21 %)"]
     assert row["paper"] == "+21 %" and row["estimate"] == pytest.approx(0.64 / 0.54 - 1)  # means over seeds x users
     assert row["measured"] == "+18.5 %" and row["unit"] == "seeds x users" and row["seeds"] == "0 1 2"
@@ -276,7 +276,7 @@ def test_claims_are_written_printed_and_skipped_without_their_variants(claims_su
     from rich.console import Console
     store = Store(tmp_path / "results")
     for r in claim_records(claims_suite):
-        path = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
+        path = store.record_path(r["suite"], f"{r['dataset']}-{r['data_key']}", r["variant"], r["seed"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(r))
     console = Console(record=True, width=80)
@@ -291,7 +291,7 @@ def test_claims_are_written_printed_and_skipped_without_their_variants(claims_su
     assert "the paper's claims" in printed and "…" not in printed and max(map(len, printed.splitlines())) <= 80
     # the fixture suite has no emg2pose, random init or joint training: those rows are left out
     from test_report import fixture_records
-    found = report.build(fixture_suite, fixture_records(fixture_suite), "synthetic").claims["claim"]
+    found = report.build(fixture_suite, fixture_records(fixture_suite)).claims["claim"]
     assert not any("emg2pose" in c or "random init" in c or "joint" in c for c in found)
     assert any(c.startswith("EMG encoder frozen") for c in found)
 
@@ -313,15 +313,15 @@ class Features(Method):
 def test_breakdowns_leave_the_overall_scores_as_they_were(tiny_data, tiny_config):
     data = open_data(Data.of(tiny_config), tiny_data)
     values, _, found = evaluate(tiny_config, data, torch.device("cpu"), Features(), {})
-    e = tiny_config["eval"]
+    probe, k = tiny_config["linear_probe"], tiny_config["zero_shot"]["k"]
     for kind in ("id", "unseen"):
         n = len(data.vocab.classes(kind))
         method = Features().embeddings(tiny_config, data, {})
         train, test = (embed(method.lp, data.selection(f"{kind}_{side}"), torch.device("cpu"))
                        for side in ("train", "test"))
-        assert values[f"lp_{kind}"] == linear_probe(*train, *test, n, e["lp_weight_decay"], e["lp_max_iter"])
+        assert values[f"lp_{kind}"] == linear_probe(*train, *test, n, probe["weight_decay"], probe["max_iter"])
         references = embed(method.zs_reference, data.selection(f"{kind}_train"), torch.device("cpu"))
-        assert values[f"zs_{kind}"] == zero_shot(test[0], *references, test[1], n, e["k"])
+        assert values[f"zs_{kind}"] == zero_shot(test[0], *references, test[1], n, k)
         users = data.window_groups(f"{kind}_test")["user"]
         assert set(found["by_user"][f"lp_{kind}"]) == set(users)  # one held-out user in the tiny data
     assert "by_generalization" not in found  # the test windows of a class set share one generalization
@@ -367,6 +367,6 @@ def test_a_tiny_run_records_each_held_out_users_scores(tmp_path):
         assert set(by_user) == held_out and len(held_out) == 2, metric
         assert all(0 <= v <= 1 for v in by_user.values())
     assert "by_generalization" not in rec
-    built = report.build(suites.load("smoke"), [rec], "synthetic", "bootstrap")
+    built = report.build(suites.load("smoke"), [rec], "bootstrap")
     s = built.summary.set_index(["variant", "metric"]).loc[("cpep", "lp_id")]
     assert s["unit"] == "seeds x users" and s["iqm"] == pytest.approx(np.mean(list(rec["by_user"]["lp_id"].values())))

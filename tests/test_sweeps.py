@@ -9,17 +9,17 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, random_encoders
 from rich.console import Console
 from test_report import make_record
 
 from bench import plugins
+from bench.methods import cpep
 from bench.report import build as report
 from bench.report.frames import SEED_SOURCES
 from bench.run.planner import plan
 from bench.run.store import Store
 from bench.suites import load as load_suite
-from cpep import pretraining
 from cpep.config import Data
 from cpep.data.emg2pose import open_data
 from cpep.errors import ConfigError
@@ -29,20 +29,18 @@ CPU = torch.device("cpu")
 
 # ------------------------------------------------------------------ data fraction
 
-def aligned_windows(data, monkeypatch, **overrides) -> list:
+def aligned_windows(data, **overrides) -> list:
     """Train the alignment one epoch on the tiny data; returns the windows its batches were drawn from."""
-    seen, batches = [], pretraining.batches
+    seen = []
 
-    def spy(cfg, dataset, *args, **kwargs):
-        seen.append(dataset)
-        return batches(cfg, dataset, *args, **kwargs)
+    def spy(ctx):
+        training = cpep.build(ctx)
+        seen.append(training.windows)
+        return training
 
-    monkeypatch.setattr(pretraining, "batches", spy)
     cfg = plugins.resolve(TINY, {"align.epochs": 1} | overrides)
     torch.manual_seed(7)
-    inputs = {"pose_mae": pretraining.make_encoder("pose", cfg, data).state_dict(),
-              "emg_mae": pretraining.make_encoder("emg", cfg, data).state_dict()}
-    _, history = pretraining.align(plugins.Context(cfg, data, 0, CPU, inputs), plugins.get("objective", "infonce"))
+    _, history = plugins.train(cpep.ALIGN, plugins.Context(cfg, data, 0, CPU, random_encoders(cfg, data)), spy)
     assert len(history) == 1
     return seen
 
@@ -54,15 +52,17 @@ def pairs(windows) -> set:
 def test_the_alignment_reads_the_stated_fraction_of_windows(tiny_data, monkeypatch):
     data = open_data(Data.of(plugins.resolve(TINY)), tiny_data)
     every = data.selection("pretrain")
-    (full,) = aligned_windows(data, monkeypatch)
+    (full,) = aligned_windows(data)
     assert len(full) == len(every)
-    (part,) = aligned_windows(data, monkeypatch, **{"data.fraction": 0.2})
+    (part,) = aligned_windows(data, **{"data.fraction": 0.2})
     assert len(part) == round(0.2 * len(every)) and pairs(part) <= pairs(every)
-    (again,) = aligned_windows(data, monkeypatch, **{"data.fraction": 0.2})
-    (other,) = aligned_windows(data, monkeypatch, **{"data.fraction": 0.2, "seeds.data": 5})
+    (again,) = aligned_windows(data, **{"data.fraction": 0.2})
+    (other,) = aligned_windows(data, **{"data.fraction": 0.2, "seeds.data": 5})
     assert pairs(again) == pairs(part) and pairs(other) != pairs(part)  # drawn by the data seed
-    with pytest.raises(ConfigError, match="data.fraction"):
-        plugins.resolve(TINY, {"data.fraction": 0.3})
+    assert plugins.resolve(TINY, {"data.fraction": 0.5})["data"]["fraction"] == 0.5  # any fraction in (0, 1]
+    for outside in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=f"data.fraction must be > 0, <= 1, not {outside}"):
+            plugins.resolve(TINY, {"data.fraction": outside})
 
 
 def test_the_fraction_changes_the_alignment_stage_only():
@@ -164,7 +164,7 @@ def test_the_report_tabulates_each_seed_source_and_draws_the_sweeps(tmp_path):
     records = [make_record(suite, v, s, (x, 0.3, 0.3, 0.3)) for v, xs in LP.items() for s, x in enumerate(xs)]
     for r in records:
         r["method"] = suite.variant(r["variant"]).method
-    rep = report.build(suite, records, "synthetic")
+    rep = report.build(suite, records)
     v = rep.variance.set_index(["source", "metric"])
     assert set(rep.variance["source"]) == {"init", "order"} and set(SEED_SOURCES) >= set(rep.variance["source"])
     assert v.loc[("init", "lp_id"), "variance"] == pytest.approx(np.var(LP["vary_init"], ddof=1))
@@ -174,7 +174,7 @@ def test_the_report_tabulates_each_seed_source_and_draws_the_sweeps(tmp_path):
     console = Console(record=True, width=200)
     store = Store(tmp_path / "results")
     for r in records:
-        target = store.record_path(r["suite"], r["dataset"], r["variant"], r["seed"])
+        target = store.record_path(r["suite"], f"{r['dataset']}-{r['data_key']}", r["variant"], r["seed"])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(r))
     out = report.show(suite, store, console, out=tmp_path / "rep")

@@ -307,7 +307,7 @@ def test_calibration_prints_the_floor_and_the_ceiling_on_the_probe_selections(tm
 
     from bench.check import calibrate
     small = ["data.synth.users=4", "data.synth.test_users=2", "data.synth.stage_seconds=3",
-             "data.synth.sessions=1", "eval.lp_max_iter=30",
+             "data.synth.sessions=1", "linear_probe.max_iter=30",
              # one gesture per stage: pose separates the classes even on this little data
              "data.synth.stages=v1", "data.vocab=synthetic-v1"]
     args = [a for s in small for a in ("--set", s)] + ["--runs-dir", str(tmp_path)]

@@ -139,7 +139,7 @@ def test_records_carry_the_variant_config(full_run):
 def test_editing_a_vocabulary_file_makes_new_evaluations(tmp_path):
     from importlib import resources
     vocab = tmp_path / "mine.toml"
-    text = resources.files("cpep.vocab").joinpath("synthetic-v1.toml").read_text()
+    text = resources.files("cpep.data.vocab").joinpath("synthetic-v1.toml").read_text()
     vocab.write_text(text)
     before = keys(plan(**{"data.vocab": str(vocab)})["cpep"])
     vocab.write_text(text.replace('Fist = ["Fist"]', 'Fist = ["Fist", "Spread"]'))
@@ -148,13 +148,15 @@ def test_editing_a_vocabulary_file_makes_new_evaluations(tmp_path):
 
 
 def test_streamed_and_in_memory_data_train_the_same_weights(tiny_data, tiny_config):
-    from bench.plugins import Context
-    from cpep import pretraining
+    from bench import plugins
+    from bench.methods.emg_mae import STEP
+    from cpep.config import Data
+    from cpep.data.emg2pose import open_data
     data = open_data(Data.of(tiny_config), tiny_data)
     device = torch.device("cpu")
-    in_memory, _ = pretraining.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
+    in_memory, _ = plugins.train(STEP, plugins.Context(tiny_config, data, 0, device, {}))
     tiny_config["data"]["in_memory_gb"] = 0.0
-    streamed, _ = pretraining.pretrain_mae("emg", Context(tiny_config, data, 0, device, {}))
+    streamed, _ = plugins.train(STEP, plugins.Context(tiny_config, data, 0, device, {}))
     assert all(torch.equal(in_memory[k], streamed[k]) for k in in_memory)
 
 

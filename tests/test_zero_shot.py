@@ -98,8 +98,8 @@ def test_a_cuda_device_gives_the_same_neighbours_and_predictions_as_the_cpu():
 
 
 def test_k_beyond_what_an_int64_vote_holds_is_refused_before_work():
-    with pytest.raises(ConfigError, match="eval.k must be at most 16384"):
-        plugins.resolve({"eval.k": 16385})
+    with pytest.raises(ConfigError, match="zero_shot.k must be > 0, <= 16384, not 16385"):
+        plugins.resolve({"zero_shot.k": 16385})
 
 
 class SharedFunctions(Method):

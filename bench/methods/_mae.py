@@ -3,21 +3,15 @@ probes that encoder linearly. (Files starting with _ are not plug-ins.)"""
 
 from bench.plugins import Embeddings, Method, Step
 from cpep.config import Data
-from cpep.nn.config import MODEL, Embedding, EmgTokens, Encoder, Mae, PoseTokens, check_tokens
+from cpep.nn.config import MODEL, Embedding, EmgTokens, Mae, PoseTokens, check_tokens
 
 TOKENS = {"emg": EmgTokens, "pose": PoseTokens}
 
 
-def encoder_of(modality: str, cfg: dict, data, pooling: str = "cls"):
-    """The Transformer encoder of one modality, as the configuration sizes it for the dataset."""
-    from cpep.pretraining import Shapes, make_encoder
-    return make_encoder(modality, Shapes.of(data, Data.of(cfg)), Encoder.of(cfg), TOKENS[modality].of(cfg), pooling)
-
-
 def _training(modality: str, ctx):
-    from cpep.pretraining import mae_training
+    from cpep.pretraining import encoder, mae_training
     rotation = EmgTokens.of(ctx.cfg).rotation_augment if modality == "emg" else 0
-    return mae_training(modality, lambda: encoder_of(modality, ctx.cfg, ctx.data), Mae.of(ctx.cfg), rotation,
+    return mae_training(modality, lambda: encoder(modality, ctx.cfg, ctx.data), Mae.of(ctx.cfg), rotation,
                         ctx.data.selection("pretrain"), ctx.seeds, ctx.device)
 
 
@@ -48,6 +42,7 @@ class MaeMethod(Method):
         check_tokens(Data.of(cfg), **{self.modality: TOKENS[self.modality].of(cfg)}, mae=Mae.of(cfg))
 
     def embeddings(self, cfg, data, models):
-        encoder = encoder_of(self.modality, cfg, data, Embedding.of(cfg).pooling)
+        from cpep.pretraining import encoder as make
+        encoder = make(self.modality, cfg, data, Embedding.of(cfg).pooling)
         encoder.load_state_dict(models[f"{self.modality}_mae"])
         return Embeddings(encoder, lp=lambda batch: encoder(batch[self.modality]))

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from bench import plugins
 from bench.methods import emg_mae, pose_mae
-from bench.methods._mae import encoder_of
 from bench.plugins import Embeddings, Step
 from bench.plugins import Method as Base
 from cpep.config import Data, Train, param
@@ -37,21 +36,22 @@ OBJECTIVE = (("objective", "align.objective"),)
 
 def aligned(cfg, data):
     """CPEP's model, its encoders sized by the configuration, scored by the configured objective."""
-    from cpep.pretraining import Aligned
+    from cpep.pretraining import Aligned, encoder
     pooling = Embedding.of(cfg).pooling
     objective = plugins.get("objective", Align.of(cfg).objective).configured(cfg)
-    return Aligned(encoder_of("emg", cfg, data, pooling), encoder_of("pose", cfg, data, pooling), objective)
+    return Aligned(encoder("emg", cfg, data, pooling), encoder("pose", cfg, data, pooling), objective)
 
 
-def build(ctx):
+def build(ctx, cache_pose: bool = True):
+    """The alignment's Training; `cache_pose` false runs the frozen pose encoder every step (the same weights, as
+    tests and `cpep-bench perf` show)."""
     from cpep.pretraining import alignment_training, fraction_of, initialised
     cfg, a = ctx.cfg, Align.of(ctx.cfg)
     model = initialised(ctx.seeds, lambda: aligned(cfg, ctx.data))
     d, run = Data.of(cfg), Train.of(cfg)
     windows = fraction_of(ctx.data.selection("pretrain"), d.fraction, ctx.seeds.data)
     return alignment_training(model, ctx.inputs, a.train_emg, a.train_pose, EmgTokens.of(cfg).rotation_augment,
-                              windows, a.batch_size, ctx.device, in_memory_bytes=d.in_memory_gb * 1e9,
-                              workers=run.workers)
+                              windows, a.batch_size, ctx.device, cache_pose, d.in_memory_gb * 1e9, run.workers)
 
 
 SECTIONS = ("encoder", "embedding", "emg", "pose")

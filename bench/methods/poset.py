@@ -2,7 +2,6 @@
 its pooled embedding."""
 
 from baselines.config import Supervised
-from bench.methods._mae import encoder_of
 from bench.plugins import Embeddings, Step
 from bench.plugins import Method as Base
 from cpep.config import Data
@@ -11,7 +10,8 @@ from cpep.nn.config import MODEL, Embedding, EmgTokens, check_tokens
 
 def model_of(cfg, data):
     from baselines.poset import PoseTransformer
-    return PoseTransformer(encoder_of("emg", cfg, data, Embedding.of(cfg).pooling), data.pose_dims)
+    from cpep.pretraining import encoder
+    return PoseTransformer(encoder("emg", cfg, data, Embedding.of(cfg).pooling), data.pose_dims)
 
 
 def build(ctx):

@@ -89,7 +89,8 @@ def epochs(stage: Stage) -> int:
     """How many epochs the stage trains (1 for an evaluation): the length of its progress bar."""
     if stage.kind == EVAL:
         return 1
-    return stage.config[step_of(stage).schedule]["epochs"]
+    step = step_of(stage)
+    return stage.config[step.schedule]["epochs"] if step.schedule else 1
 
 
 def step_of(stage: Stage) -> plugins.Step:
@@ -145,7 +146,7 @@ def codes(method_name: str, cfg: dict) -> dict[str, str]:
     """The code fingerprint of each stage of a method's runs (training steps by name, then `eval`), as the code
     here computes them: what a record's stages are compared with to tell it is stale."""
     method = plugins.get("method", method_name)
-    found = {step.name: fingerprint(code_files(cfg, [inspect.getfile(step.build)] +
+    found = {step.name: fingerprint(code_files(cfg, [inspect.getfile(step.function)] +
                                                [plugins.path(kind, config.get(cfg, key)) for kind, key in step.uses]))
              for step in method.steps(cfg)}
     evaluation_files = [Path(__file__).with_name("evaluation.py"), plugins.path("method", method_name)]

@@ -16,7 +16,7 @@ class Method(Base):
     no_zero_shot = "it never trains"
 
     def steps(self, cfg):
-        return (Step("broken", sections=("emg",), train=train),)
+        return (Step("broken", compute=train),)
 
     def embeddings(self, cfg, data, models):
         raise AssertionError("never reached")

@@ -1,5 +1,5 @@
 """A method added as one file: the mean log-power of each EMG channel, standardised with statistics of the
-pre-training windows. No gradient training; LP reads the standardised envelope."""
+pre-training windows. No gradient training (a `compute` stage); LP reads the standardised envelope."""
 
 from bench.plugins import Embeddings, Step
 from bench.plugins import Method as Base
@@ -10,18 +10,18 @@ def envelope(emg):
     return torch.log(emg.float().pow(2).mean(-1) + 1e-4)
 
 
-def train(ctx):
-    from cpep.pretraining import batches
-    feats = [envelope(b["emg"]) for b in batches(ctx.cfg, ctx.data.selection("pretrain"), 64, ctx.device,
-                                                  ctx.seed).in_order()]
+def statistics(ctx):
     import torch
-    feats = torch.cat(feats)
+
+    from cpep.nn.train import Batches
+    feats = torch.cat([envelope(b["emg"]) for b in Batches(ctx.data.selection("pretrain"), 64, ctx.device,
+                                                           ctx.seed).in_order()])
     if ctx.on_epoch:
         ctx.on_epoch(1, {})
     return {"mean": feats.mean(0).cpu(), "std": feats.std(0).clamp_min(1e-6).cpu()}, [{"epoch": 1, "loss": 0.0}]
 
 
-STEP = Step("envelope", sections=("emg",), train=train)
+STEP = Step("envelope", compute=statistics)
 
 
 class Method(Base):

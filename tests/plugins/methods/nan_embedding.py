@@ -21,7 +21,7 @@ class Method(Base):
     no_zero_shot = "no pose-aligned EMG embedding"
 
     def steps(self, cfg):
-        return (Step("nan_embedding", sections=("emg",), train=train),)
+        return (Step("nan_embedding", compute=train),)
 
     def embeddings(self, cfg, data, models):
         import torch
