@@ -31,6 +31,20 @@ if TYPE_CHECKING:
 
 RECORD_SCHEMA = 1
 
+# Descriptors of run.lock this process holds. A forked child (a data writer, a loader process) shares the lock
+# with its parent, and would keep the results directory locked after a killed parent: children close them.
+_held_locks: set[int] = set()
+
+
+def _close_held_locks() -> None:
+    for fd in _held_locks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks)
+
 
 def atomic_write_json(path: Path, obj) -> None:
     write_text_atomically(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
@@ -62,6 +76,7 @@ class Store:
         path = self.root / "run.lock"
         made_root = not self.root.exists()
         fd = self._acquire(path)
+        _held_locks.add(fd)
         try:
             holder = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": now()}
             os.ftruncate(fd, 0)
@@ -69,6 +84,7 @@ class Store:
             yield
         finally:
             path.unlink(missing_ok=True)  # while still locked, so no other process holds this file
+            _held_locks.discard(fd)
             os.close(fd)
             if made_root:
                 with contextlib.suppress(OSError):
