@@ -90,6 +90,19 @@ class Store:
                 with contextlib.suppress(OSError):
                     self.root.rmdir()  # fails when the directory is not empty
 
+    def check_writable(self) -> None:
+        """UserError (one line) unless this process may write in the results directory, or make it where it is
+        missing; checked before any work, and nothing is made."""
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"results directory {self.root} cannot be made: {existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            why = ("on a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY
+                   else f"no permission to write in {existing}")
+            raise UserError(f"results directory {self.root} is not writable ({why}); use another --results-dir")
+
     def _acquire(self, path: Path) -> int:
         while True:
             path.parent.mkdir(parents=True, exist_ok=True)
