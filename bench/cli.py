@@ -16,7 +16,8 @@ from bench import planner, plugins, suites
 from bench.data_check import scan_progress
 from bench.store import Store
 from cpep import config
-from cpep.errors import UserError
+from cpep.errors import DiskFull, UserError
+from cpep.files import disk_full
 from cpep.synth_config import SynthConfig
 
 app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive pose-EMG pre-training).",
@@ -126,7 +127,7 @@ def run(
         try:
             sweep(runs, store, executor, slurm_profile if executor == "slurm" else None, force, fail_fast, wait,
                   wait_timeout)
-        except OSError:  # writing failed: the table would not be written either
+        except (OSError, DiskFull):  # writing failed: the table would not be written either
             raise
         except BaseException:
             rebuild_table(store)
@@ -348,7 +349,7 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # a file that could not be written (or read) outside a stage: one line too
-        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        print(f"error: {disk_full(e, e.filename) or os_error_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished stages and runs are kept; run again to resume", file=sys.stderr)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cpep import schema
-from cpep.files import current_umask
+from cpep.files import current_umask, disk_full
 from cpep.synth_config import SynthConfig
 from cpep.threads import available_cpus
 from cpep.synth_emg import Donning, UserAnatomy, draw_donning, draw_user, pose_to_emg  # noqa: F401 (API)
@@ -187,10 +187,15 @@ def _write_users(cfg: SynthConfig, out: Path, workers: int, progress) -> list[di
                              initializer=_die_with, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_write_user, cfg, u, seed, out, None) for u, seed in enumerate(user_seeds)]
         done = 0
-        for future in as_completed(futures):
-            done += len(future.result())
-            if progress:
-                progress(done, total)
+        try:
+            for future in as_completed(futures):
+                done += len(future.result())
+                if progress:
+                    progress(done, total)
+        except BaseException:  # a full disk, say: the users not started yet would fail too
+            for future in futures:
+                future.cancel()
+            raise
         return [row for future in futures for row in future.result()]
 
 
@@ -215,8 +220,11 @@ def generate(cfg: SynthConfig, out: Path, progress=None, workers: int = 0) -> Pa
             if not (out / "metadata.csv").is_file():
                 raise
             shutil.rmtree(tmp)  # another process finished the same dataset first
-    except BaseException:
+    except BaseException as e:
+        full = disk_full(e, out)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise full from e
         raise
     return out
 
