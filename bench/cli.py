@@ -17,7 +17,8 @@ from bench.check.show import scan_progress
 from bench.run import planner
 from bench.run.store import Store
 from cpep import config
-from cpep.errors import UserError
+from cpep.errors import DiskFull, UserError
+from cpep.files import disk_full
 from cpep.synth.config import SynthConfig
 
 app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive pose-EMG pre-training).",
@@ -117,6 +118,7 @@ def run(
         slurm_profile = load_profile(profile)
         check_available()
     store = runs_store(runs_dir)
+    store.check_writable()
     gpus = executor == "slurm" and slurm_profile.params.get("slurm_gpus_per_task", 0) > 0
     runs = selection(suite, data, data_root, seeds, variants, set_, device, gpus, store if reuse_stale else None)
     with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):  # one sweep at a time in a runs directory
@@ -126,9 +128,18 @@ def run(
         try:
             sweep(runs, store, executor, slurm_profile if executor == "slurm" else None, force, fail_fast, wait,
                   wait_timeout)
-        finally:  # the records written so far, finished or not, as one table
-            from bench.run import records_table
-            records_table.rebuild(store)
+        except (OSError, DiskFull):  # writing failed: the table would not be written either
+            raise
+        except BaseException:
+            rebuild_table(store)
+            raise
+        rebuild_table(store)
+
+
+def rebuild_table(store: Store) -> None:
+    """The records written so far, finished or not, as one table."""
+    from bench.run import records_table
+    records_table.rebuild(store)
 
 
 def sweep(runs: list[planner.Run], store: Store, executor: str, slurm_profile, force: bool, fail_fast: bool,
@@ -293,17 +304,19 @@ def data_check(
     if data not in ("emg2pose", "ninapro_db2"):
         raise UserError(f"data check reads emg2pose or ninapro_db2 datasets, not {data!r}")
     overrides = dict(config.parse_assignment(s) for s in set_)
+    store = runs_store(runs_dir)
+    store.check_writable()  # the verdicts are kept in its cache
     if data == "ninapro_db2":
         from bench.check.show import check_ninapro
         cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root), "data.vocab": vocab})
-        check_ninapro(cfg, root, runs_store(runs_dir), console)
+        check_ninapro(cfg, root, store, console)
         return
     from bench.check.show import check_emg2pose
     from cpep.synth.simulator import vocabulary
     default = vocabulary(root) if (root / "SYNTHETIC.txt").is_file() else "emg2pose-v1"
     cfg = plugins.resolve(overrides, {"data.name": "emg2pose", "data.root": str(root),
                                       "data.vocab": vocab or default})
-    check_emg2pose(cfg, root, runs_store(runs_dir), console)
+    check_emg2pose(cfg, root, store, console)
 
 
 @app.command()
@@ -332,6 +345,7 @@ def perf(
     if device is not None:
         overrides["train.device"] = device
     store = runs_store(runs_dir)
+    store.check_writable()
     show(overrides, store, out or store.root / "perf", repeats, quick, project, console)
 
 
@@ -341,9 +355,18 @@ def main() -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # a file that could not be written (or read) outside a stage: one line too
+        print(f"error: {disk_full(e, e.filename) or os_error_line(e)}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished stages and runs are kept; run again to resume", file=sys.stderr)
         sys.exit(130)
+
+
+def os_error_line(e: OSError) -> str:
+    text = str(e.strerror or e).strip().splitlines()
+    reason = text[0] if text else type(e).__name__
+    return f"{e.filename}: {reason}" if e.filename else reason
 
 
 if __name__ == "__main__":

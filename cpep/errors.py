@@ -13,5 +13,10 @@ class ConfigError(UserError):
     """An unknown configuration key, a value of the wrong type, or an inconsistent combination."""
 
 
+class DiskFull(UserError):
+    """No space left (ENOSPC, or a quota: EDQUOT) where a file or directory was being written; what was half
+    written is removed first."""
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became non-finite; the run is recorded as failed with this message."""

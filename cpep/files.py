@@ -4,6 +4,7 @@ dataset is read from."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -11,7 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from cpep.errors import DataError
+from cpep.errors import DataError, DiskFull
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def data_root(path) -> Path:
@@ -33,9 +36,28 @@ def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
         write(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it private; results are shared like any file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = disk_full(e, path)  # before the removal frees space
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise full from e
         raise
+
+
+def disk_full(error: BaseException, path) -> DiskFull | None:
+    """DiskFull naming `path` when `error`, raised while writing it, means that its disk is full: ENOSPC or
+    EDQUOT, or a RuntimeError (torch.save reports a failed write so) on a file system without a free block left.
+    None otherwise."""
+    if isinstance(error, DiskFull):
+        return error
+    full = isinstance(error, OSError) and error.errno in DISK_FULL
+    if isinstance(error, RuntimeError) and path is not None:
+        with contextlib.suppress(OSError):
+            full = os.statvfs(Path(path).parent).f_bavail == 0
+    if not full:
+        return None
+    where = f" writing {path}" if path is not None else ""
+    return DiskFull(f"no space left on device{where}: the disk is full; free some space and run again")
 
 
 def current_umask() -> int:
@@ -74,6 +96,9 @@ def create_dir_atomically(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; results are shared like any file
         os.rename(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = disk_full(e, path)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise full from e
         raise

@@ -88,6 +88,11 @@ def too_short(rows):
     return rows[:SPEC.window - 1]
 
 
+def header_only(root):
+    csv = root / "metadata.csv"
+    csv.write_text(csv.read_text().splitlines()[0] + "\n")
+
+
 # Each bad input: (what it does to a linked copy of the tiny dataset, the text of the one-line refusal).
 BAD_INPUTS = {
     "nan in emg": (spoil_last_read(set_values("emg", ([120, 125, 130], 3), np.nan)),
@@ -117,6 +122,7 @@ BAD_INPUTS = {
         lambda root: [rewrite(p, set_values("joint_angles", slice(None), 0.0))
                       for s in VOCAB.unseen for p in recordings(root, s, True)],
         "selection unseen_test has no usable window"),
+    "metadata without rows": (header_only, "metadata.csv lists no recordings (a header and no rows)"),
     "a class without a test window": (
         lambda root: rewrite(recordings(root, "Fist", True)[0], set_values("joint_angles", slice(None), 0.0)),
         "selection id_test has no window of class 'Fist'"),

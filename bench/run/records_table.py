@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from cpep.config import digest
+from cpep.errors import DiskFull
 from cpep.files import replace_atomically
 
 NAME = "records.parquet"
@@ -73,8 +74,8 @@ def rebuild(store) -> Path | None:
     target = path(store.root)
     try:
         replace_atomically(target, lambda tmp: df.to_parquet(tmp, index=False))
-    except OSError as e:
-        print(f"warning: {target} not written ({e.strerror or e})", file=sys.stderr)
+    except (OSError, DiskFull) as e:
+        print(f"warning: {target} not written ({getattr(e, 'strerror', None) or e})", file=sys.stderr)
         return None
     return target
 

@@ -15,6 +15,7 @@ from typing import Callable
 from bench.run import compute, provenance
 from bench.run.planner import Run, Stage, epochs, unique_stages
 from bench.run.store import Store, atomic_write_json
+from cpep.errors import DiskFull
 
 
 class StageFailed(Exception):
@@ -68,6 +69,8 @@ def ensure_stage(stage: Stage, store: Store, on_epoch: Callable | None = None) -
     store.remove_temporaries(store.stage_dir(stage))
     try:
         compute.execute(stage, store, _writing_progress(stage, store, on_epoch))
+    except DiskFull:  # not a failure of this stage, and nothing more can be written: the sweep stops
+        raise
     except Exception as e:
         reason = f"{stage.kind}: {one_line(e)}"
         store.mark_failed(stage, reason, traceback.format_exc())

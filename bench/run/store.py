@@ -33,6 +33,20 @@ if TYPE_CHECKING:
 
 RECORD_SCHEMA = 1
 
+# Descriptors of run.lock this process holds. A forked child (a data writer, a loader process) shares the lock
+# with its parent, and would keep the runs directory locked after a killed parent: children close them.
+_held_locks: set[int] = set()
+
+
+def _close_held_locks() -> None:
+    for fd in _held_locks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks)
+
 
 def atomic_write_json(path: Path, obj) -> None:
     write_text_atomically(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
@@ -64,6 +78,7 @@ class Store:
         path = self.root / "run.lock"
         made_root = not self.root.exists()
         fd = self._acquire(path)
+        _held_locks.add(fd)
         try:
             holder = {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": now()}
             os.ftruncate(fd, 0)
@@ -71,10 +86,24 @@ class Store:
             yield
         finally:
             path.unlink(missing_ok=True)  # while still locked, so no other process holds this file
+            _held_locks.discard(fd)
             os.close(fd)
             if made_root:
                 with contextlib.suppress(OSError):
                     self.root.rmdir()  # fails when the directory is not empty
+
+    def check_writable(self) -> None:
+        """UserError (one line) unless this process may write in the runs directory, or make it where it is
+        missing; checked before any work, and nothing is made."""
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"runs directory {self.root} cannot be made: {existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            why = ("on a read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY
+                   else f"no permission to write in {existing}")
+            raise UserError(f"runs directory {self.root} is not writable ({why}); use another --runs-dir")
 
     def _acquire(self, path: Path) -> int:
         while True:

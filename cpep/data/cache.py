@@ -17,7 +17,9 @@ of that key removes it), and a directory that is damaged later is written again.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -154,13 +156,25 @@ def _allocate(ds: WindowDataset, make):
 
 
 def _write(ds: WindowDataset, directory: Path) -> None:
-    emg, pose = _allocate(ds, lambda name, dtype, shape: np.lib.format.open_memmap(
-        directory / f"{name}.npy", mode="w+", dtype=dtype, shape=shape))
+    emg, pose = _allocate(ds, lambda name, dtype, shape: _reserved_memmap(directory / f"{name}.npy", dtype, shape))
     _fill(ds, emg, pose)
     emg.flush()
     pose.flush()
     with open(directory / "index.npz", "wb") as f:
         np.savez(f, labels=ds.labels.numpy(), recording=ds.recording, starts=ds.starts)
+
+
+def _reserved_memmap(path: Path, dtype, shape) -> np.memmap:
+    """A new .npy file mapped for writing, its blocks allocated first: on a full disk, writing into a page of a
+    sparse mapping that cannot be allocated kills the process (SIGBUS), while allocating raises ENOSPC."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system that cannot: as before
+                raise
+    return array
 
 
 def _load(directory: Path) -> tuple[PackedWindows, dict[str, np.ndarray]]:

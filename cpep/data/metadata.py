@@ -42,6 +42,8 @@ def read_metadata(root: Path) -> pd.DataFrame:
     missing = [c for c in schema.METADATA_COLUMNS if c not in meta.columns]
     if missing:
         raise DataError(f"{csv}: missing emg2pose columns: {', '.join(missing)}")
+    if meta.empty:
+        raise DataError(f"{csv} lists no recordings (a header and no rows)")
     truth = {"true": True, "1": True, "false": False, "0": False}
     for col in ("held_out_user", "held_out_stage"):
         meta[col] = _categorical(meta, csv, col, truth, "true or false")

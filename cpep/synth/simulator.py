@@ -11,11 +11,14 @@ arguments write byte-identical data.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
+import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cpep.data import schema
-from cpep.files import current_umask
+from cpep.files import current_umask, disk_full
 from cpep.synth.config import SynthConfig
 from cpep.synth.emg import Donning, UserAnatomy, draw_donning, draw_user, pose_to_emg  # noqa: F401 (API)
 from cpep.synth.pose import (  # noqa: F401
@@ -48,6 +51,7 @@ from cpep.synth.pose import (  # noqa: F401
 from cpep.threads import available_cpus
 
 FS = int(schema.SAMPLE_RATE)
+PR_SET_PDEATHSIG = 1  # prctl(2)
 HANDS_STREAM = 1 << 16  # seeds moving_hand's draws apart from those of the recordings (entries 0/1: the side)
 PAUSE_SECONDS = 5.0  # between two recordings of a session
 # The default stage set's stages, and those held out of pre-training (the unseen evaluation classes).
@@ -169,6 +173,16 @@ def recordings_count(cfg: SynthConfig) -> int:
     return cfg.users * cfg.sessions * len(cfg.sides) * len(stages(cfg.stages))
 
 
+def _die_with(parent: int) -> None:
+    """Make this writer process end when `parent` does, however it ends: a parent killed with SIGKILL runs no
+    cleanup, and its writers would live on, writing a dataset that nobody renames into place (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl
+        os._exit(1)
+
+
 def _write_users(cfg: SynthConfig, out: Path, workers: int, progress) -> list[dict]:
     """Every user's recordings, by `workers` processes (users are independent: each has its own seed), and their
     metadata rows in user order: the same files whatever the number of workers."""
@@ -182,13 +196,19 @@ def _write_users(cfg: SynthConfig, out: Path, workers: int, progress) -> list[di
         return rows_meta
     # fork: a spawned child would import the caller's __main__ again (impossible from stdin). The children run
     # numpy, scipy and h5py only, never torch, whose OpenMP pool does not survive a fork.
-    with ProcessPoolExecutor(min(workers, cfg.users), mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(min(workers, cfg.users), mp_context=multiprocessing.get_context("fork"),
+                             initializer=_die_with, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_write_user, cfg, u, seed, out, None) for u, seed in enumerate(user_seeds)]
         done = 0
-        for future in as_completed(futures):
-            done += len(future.result())
-            if progress:
-                progress(done, total)
+        try:
+            for future in as_completed(futures):
+                done += len(future.result())
+                if progress:
+                    progress(done, total)
+        except BaseException:  # a full disk, say: the users not started yet would fail too
+            for future in futures:
+                future.cancel()
+            raise
         return [row for future in futures for row in future.result()]
 
 
@@ -213,8 +233,11 @@ def generate(cfg: SynthConfig, out: Path, progress=None, workers: int = 0) -> Pa
             if not (out / "metadata.csv").is_file():
                 raise
             shutil.rmtree(tmp)  # another process finished the same dataset first
-    except BaseException:
+    except BaseException as e:
+        full = disk_full(e, out)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise full from e
         raise
     return out
 
