@@ -16,7 +16,7 @@ from cpep import schema
 from cpep.data import SELECTIONS
 from cpep.errors import DataError
 from cpep.files import data_root
-from cpep.metadata import has_metadata, recordings_from_files
+from cpep.metadata import has_metadata, hdf5_files, recordings_from_files
 from cpep.recordings import Scan, scan_recording
 
 
@@ -101,7 +101,7 @@ def _without_metadata(root: Path, cfg: dict, progress) -> Survey:
 
 def _unlisted(root: Path, paths) -> int:
     listed = {Path(p).resolve() for p in paths}
-    return sum(1 for p in root.rglob("*.hdf5") if p.resolve() not in listed)
+    return sum(1 for p in hdf5_files(root) if p.resolve() not in listed)
 
 
 def _describe(s: Survey, meta: pd.DataFrame) -> None:

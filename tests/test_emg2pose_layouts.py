@@ -163,6 +163,31 @@ def test_a_file_in_two_places_is_refused_in_one_line(tmp_path):
         Emg2PoseData(root, load_vocab(str(tmp_path / "layouts.toml")), WindowSpec(400, 200, 10))
 
 
+def test_linked_folders_and_files_are_followed_and_a_file_reached_twice_is_one(tmp_path):
+    root = write_dataset(tmp_path / "data", subfolder_users=("u0", "u3"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(root / "sub", outside / "sub")
+    (root / "sub").symlink_to(outside / "sub")                   # u0's and u3's files, through a linked folder
+    shutil.move(root / "s1-A_right.hdf5", outside / "s1-A_right.hdf5")
+    (root / "links").mkdir()
+    (root / "links" / "s1-A_right.hdf5").symlink_to(outside / "s1-A_right.hdf5")  # a linked file in a subfolder
+    (root / "links" / "s2-A_right.hdf5").symlink_to(root / "s2-A_right.hdf5")  # a second path to a file
+    (outside / "sub" / "up").symlink_to(root)                    # a loop: walked once
+    data = Emg2PoseData(root, load_vocab(str(tmp_path / "layouts.toml")), WindowSpec(400, 200, 10))
+    paths = dict(zip(data.meta["filename"], data.meta["path"]))
+    assert (data.meta["path"] != "").all()
+    assert paths["s1-A_right"] == str(root / "links" / "s1-A_right.hdf5")
+    assert paths["s0b-A_right"] == str(root / "sub" / "s0b-A_right.hdf5")
+    assert paths["s2-A_right"] == str(root / "s2-A_right.hdf5")
+    assert len(data.selection("pretrain")) == 5 * 20
+    s = survey(config(root), root, tmp_path / "cache")
+    assert s.files == {"listed": 17, "present": 17, "absent": 0, "unlisted": 0} and s.problems == []
+    (root / "metadata.csv").unlink()
+    described = survey(config(root), root, None)
+    assert described.files["present"] == 17 and described.users["total"] == 4
+
+
 def test_absent_files_are_refused_or_with_allow_missing_left_out_and_counted(tmp_path):
     root = write_dataset(tmp_path / "data", absent={("u1", "A")})
     vocab = load_vocab(str(tmp_path / "layouts.toml"))
