@@ -92,6 +92,13 @@ class Method:
 
 
 class Dataset:
+    """A dataset: its shape (channels, pose dimensions, sample rate), default vocabulary, identity and files.
+
+    `per_user` says whether the opened dataset tells whose each test window is (`window_groups(name)`, giving
+    each window's `user`): runs on it then record per-user scores (`by_user`), from which the report draws its
+    IQM over seeds x users, its seed x user stratified bootstrap and P(A > B). A dataset that cannot say
+    (per_user False, no `window_groups`) is still evaluated in full; its records carry no `by_user`, and the
+    report's statistics are over seeds alone."""
     name = ""
     defaults: dict = {}
     channels = 16
@@ -99,6 +106,7 @@ class Dataset:
     sample_rate = 2000.0
     vocab = ""               # the gesture vocabulary used when data.vocab is ""
     selections = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
+    per_user = False         # True: the opened dataset has window_groups (see above)
 
     def identity(self, cfg: dict) -> dict:
         """What makes two datasets the same for cache keys."""
@@ -109,8 +117,8 @@ class Dataset:
         raise NotImplementedError
 
     def open(self, cfg: dict, store):
-        """The readable dataset: `.selection(name)` for each of `selections`, and optionally
-        `.window_groups(name)`: per window of a test selection, its recording's `user` and `generalization`."""
+        """The readable dataset: `.selection(name)` for each of `selections`, and, where `per_user`,
+        `.window_groups(name)`: per window of a test selection, its `user` (and optionally its `generalization`)."""
         raise NotImplementedError
 
     def validate(self, cfg: dict) -> None:

@@ -17,6 +17,7 @@ DEFAULTS = {k: v for k, v in asdict(SynthConfig()).items() if k != "sides"}
 class Dataset(Base):
     defaults = {"data": {"synth": DEFAULTS}}
     vocab = SynthConfig().vocab
+    per_user = True
 
     def identity(self, cfg):
         d = cfg["data"]
