@@ -225,8 +225,9 @@ def test_the_mini_release_is_described_and_said_to_be_unable_to_run_the_protocol
     assert s.problems == ["cannot run the CPEP protocol: the recordings are of 1 user and 1 session, 0 of them a "
                           "held-out test user; it pre-trains on training users and tests on held-out ones (the "
                           "full release has them)"]
-    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.allow_missing=true",
-                 "--set", "data.window=400", "--set", "data.stride=200", "--results-dir", tmp_path / "r", check=False)
+    result = cli("data", "check", root, "--set", f"data.vocab={tmp_path / 'layouts.toml'}",
+                 "--set", "data.allow_missing=true", "--set", "data.window=400", "--set", "data.stride=200",
+                 "--results-dir", tmp_path / "r", check=False)
     assert_one_line_error(result, "cannot run the CPEP protocol: the recordings are of 1 user and 1 session")
     assert "files: 4 present of 17 listed in metadata.csv (13 absent)" in result.stdout
 
@@ -254,8 +255,8 @@ def test_data_check_counts_what_the_dataset_holds(tmp_path):
     assert {name: c["windows"] for name, c in s.selections.items()} == {
         "pretrain": 5 * 20, "id_train": 5 * 20, "id_test": 2 * 20, "unseen_train": 4 * 20, "unseen_test": 2 * 20}
     assert s.selections["id_train"]["classes"] == {"A": 3 * 20, "B": 2 * 20}
-    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--results-dir", tmp_path / "r")
+    result = cli("data", "check", root, "--set", f"data.vocab={tmp_path / 'layouts.toml'}",
+                 "--set", "data.window=400", "--set", "data.stride=200", "--results-dir", tmp_path / "r")
     for line in ("files: 17 present of 17 listed in metadata.csv (0 absent), 0 not listed",
                  "users: 4 (training 2; held out 2: validation 1, test 1)", "stages: 4 (training 2, held out 2)",
                  "sessions: 5", "IK failures: 2.3 % of their rows",
@@ -266,8 +267,8 @@ def test_data_check_counts_what_the_dataset_holds(tmp_path):
 def test_a_broken_recording_no_selection_reads_is_a_note_not_a_problem(tmp_path):
     root = write_dataset(tmp_path / "data")
     (root / "sub" / "s3-A_right.hdf5").write_bytes(b"not an HDF5 file")  # u3: a validation user, never read
-    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--results-dir", tmp_path / "r")
+    result = cli("data", "check", root, "--set", f"data.vocab={tmp_path / 'layouts.toml'}",
+                 "--set", "data.window=400", "--set", "data.stride=200", "--results-dir", tmp_path / "r")
     note = [line for line in result.stdout.splitlines() if "s3-A_right.hdf5" in line]
     assert len(note) == 1 and note[0].endswith("(no selection reads it: not a problem for a run)"), note
     assert "problem: " not in result.stdout and "ok (layouts-v1)" in result.stdout
@@ -286,8 +287,8 @@ def test_data_check_lists_every_problem_one_line_each(tmp_path):
     assert s.problems[1].endswith("s2-C_right.hdf5: emg is not finite in row 7 (1 value)")
     # the refused recording was class C's only test recording
     assert "selection unseen_test has no window of class 'C'" in s.problems[2]
-    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--results-dir", tmp_path / "r", check=False)
+    result = cli("data", "check", root, "--set", f"data.vocab={tmp_path / 'layouts.toml'}",
+                 "--set", "data.window=400", "--set", "data.stride=200", "--results-dir", tmp_path / "r", check=False)
     assert_one_line_error(result, "not a readable HDF5 file")
     assert "(3 problems, listed above)" in result.stderr
     assert sum(line.startswith("problem: ") for line in result.stdout.splitlines()) == 3
