@@ -20,8 +20,11 @@ import scipy.io
 import torch
 
 from bench import fingerprint, planner, plugins, suites
+from bench.cli import preflight, selection
+from bench.data_check import split_line
 from bench.evaluation import evaluate
 from bench.plugins import Embeddings, Method
+from bench.store import Store
 from conftest import tiny_args
 from cpep.data import WindowSpec
 from cpep.errors import ConfigError, DataError
@@ -332,6 +335,8 @@ def test_cross_subject_tests_the_last_subjects_and_nothing_else_reads_them(roots
             assert set(window_subjects(w).tolist()) == set(subjects), name
             assert found_windows(w) == expected_windows(subjects, movements, range(1, 7)), name
             assert data.window_groups(name)["user"].tolist() == [str(s) for s in window_subjects(w)]
+    assert split_line(data) == ("cross_subject: subjects 1 pre-train and train the probes, 2-3 only test them "
+                                "(data.ninapro.test_subjects=2)")
     # Normalisation comes from what pre-training reads: here subject 1's repetitions 1-6 of movements 1 and 2.
     segments = np.array([[segment_start(m, r), segment_start(m, r) + REP, m, r] for m in (1, 2) for r in range(1, 7)])
     expected = _measure_stats([(str(roots["v5"] / "DB2_s1" / "S1_E1_A1.mat"), segments)])
@@ -489,6 +494,16 @@ def test_discovery_follows_links_matches_any_case_and_lists_what_it_skips(roots,
     assert "files: 3 (3 readable), exercises 1; 4 skipped" in checked.stdout
     lines = [line for line in checked.stdout.splitlines() if line.startswith("skipped: ")]
     assert sorted(lines) == sorted(f"skipped: {root / path}: {why}" for path, why in skipped.items())
+
+
+def test_a_run_says_how_many_files_it_skips(roots, tmp_path, capsys):
+    root = linked_layout(roots, tmp_path)
+    runs = selection("smoke", "ninapro_db2", root, "0", "emg_log_power",
+                     [f"{key}={value}" for key, value in {**SETS, "data.vocab": roots["vocab"]}.items()], "cpu")
+    preflight(runs, Store(tmp_path / "results"))
+    out = capsys.readouterr().out
+    assert f"4 file(s) under {root} skipped, e.g. {root / 'S1_A1_E1.mat'}: not named" in out
+    assert "`cpep-bench data check` lists them all" in out
 
 
 def test_two_different_files_of_one_subject_and_exercise_are_refused(roots, tmp_path):
