@@ -75,7 +75,12 @@ def preflight(runs: list[planner.Run], store: Store) -> None:
         if ident in checked:
             continue
         with console.status(f"checking {run.dataset} data") as status:
-            plugins.get("dataset", run.dataset).open(run.config, store).check_files(scan_progress(status))
+            data = plugins.get("dataset", run.dataset).open(run.config, store)
+            data.check_files(scan_progress(status))
+        skipped = getattr(data, "skipped", [])
+        if skipped:
+            console.print(f"{len(skipped)} file(s) under {run.config['data']['root']} skipped, e.g. {skipped[0][0]}: "
+                          f"{skipped[0][1]} (`cpep-bench data check` lists them all)", markup=False, highlight=False)
         checked.add(ident)
 
 
@@ -88,7 +93,8 @@ def run(
                                                         "files, or NinaPro DB2's S<n>_E<e>_A1.mat files."),
     seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 (default: the suite's)."),
     variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a configuration key, e.g. --set mae.epochs=5."),
+    set_: list[str] = typer.Option([], "--set", help="Override a configuration key, e.g. --set mae.epochs=5 or "
+                                                     "--set data.vocab=FILE.toml (the gesture vocabulary)."),
     device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda (default: auto)."),
     executor: str = typer.Option("local", help="local (sequential, here) or slurm (job arrays via submitit)."),
     profile: Optional[str] = typer.Option(None, help="SLURM cluster profile: a name in slurm/profiles or a TOML path."),
@@ -289,11 +295,12 @@ def data_check(
     root: Path = typer.Argument(..., help="Dataset directory (emg2pose: metadata.csv + HDF5 files, which may sit "
                                           "in subfolders; ninapro_db2: S<n>_E<e>_A1.mat files in any folders)."),
     data: str = typer.Option("emg2pose", help="Dataset format: emg2pose or ninapro_db2."),
-    vocab: str = typer.Option("", help="Gesture vocabulary (default: emg2pose-v1, the one a synthetic dataset "
-                                       "names in SYNTHETIC.txt, or ninapro-db2-v1)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a data key, e.g. --set data.protocol=embridge or "
-                                                     "--set data.allow_missing=true (emg2pose rows whose file is "
-                                                     "absent are left out, and counted)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a data key, e.g. --set data.vocab=FILE.toml (the "
+                                                     "gesture vocabulary; default: emg2pose-v1, the one a synthetic "
+                                                     "dataset names in SYNTHETIC.txt, or ninapro-db2-v1), --set "
+                                                     "data.protocol=embridge, --set data.allow_missing=true (emg2pose "
+                                                     "rows whose file is absent are left out, and counted) or --set "
+                                                     "data.ninapro.split=cross_subject."),
     runs_dir: Optional[Path] = RunsDir,
 ):
     """Check that a directory is a usable dataset and describe it: for emg2pose its files, users, stages,
@@ -308,14 +315,13 @@ def data_check(
     store.check_writable()  # the verdicts are kept in its cache
     if data == "ninapro_db2":
         from bench.check.show import check_ninapro
-        cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root), "data.vocab": vocab})
+        cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root)})
         check_ninapro(cfg, root, store, console)
         return
     from bench.check.show import check_emg2pose
     from cpep.synth.simulator import vocabulary
     default = vocabulary(root) if (root / "SYNTHETIC.txt").is_file() else "emg2pose-v1"
-    cfg = plugins.resolve(overrides, {"data.name": "emg2pose", "data.root": str(root),
-                                      "data.vocab": vocab or default})
+    cfg = plugins.resolve({"data.vocab": default}, overrides, {"data.name": "emg2pose", "data.root": str(root)})
     check_emg2pose(cfg, root, store, console)
 
 

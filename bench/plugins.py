@@ -121,16 +121,21 @@ class Method:
 
 
 class Dataset:
-    """`config`: its own sections (e.g. data.synth). `subjects`: whether `open(...).window_groups(selection)` says
-    whose each test window is; without it the report's intervals are over seeds only."""
+    """A dataset: its shape (channels, pose dimensions, sample rate), default vocabulary, identity and files.
+
+    `per_user` says whether the opened dataset tells whose each test window is (`window_groups(name)`, giving
+    each window's `user`): runs on it then record per-user scores (`by_user`), from which the report draws its
+    IQM over seeds x users, its seed x user stratified bootstrap and P(A > B). A dataset that cannot say
+    (per_user False, no `window_groups`) is still evaluated in full; its records carry no `by_user`, and the
+    report's statistics are over seeds alone. `config`: its own sections (e.g. data.synth)."""
     name = ""
     config: tuple[type[config.Section], ...] = ()
     channels = 16
     pose_dims = 20
     sample_rate = 2000.0
     vocab = ""               # the gesture vocabulary used when data.vocab is ""
-    subjects = True
     selections = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
+    per_user = False         # True: the opened dataset has window_groups (see above)
 
     def identity(self, cfg: dict) -> dict:
         """What makes two datasets the same: for stage keys and for which records may share a table."""
@@ -141,8 +146,8 @@ class Dataset:
         raise NotImplementedError
 
     def open(self, cfg: dict, store):
-        """The readable dataset: `.selection(name)` for each of `selections`, and optionally
-        `.window_groups(name)`: per window of a test selection, its recording's `user` and `generalization`."""
+        """The readable dataset: `.selection(name)` for each of `selections`, and, where `per_user`,
+        `.window_groups(name)`: per window of a test selection, its `user` (and optionally its `generalization`)."""
         raise NotImplementedError
 
     def validate(self, cfg: dict) -> None:

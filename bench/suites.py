@@ -6,6 +6,7 @@
     plugins = ["my_plugins"]     # plug-in folders, relative to this file (see bench.plugins)
     [set]                        # configuration for every variant
     "mae.epochs" = 100
+    "data.vocab" = "vocab.toml"  # a vocabulary file's path is relative to this file too (a name: built in)
     [[variants]]                 # name, method (a method plug-in), label, group, set
 """
 
@@ -76,7 +77,9 @@ def _load(name_or_path: str, including: tuple[str, ...]) -> Suite:
     for key in ("include", "plugins"):
         if not isinstance(raw.get(key, []), list) or not all(isinstance(x, str) for x in raw.get(key, [])):
             raise ConfigError(f"suite {name}: {key} must be a list of strings")
-    folders = [(Path(str(path)).parent / p).resolve() for p in raw.get("plugins", [])]
+    here = Path(str(path)).parent
+    overrides = _relative_to(here, overrides)
+    folders = [(here / p).resolve() for p in raw.get("plugins", [])]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise ConfigError(f"suite {name}: plug-in folder not found: {', '.join(missing)}")
@@ -91,8 +94,8 @@ def _load(name_or_path: str, including: tuple[str, ...]) -> Suite:
         if v.get("method") not in methods:
             raise ConfigError(f"suite {name}: variant {v.get('name')!r} has unknown method {v.get('method')!r} "
                               f"(methods: {', '.join(methods)})")
-        variants.append(Variant(v["name"], v["method"], v.get("label", v["name"]), dict(v.get("set", {})),
-                                v.get("group", "")))
+        variants.append(Variant(v["name"], v["method"], v.get("label", v["name"]),
+                                _relative_to(here, v.get("set", {})), v.get("group", "")))
     unique: dict[str, Variant] = {}
     for v in variants:
         if unique.setdefault(v.name, v) != v:
@@ -103,6 +106,20 @@ def _load(name_or_path: str, including: tuple[str, ...]) -> Suite:
     for v in suite.variants:  # fail now, not halfway through a sweep
         plugins.get("method", v.method).validate(plugins.resolve(suite.overrides, v.overrides))
     return suite
+
+
+PATH_KEYS = ("data.vocab",)  # keys whose value may be a file's path (a .toml file, for the vocabulary)
+
+
+def _relative_to(folder: Path, overrides: dict) -> dict:
+    """The overrides with each relative .toml path of PATH_KEYS made absolute from the suite's folder: a suite
+    means the same wherever the command runs."""
+    out = dict(overrides)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value.endswith(".toml") and not Path(value).expanduser().is_absolute():
+            out[key] = str((folder / value).resolve())
+    return out
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

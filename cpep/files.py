@@ -26,6 +26,36 @@ def data_root(path) -> Path:
     return root
 
 
+def files_under(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every file under `root`, sorted, each named through the folders that lead to it: links to folders and to
+    files are followed, and a folder reached twice (a link to a folder already walked, or back up the tree) is
+    walked once. Also the folders that could not be listed, with why. A link to nothing is listed as a file: the
+    caller says why it cannot be read."""
+    root = Path(root)
+    walked = {_folder_key(root)}
+    found, unreadable = [], []
+
+    def refused(error: OSError) -> None:
+        unreadable.append((Path(error.filename), error.strerror or str(error)))
+
+    for folder, subfolders, names in os.walk(root, followlinks=True, onerror=refused):
+        here = Path(folder)
+        keep = []
+        for name in sorted(subfolders):
+            key = _folder_key(here / name)
+            if key not in walked:
+                walked.add(key)
+                keep.append(name)
+        subfolders[:] = keep
+        found += [here / name for name in names]
+    return sorted(found), sorted(unreadable)
+
+
+def _folder_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
 def replace_atomically(path: Path, write: Callable[[str], None]) -> None:
     """write(temporary path) beside `path`, then rename it over `path`: the old file or the new one, never half."""
     path = Path(path)

@@ -166,6 +166,31 @@ def test_a_file_in_two_places_is_refused_in_one_line(tmp_path):
         Emg2PoseData(root, load_vocab(str(tmp_path / "layouts.toml")), WindowSpec(400, 200, 10))
 
 
+def test_linked_folders_and_files_are_followed_and_a_file_reached_twice_is_one(tmp_path):
+    root = write_dataset(tmp_path / "data", subfolder_users=("u0", "u3"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(root / "sub", outside / "sub")
+    (root / "sub").symlink_to(outside / "sub")                   # u0's and u3's files, through a linked folder
+    shutil.move(root / "s1-A_right.hdf5", outside / "s1-A_right.hdf5")
+    (root / "links").mkdir()
+    (root / "links" / "s1-A_right.hdf5").symlink_to(outside / "s1-A_right.hdf5")  # a linked file in a subfolder
+    (root / "links" / "s2-A_right.hdf5").symlink_to(root / "s2-A_right.hdf5")  # a second path to a file
+    (outside / "sub" / "up").symlink_to(root)                    # a loop: walked once
+    data = Emg2PoseData(root, load_vocab(str(tmp_path / "layouts.toml")), WindowSpec(400, 200, 10))
+    paths = dict(zip(data.meta["filename"], data.meta["path"]))
+    assert (data.meta["path"] != "").all()
+    assert paths["s1-A_right"] == str(root / "links" / "s1-A_right.hdf5")
+    assert paths["s0b-A_right"] == str(root / "sub" / "s0b-A_right.hdf5")
+    assert paths["s2-A_right"] == str(root / "s2-A_right.hdf5")
+    assert len(data.selection("pretrain")) == 5 * 20
+    s = survey(config(root), root, tmp_path / "cache")
+    assert s.files == {"listed": 17, "present": 17, "absent": 0, "unlisted": 0} and s.problems == []
+    (root / "metadata.csv").unlink()
+    described = survey(config(root), root, None)
+    assert described.files["present"] == 17 and described.users["total"] == 4
+
+
 def test_absent_files_are_refused_or_with_allow_missing_left_out_and_counted(tmp_path):
     root = write_dataset(tmp_path / "data", absent={("u1", "A")})
     vocab = load_vocab(str(tmp_path / "layouts.toml"))
@@ -203,8 +228,9 @@ def test_the_mini_release_is_described_and_said_to_be_unable_to_run_the_protocol
     assert s.problems == ["cannot run the CPEP protocol: the recordings are of 1 user and 1 session, 0 of them a "
                           "held-out test user; it pre-trains on training users and tests on held-out ones (the "
                           "full release has them)"]
-    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.allow_missing=true",
-                 "--set", "data.window=400", "--set", "data.stride=200", "--runs-dir", tmp_path / "r", check=False)
+    result = cli("data", "check", root, "--set", f"data.vocab={tmp_path / 'layouts.toml'}",
+                 "--set", "data.allow_missing=true", "--set", "data.window=400", "--set", "data.stride=200",
+                 "--runs-dir", tmp_path / "r", check=False)
     assert_one_line_error(result, "cannot run the CPEP protocol: the recordings are of 1 user and 1 session")
     assert "files: 4 present of 17 listed in metadata.csv (13 absent)" in result.stdout
 
@@ -232,8 +258,8 @@ def test_data_check_counts_what_the_dataset_holds(tmp_path):
     assert {name: c["windows"] for name, c in s.selections.items()} == {
         "pretrain": 5 * 20, "id_train": 5 * 20, "id_test": 2 * 20, "unseen_train": 4 * 20, "unseen_test": 2 * 20}
     assert s.selections["id_train"]["classes"] == {"A": 3 * 20, "B": 2 * 20}
-    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--runs-dir", tmp_path / "r")
+    result = cli("data", "check", root, "--set", f"data.vocab={tmp_path / 'layouts.toml'}",
+                 "--set", "data.window=400", "--set", "data.stride=200", "--runs-dir", tmp_path / "r")
     for line in ("files: 17 present of 17 listed in metadata.csv (0 absent), 0 not listed",
                  "users: 4 (training 2; held out 2: validation 1, test 1)", "stages: 4 (training 2, held out 2)",
                  "sessions: 5", "IK failures: 2.3 % of their rows",
@@ -244,8 +270,8 @@ def test_data_check_counts_what_the_dataset_holds(tmp_path):
 def test_a_broken_recording_no_selection_reads_is_a_note_not_a_problem(tmp_path):
     root = write_dataset(tmp_path / "data")
     (root / "sub" / "s3-A_right.hdf5").write_bytes(b"not an HDF5 file")  # u3: a validation user, never read
-    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--runs-dir", tmp_path / "r")
+    result = cli("data", "check", root, "--set", f"data.vocab={tmp_path / 'layouts.toml'}",
+                 "--set", "data.window=400", "--set", "data.stride=200", "--runs-dir", tmp_path / "r")
     note = [line for line in result.stdout.splitlines() if "s3-A_right.hdf5" in line]
     assert len(note) == 1 and note[0].endswith("(no selection reads it: not a problem for a run)"), note
     assert "problem: " not in result.stdout and "ok (layouts-v1)" in result.stdout
@@ -264,8 +290,8 @@ def test_data_check_lists_every_problem_one_line_each(tmp_path):
     assert s.problems[1].endswith("s2-C_right.hdf5: emg is not finite in row 7 (1 value)")
     # the refused recording was class C's only test recording
     assert "selection unseen_test has no window of class 'C'" in s.problems[2]
-    result = cli("data", "check", root, "--vocab", tmp_path / "layouts.toml", "--set", "data.window=400",
-                 "--set", "data.stride=200", "--runs-dir", tmp_path / "r", check=False)
+    result = cli("data", "check", root, "--set", f"data.vocab={tmp_path / 'layouts.toml'}",
+                 "--set", "data.window=400", "--set", "data.stride=200", "--runs-dir", tmp_path / "r", check=False)
     assert_one_line_error(result, "not a readable HDF5 file")
     assert "(3 problems, listed above)" in result.stderr
     assert sum(line.startswith("problem: ") for line in result.stdout.splitlines()) == 3

@@ -44,6 +44,17 @@ def spans(numbers) -> str:
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in out)
 
 
+def split_line(dataset) -> str:
+    """How a NinaPro dataset's windows are split, in words."""
+    from cpep.data.ninapro_windows import TEST_REPETITIONS, TRAIN_REPETITIONS
+    if dataset.split.name == "within_subject":
+        return (f"within_subject: repetitions {spans(TRAIN_REPETITIONS)} train and {spans(TEST_REPETITIONS)} test, "
+                f"of every subject")
+    return (f"cross_subject: subjects {spans(dataset.train_subjects)} pre-train and train the probes, "
+            f"{spans(dataset.test_subjects)} only test them (data.ninapro.test_subjects="
+            f"{dataset.split.test_subjects})")
+
+
 def check_ninapro(cfg: dict, root: Path, store, console) -> None:
     """Scan every file found (those of exercises the vocabulary does not use too), print what was found and each
     problem, then count the windows of each selection. DataError (exit 2) when a file the protocol reads is
@@ -58,8 +69,12 @@ def check_ninapro(cfg: dict, root: Path, store, console) -> None:
     hours = sum(v["rows"] for v in readable) / SAMPLE_RATE / 3600
     say = plain(console)
     subjects, exercises = {f.subject for f in dataset.files}, {f.exercise for f in dataset.files}
-    say(f"files: {len(dataset.files)} ({len(readable)} readable), exercises {spans(exercises)}")
+    say(f"files: {len(dataset.files)} ({len(readable)} readable), exercises {spans(exercises)}; "
+        f"{len(dataset.skipped)} skipped")
+    for path, why in dataset.skipped:
+        say(f"skipped: {path}: {why}")
     say(f"subjects: {len(subjects)} ({spans(subjects)})")
+    say(f"split: {split_line(dataset)}")
     say(f"movements: {len(movements)} ({spans(movements) or 'none'})")
     say(f"hours: {hours:.3f} (readable files, rest included)")
     fatal = 0

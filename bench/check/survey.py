@@ -14,7 +14,7 @@ import pandas as pd
 
 from cpep.data import schema
 from cpep.data.emg2pose import SELECTIONS
-from cpep.data.metadata import has_metadata, recordings_from_files
+from cpep.data.metadata import has_metadata, hdf5_files, recordings_from_files
 from cpep.data.recordings import Scan, scan_recording
 from cpep.errors import DataError
 from cpep.files import data_root
@@ -102,7 +102,7 @@ def _without_metadata(root: Path, cfg: dict, progress) -> Survey:
 
 def _unlisted(root: Path, paths) -> int:
     listed = {Path(p).resolve() for p in paths}
-    return sum(1 for p in root.rglob("*.hdf5") if p.resolve() not in listed)
+    return sum(1 for p in hdf5_files(root) if p.resolve() not in listed)
 
 
 def _describe(s: Survey, meta: pd.DataFrame) -> None:

@@ -24,6 +24,7 @@ def _present_digest(csv: str, mtime_ns: int) -> str:
 
 class Dataset(OnDisk):
     vocab = "emg2pose-v1"
+    per_user = True
 
     def identity(self, cfg):
         d = cfg["data"]

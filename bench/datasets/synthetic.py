@@ -13,6 +13,7 @@ from cpep.synth.config import SynthConfig
 class Dataset(Base):
     config = (SynthConfig,)
     vocab = SynthConfig().vocab
+    per_user = True
 
     def identity(self, cfg):
         d = cfg["data"]

@@ -21,6 +21,8 @@ from cpep.errors import DataError
 
 SELECTIONS = ("pretrain", "id_train", "id_test", "unseen_train", "unseen_test")
 GROUP_COLUMNS = ("user", "generalization")  # what the evaluation breaks each test score down by
+# What a selection lacking a class can change: the vocabulary (an option of run, data check and perf alike).
+VOCAB_FIX = "choose a vocabulary whose classes the data has: --set data.vocab=FILE.toml"
 
 
 class Emg2PoseData:
@@ -163,7 +165,7 @@ class Emg2PoseData:
             missing = [cls for cls, n in classes.items() if n == 0]
             if missing:
                 raise DataError(f"{self.root}: selection {name} has no window of class {missing[0]!r} of "
-                                f"{self.vocab.ident} (classes without a window: {', '.join(missing)})")
+                                f"{self.vocab.ident} (classes without a window: {', '.join(missing)}); {VOCAB_FIX}")
         return {"recordings": len(recordings), "windows": len(starts), "classes": classes}
 
     def _scan(self, paths, progress=None) -> None:

@@ -3,8 +3,9 @@
 Both releases are read. The full release (`emg2pose_dataset/`) has metadata.csv beside its HDF5 files. The mini
 release (`emg2pose_dataset_mini/`) holds the files of one session; its metadata.csv, when there is one, may list
 every recording of the full release. A row's file is `<root>/<filename>.hdf5`, or else the one file of that name
-anywhere under the root (files may sit in subfolders). With `allow_missing`, rows whose file is absent are
-left out and counted; without it, they are refused when the protocol reads them.
+anywhere under the root (files may sit in subfolders; links to folders and files are followed). With
+`allow_missing`, rows whose file is absent are left out and counted; without it, they are refused when the protocol
+reads them.
 
 Without metadata.csv, `recordings_from_files` lists what the HDF5 files' own attributes say (user, session, stage,
 side): enough to describe them, not to run the protocol, whose splits only metadata.csv holds.
@@ -19,7 +20,7 @@ import pandas as pd
 
 from cpep.data import schema
 from cpep.errors import DataError
-from cpep.files import data_root
+from cpep.files import data_root, files_under
 
 SUFFIX = ".hdf5"
 HANDS = ("both", "left", "right")
@@ -74,9 +75,20 @@ def _categorical(meta: pd.DataFrame, csv: Path, col: str, values: dict, allowed:
     return text.map(values)
 
 
+def hdf5_files(root: Path) -> list[Path]:
+    """Every .hdf5 file under `root`, links to folders and files followed, each file once (the first path that
+    reaches it)."""
+    first: dict[Path, Path] = {}
+    for path in files_under(root)[0]:
+        if path.name.endswith(SUFFIX) and path.is_file():
+            first.setdefault(path.resolve(), path)
+    return list(first.values())
+
+
 def locate(root: Path, filenames) -> list[str]:
     """The file of each `filename` (with or without .hdf5): `<root>/<filename>.hdf5`, else the one file of that
-    name under the root; "" when there is none. DataError when a name is found in two places."""
+    name under the root; "" when there is none. DataError when a name is found in two places (two different
+    files: two paths to one file through links are one)."""
     elsewhere: dict[str, list[Path]] | None = None
     paths = []
     for name in filenames:
@@ -87,7 +99,7 @@ def locate(root: Path, filenames) -> list[str]:
             continue
         if elsewhere is None:  # walked once, and only when a file is not where metadata.csv puts it
             elsewhere = {}
-            for path in sorted(root.rglob(f"*{SUFFIX}")):
+            for path in hdf5_files(root):
                 elsewhere.setdefault(path.name, []).append(path)
         found = elsewhere.get(Path(f"{name}{SUFFIX}").name, [])
         if len(found) > 1:
@@ -103,7 +115,7 @@ def recordings_from_files(root: Path) -> pd.DataFrame:
     its moving hand (emg2pose's files seem to name it so; metadata.csv keeps them apart)."""
     from cpep.data.recordings import layout_problem, open_recording
     rows = []
-    for path in sorted(Path(root).rglob(f"*{SUFFIX}")):
+    for path in hdf5_files(Path(root)):
         with open_recording(path) as f:
             problem = layout_problem(path, f)
             if problem:

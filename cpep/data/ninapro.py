@@ -1,7 +1,7 @@
 """NinaPro DB2 files: finding them, reading one, and the scan that checks it and finds its movements.
 
 DB2 holds one MATLAB file per subject and exercise, `S<subject>_E<exercise>_A1.mat` (any folder layout under the
-data root), with rows synchronised at 2 kHz:
+data root, links to folders and files followed, names matched in any case), with rows synchronised at 2 kHz:
 
     emg           T x 12   Delsys Trigno electrodes
     glove         T x 22   raw CyberGlove II sensor values (proportional to joint angles, not degrees)
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cpep.config import Section, param
 from cpep.data.gestures import Vocab
 from cpep.data.recordings import file_key
 from cpep.errors import DataError
-from cpep.files import data_root, write_text_atomically
+from cpep.files import data_root, files_under, write_text_atomically
 
 CHANNELS = 12
 GLOVE = 22  # the pose: the glove's sensor vector stands in for joint angles
@@ -34,7 +35,7 @@ SAMPLE_RATE = 2000.0
 MOVEMENTS = {1: range(1, 18), 2: range(18, 41), 3: range(41, 50)}  # exercise -> its movement numbers
 FIELDS = ("emg", "glove", "restimulus", "rerepetition")
 PATTERN = "S*_E*_A1.mat"
-NAME = re.compile(r"S(\d+)_E(\d+)_A1\.mat")
+NAME = re.compile(r"S(\d+)_E(\d+)_A1\.mat", re.IGNORECASE)
 SCAN_FORMAT = 1  # verdicts of an older scan are not read
 
 
@@ -45,24 +46,80 @@ class MatFile:
     exercise: int
 
 
-def find_files(root: Path) -> list[MatFile]:
-    """Every `S<n>_E<e>_A1.mat` under `root`, by subject then exercise. DataError for a root without one, for
-    two files of one subject and exercise, or for an exercise DB2 does not have."""
+@dataclass(frozen=True)
+class Found:
+    """The DB2 files under a root, by subject then exercise, and every other .mat file (or unreadable folder)
+    there with why it is not read."""
+    files: list[MatFile]
+    skipped: list[tuple[str, str]]  # (path, why)
+
+
+def discover(root: Path) -> Found:
+    """Every `S<n>_E<e>_A1.mat` under `root` (any case). Skipped, each with its reason: a .mat file named otherwise,
+    one of an exercise DB2 does not have, a link to nothing, and a second path to a file already found (through
+    links). DataError for a root without one DB2 file, and for two different files of one subject and exercise."""
     root = data_root(root)
+    paths, unreadable = files_under(root)
+    skipped = [(str(path), f"folder not readable ({why})") for path, why in unreadable]
     found: dict[tuple[int, int], MatFile] = {}
-    for path in sorted(root.rglob(PATTERN)):
+    for path in paths:
+        if path.suffix.lower() != ".mat":
+            continue
         match = NAME.fullmatch(path.name)
-        if not match or not path.is_file():
+        why = ""
+        if not match:
+            why = "not named S<subject>_E<exercise>_A1.mat"
+        elif not path.is_file():
+            why = "a link to nothing" if path.is_symlink() else "not a regular file"
+        elif int(match[2]) not in MOVEMENTS:
+            why = f"exercise {int(match[2])}, but NinaPro DB2 has exercises 1-3"
+        if why:
+            skipped.append((str(path), why))
             continue
         key = (int(match[1]), int(match[2]))
         if key in found:
-            raise DataError(f"{root}: two files of subject {key[0]}, exercise {key[1]}: {found[key].path} and {path}")
-        if key[1] not in MOVEMENTS:
-            raise DataError(f"{path}: exercise {key[1]}, but NinaPro DB2 has exercises 1-3")
+            if not path.samefile(found[key].path):
+                raise DataError(f"{root}: two files of subject {key[0]}, exercise {key[1]}: {found[key].path} and "
+                                f"{path} (keep one)")
+            skipped.append((str(path), f"the same file as {found[key].path}"))
+            continue
         found[key] = MatFile(str(path), *key)
     if not found:
-        raise DataError(f"{root} is not a NinaPro DB2 dataset: it holds no {PATTERN} file")
-    return [found[key] for key in sorted(found)]
+        more = f" ({len(skipped)} .mat file(s) skipped, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise DataError(f"{root} is not a NinaPro DB2 dataset: it holds no {PATTERN} file{more}")
+    return Found([found[key] for key in sorted(found)], skipped)
+
+
+def find_files(root: Path) -> list[MatFile]:
+    """The DB2 files under `root` (discover), by subject then exercise."""
+    return discover(root).files
+
+
+SPLITS = ("within_subject", "cross_subject")
+
+
+@dataclass(frozen=True)
+class Split(Section):
+    """Which windows train and which test: the ninapro_db2 dataset's section (cpep.data.ninapro_windows describes
+    both splits)."""
+    section = "data.ninapro"
+    split: str = param("within_subject", why="repetitions 1, 3, 4, 6 train and 2, 5 test, of every subject: the "
+                                             "split most DB2 work uses (the easier, within-subject protocol)",
+                       choices=SPLITS)
+    test_subjects: int = param(10, ">= 1", "cross_subject: how many subjects are held out, the last ones found")
+
+    def __post_init__(self):
+        self.check()
+
+    @property
+    def name(self) -> str:
+        return self.split
+
+    def identity(self) -> dict:
+        """What the dataset's identity holds of the split: the held-out count only where it chooses windows."""
+        if self.name == "cross_subject":
+            return {"name": self.name, "test_subjects": self.test_subjects}
+        return {"name": self.name}
 
 
 def files_identity(root: Path) -> list[list] | str:
