@@ -15,7 +15,7 @@ from cpep.data.gestures import load_vocab
 from cpep.data.recordings import valid_window_starts, validate_recording
 from cpep.data.windows import WindowSpec, random_channel_roll
 from cpep.errors import DataError
-from cpep.pretraining import make_encoder, open_data
+from cpep.pretraining import encoder
 
 SPEC = WindowSpec(window=2000, stride=1000, pose_decimation=10)
 
@@ -66,7 +66,7 @@ def test_probes_train_on_training_users_and_test_on_held_out_users(tiny_data):
 
 
 def test_emg_and_pose_tokens_share_one_time_grid(tiny_config):
-    emg, pose = make_encoder("emg", tiny_config, Emg2PoseData), make_encoder("pose", tiny_config, Emg2PoseData)
+    emg, pose = encoder("emg", tiny_config, Emg2PoseData), encoder("pose", tiny_config, Emg2PoseData)
     assert emg.num_patches == pose.num_patches == 10
 
 

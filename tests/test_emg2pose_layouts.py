@@ -19,7 +19,7 @@ from cpep.data.emg2pose import Emg2PoseData, open_data
 from cpep.data.gestures import load_vocab
 from cpep.data.windows import WindowSpec
 from cpep.errors import ConfigError, DataError
-from cpep.synth.simulator import simulator
+from cpep.synth import simulator
 
 RATE = schema.SAMPLE_RATE
 ROWS = 4400           # rows per recording (2.2 s)

@@ -20,8 +20,8 @@ from cpep.data.gestures import load_vocab
 from cpep.data.recordings import scan_recording, valid_window_starts
 from cpep.data.windows import WindowSpec
 from cpep.errors import DataError
+from cpep.synth import simulator
 from cpep.synth.config import SynthConfig
-from cpep.synth.simulator import simulator
 
 SPEC = WindowSpec(window=2000, stride=1000, pose_decimation=10)
 VOCAB = load_vocab("synthetic-v1")

@@ -19,8 +19,8 @@ from cpep.data.emg2pose import Emg2PoseData
 from cpep.data.gestures import load_vocab
 from cpep.data.windows import WindowSpec
 from cpep.errors import ConfigError, DataError
+from cpep.synth import simulator
 from cpep.synth.config import SynthConfig
-from cpep.synth.simulator import simulator
 
 SPEC = WindowSpec(window=2000, stride=1000, pose_decimation=10)
 VOCAB = load_vocab("synthetic-v1")

@@ -11,7 +11,7 @@ import pytest
 
 from cpep.data import schema
 from cpep.data.recordings import validate_recording
-from cpep.synth.simulator import simulator
+from cpep.synth import simulator
 
 
 def _read(path):

@@ -9,7 +9,8 @@ import pytest
 from conftest import tiny_args
 from test_ninapro import SETS, VOCAB, check_args, cli, save_v5, write_dataset
 
-from bench import planner, suites
+from bench import suites
+from bench.run import planner
 from cpep.data.gestures import load_vocab
 
 SUITE = """description = "a floor on a vocabulary of its own"

@@ -178,7 +178,7 @@ import resource, sys
 from pathlib import Path
 import numpy as np, torch
 from cpep.data import schema
-from cpep.synth.simulator import simulator
+from cpep.synth import simulator
 from cpep.data.windows import WindowDataset, WindowSpec
 from cpep.errors import DataError
 from cpep.data.recordings import OPEN_FILES, OpenFiles
