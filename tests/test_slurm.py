@@ -80,8 +80,14 @@ def cluster(cluster_up, tmp_path):
         wait_for(lambda: not jobs_under(folder), JOB_S, f"the test's leftover jobs {' '.join(left)} to end", every=1)
 
 
+def data_dir(results: Path, suite: str) -> str:
+    """The one data identity's folder name a test's sweep files its records under: synthetic-<key>."""
+    (found,) = (results / "runs" / suite).glob("synthetic-*")
+    return found.name
+
+
 def jobs_of(results: Path, suite: str) -> list[dict]:
-    return json.loads((results / "runs" / suite / "synthetic" / "slurm.json").read_text())["jobs"]
+    return json.loads((results / "runs" / suite / data_dir(results, suite) / "slurm.json").read_text())["jobs"]
 
 
 def all_finished(results: Path, suite: str) -> bool:
@@ -90,7 +96,7 @@ def all_finished(results: Path, suite: str) -> bool:
 
 
 def job_log(results: Path, suite: str, job_id: str) -> str:
-    (path,) = (results / "slurm" / suite / "synthetic").glob(f"{job_id}_*log.out")
+    (path,) = (results / "slurm" / suite / data_dir(results, suite)).glob(f"{job_id}_*log.out")
     return path.read_text()
 
 
@@ -125,7 +131,7 @@ def test_sweep_on_slurm_equals_local_and_computes_each_shared_stage_once(cluster
     assert {j["level"] for j in jobs if j["what"].startswith("align")} == {1}
     assert sum(j["what"] == "run" for j in jobs) == 3
     # One Pose-MAE trained, once: its first epoch appears in exactly one job log.
-    logs = [p.read_text() for p in (on_slurm / "slurm" / "sweep" / "synthetic").glob("*_log.out")]
+    logs = [p.read_text() for p in (on_slurm / "slurm" / "sweep" / data_dir(on_slurm, "sweep")).glob("*_log.out")]
     assert sum("pose_mae epoch 1/" in log for log in logs) == 1
     assert {p.name for p in on_slurm.glob("stages/*")} == {p.name for p in here.glob("stages/*")}
 

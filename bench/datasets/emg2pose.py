@@ -1,6 +1,8 @@
 """emg2pose (Meta, 2024): one HDF5 file per session x stage x hand and a metadata.csv, in data.root. Its
-identity is the content of metadata.csv (and, with data.allow_missing, which of its files are there), so the same
-path holding another dataset is another dataset."""
+identity is the content of metadata.csv and, of each recording it lists that is there, its name, size and
+modification time (the files are hundreds of GB: reading them to hash their content would cost hours): the same
+path holding other data, or the same files changed, is another dataset. A copy that keeps modification times
+(`cp -p`, `rsync -a`) is the same dataset."""
 
 import functools
 import hashlib
@@ -17,8 +19,13 @@ def _file_digest(path: str, mtime_ns: int) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _present_digest(csv: str, mtime_ns: int) -> str:
-    present = [Path(p).name for p in locate(Path(csv).parent, read_filenames(Path(csv))) if p]
+def _files_digest(csv: str, mtime_ns: int) -> str:
+    """Name, size and modification time of each recording metadata.csv lists that is present (looked up once per
+    process and metadata.csv: planning a sweep asks for every stage)."""
+    present = []
+    for path in filter(None, locate(Path(csv).parent, read_filenames(Path(csv)))):
+        stat = Path(path).stat()
+        present.append(f"{Path(path).name} {stat.st_size} {stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(present).encode()).hexdigest()[:16]
 
 
@@ -30,12 +37,10 @@ class Dataset(OnDisk):
         d = cfg["data"]
         csv = Path(d["root"]).expanduser() / "metadata.csv"
         content = _file_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else str(csv)
-        ident = {"name": self.name, "window": d["window"], "stride": d["stride"],
-                 "pose_decimation": d["pose_decimation"], **protocols.identity(d["protocol"]),
-                 "metadata.csv": content}
-        if d["allow_missing"]:  # which recordings are left out is part of the data
-            ident["present"] = _present_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else ""
-        return ident
+        files = _files_digest(str(csv), csv.stat().st_mtime_ns) if csv.is_file() else ""
+        return {"name": self.name, "window": d["window"], "stride": d["stride"],
+                "pose_decimation": d["pose_decimation"], **protocols.identity(d["protocol"]),
+                "metadata.csv": content, "files": files}
 
     def open(self, cfg, store):
         from cpep.config import Data

@@ -25,7 +25,7 @@ from cpep.errors import DiskFull
 from cpep.files import replace_atomically
 
 NAME = "records.parquet"
-RUN = ["suite", "dataset", "variant", "seed"]
+RUN = ["suite", "dataset", "data_key", "variant", "seed"]  # a run: two data identities are two runs
 FLAT = ["label", "group", "method", "status", "error", "error_log", "stale", "run_key", "seconds", "updated", "schema"]
 
 
@@ -39,7 +39,7 @@ def _provenance(record: dict) -> dict:
     cfg = record.get("config") or {}
     row = {"commit": git.get("commit"), "dirty": git.get("dirty"),
            "config_hash": digest(cfg) if cfg else None,
-           "data_identity": digest(cfg["data"]) if "data" in cfg else None,
+           "data_root": record.get("data_root"),
            "device": prov.get("device"), "device_name": prov.get("name"), "precision": prov.get("precision"),
            "threads": prov.get("threads"), "host": prov.get("host"), "slurm_job_id": prov.get("slurm_job_id")}
     return row | {f"version_{name}": v for name, v in (prov.get("versions") or {}).items()}
