@@ -237,6 +237,28 @@ def cancel(
     watch.cancel(runs_store(runs_dir), suites.load(suite).name, console)
 
 
+@app.command("config")
+def show_config(
+    section: Optional[str] = typer.Argument(None, help="Only this section (e.g. align, data, zero_shot)."),
+    suite: Optional[str] = typer.Option(None, "--suite", "-s", help="Also load this suite's plug-in folders."),
+):
+    """Every configuration key: its default, its range or choices, and why it has this default. Each section
+    belongs to the library or to one plug-in (`--set section.key=value` changes it)."""
+    if suite:
+        suites.load(suite)
+    found = plugins.sections()
+    if section is not None and section not in found:
+        raise UserError(f"unknown configuration section {section!r} ({', '.join(sorted(found))})")
+    table = Table("key", "default", "range", "why", title="configuration (cpep-bench run --set KEY=VALUE)")
+    for name in sorted(found) if section is None else [section]:
+        cls = found[name]
+        for f in cls.params():
+            m = f.metadata
+            rng = m["bound"] or (" | ".join(map(str, m["choices"])) if m["choices"] else "")
+            table.add_row(f"{name}.{f.name}", repr(cls.defaults()[f.name]), rng, m["why"])
+    console.print(table)
+
+
 @app.command("suites")
 def list_suites():
     """The built-in suites, their variants and the work each plans."""

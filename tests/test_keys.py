@@ -119,3 +119,19 @@ def test_each_run_only_key_changes_no_weight(tiny_data, tmp_path, key, value):
 
     a, b = trained({}, "default"), trained({key: value}, "changed")
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_every_configuration_key_says_why_and_the_config_command_lists_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    found = plugins.sections()
+    unexplained = [f"{name}.{f.name}" for name, cls in found.items() for f in cls.params() if not f.metadata["why"]]
+    assert unexplained == []
+    listed = CliRunner().invoke(app, ["config"], env={"COLUMNS": "300"})
+    assert listed.exit_code == 0
+    keys = [f"{name}.{f.name}" for name, cls in found.items() for f in cls.params()]
+    assert len(keys) > 60 and all(key in listed.stdout for key in keys)
+    assert "zero_shot.k" in listed.stdout and "> 0, <= 16384" in listed.stdout
+    refused = CliRunner().invoke(app, ["config", "nope"])  # main() turns it into one line, exit 2
+    assert "unknown configuration section 'nope'" in str(refused.exception)
