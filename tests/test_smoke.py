@@ -15,7 +15,7 @@ GOLDEN = Path(__file__).parent / "golden" / "smoke.json"
 def test_smoke_suite_learns_and_matches_its_golden_values(tmp_path):
     # One torch thread on the CPU: the numbers then depend neither on the machine's core count nor on a GPU, and
     # the test does not stall when another process holds a core (two OpenMP threads that wait for each other;
-    # README, Threads).
+    # docs/performance.md, Threads).
     cli("run", "--suite", "smoke", "--runs-dir", tmp_path, "--device", "cpu", "--set", "train.threads=1")
     measured = {name.split("/")[0]: rec["metrics"] for name, rec in records(tmp_path).items()}
     cpep, pose, floor, ceiling = (measured[v] for v in ("cpep", "pose_mae", "emg_log_power", "pose_features"))

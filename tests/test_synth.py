@@ -319,7 +319,7 @@ def test_calibration_prints_the_floor_and_the_ceiling_on_the_probe_selections(tm
     assert all(0.0 <= float(v) <= 1.0 for v in rows["ceiling"][:2] + rows["floor"][:2])
     assert "missed by" in result.output or "met" in result.output
     bad = CliRunner().invoke(calibrate.app, ["--set", "data.synth.users=0", "--runs-dir", str(tmp_path)])
-    assert bad.exit_code == 2 and bad.output.strip().startswith("error: data.synth: ")
+    assert bad.exit_code == 2 and bad.output.strip().startswith("error: data.synth.users must be > 0")
 
 
 def test_the_simulators_code_is_part_of_the_datas_key(tmp_path, monkeypatch):

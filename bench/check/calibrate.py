@@ -53,7 +53,7 @@ def reference_points(cfg: dict, data) -> dict:
     import torch
 
     from cpep.probes import linear_probe
-    weight_decay, max_iter = cfg["eval"]["lp_weight_decay"], cfg["eval"]["lp_max_iter"]
+    weight_decay, max_iter = cfg["linear_probe"]["weight_decay"], cfg["linear_probe"]["max_iter"]
     out = {}
     for reference in METHODS:
         for kind in ("id", "unseen"):
@@ -92,7 +92,7 @@ def verdicts(points: dict) -> list[str]:
 def main(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Configuration key=value (repeatable), e.g. "
                                                                   "data.synth.users=20."),
-    runs_dir: Path = typer.Option(Path("results/calibration"), help="Where the generated data and its window "
+    runs_dir: Path = typer.Option(Path("cpep-runs/calibration"), help="Where the generated data and its window "
                                                                        "cache are kept (reused on the next call)."),
 ) -> None:
     """Print the floor (EMG log-power + linear probe) and the ceiling (pose summary + linear probe) of the

@@ -12,7 +12,13 @@ table marks their variants.
 
 from __future__ import annotations
 
+import json
 import math
+import platform
+import shlex
+import socket
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -291,6 +297,40 @@ def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Pa
     return [out / name for name in files]
 
 
+PROVENANCE = "provenance.json"
+
+
+def provenance(report: Report, records: list[dict]) -> dict:
+    """Where the report's numbers come from: the command and code that made the report, where and when, and the
+    records it read (their data identity, code, commits and environments)."""
+    from bench.run import provenance as run_provenance
+    commits = Counter(str(((r.get("provenance") or {}).get("git") or {}).get("commit")) for r in records)
+    return {
+        "command": shlex.join(["cpep-bench", *sys.argv[1:]]),
+        "generated": run_provenance.now(),
+        "git": run_provenance.git_state(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "versions": {name: run_provenance._version(name) for name in run_provenance.PACKAGES},
+        "suite": report.suite,
+        "data": report.data,
+        "data_identity": records[0].get("data_identity"),
+        "ci": {"method": report.method, "level": report.level},
+        "runs": Counter(r["status"] for r in records),
+        "run_commits": dict(commits),
+        "run_environments": dict(select.environments([r for r in records if r["status"] == "done"])),
+        "run_hosts": sorted({str((r.get("provenance") or {}).get("host")) for r in records}),
+        "runs_finished": [min(r.get("updated", "") for r in records), max(r.get("updated", "") for r in records)],
+    }
+
+
+def write_provenance(report: Report, records: list[dict], out: Path) -> Path:
+    """provenance.json beside the tables."""
+    path = out / PROVENANCE
+    write_text_atomically(path, json.dumps(provenance(report, records), indent=1, sort_keys=True, default=str) + "\n")
+    return path
+
+
 def tidy(report: Report) -> pd.DataFrame:
     """The summary as written to table.csv: one row per variant x metric, self-describing."""
     df = report.summary.drop(columns=["in_paper"]).assign(
@@ -325,6 +365,7 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
     report = build(suite, records, method, level, reuse_stale)
     out = Path(out) if out is not None else store.root / "report" / suite.name / report.data.split(" ")[0]
     written = write_tables(report, out, formats)
+    written.append(write_provenance(report, records, out))
     if figures:
         from bench.report import figures as figures_module  # seaborn and matplotlib load only when drawing
         written += figures_module.write_all(report, out)
