@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,8 @@ def source(spec: str, key: str) -> Path:
     module = spec.split(":")[0]
     try:
         found = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as e:
-        raise ConfigError(f"{key}: cannot import {module} ({type(e).__name__}: {e})") from None
+    except (ImportError, ValueError):  # a parent package that is not there
+        found = None
     if found is None or not found.origin or not Path(found.origin).is_file():
         raise ConfigError(f"{key}: no module {module} is importable here (install it, or add its folder to "
                           f"PYTHONPATH)")
@@ -93,8 +94,10 @@ def load(spec: str, key: str, cfg: dict, data):
         return _entry_point(spec, key), f"{key}: entry point {spec}, reading the reader's {_reads(key)}"
     if _is_torchscript(path):
         try:
-            return (torch.jit.load(str(path), map_location="cpu"),
-                    f"{key}: TorchScript {path}, reading the reader's {_reads(key)}")
+            with warnings.catch_warnings():  # torch deprecates TorchScript for torch.export; it still loads
+                warnings.simplefilter("ignore", FutureWarning)
+                model = torch.jit.load(str(path), map_location="cpu")
+            return model, f"{key}: TorchScript {path}, reading the reader's {_reads(key)}"
         except Exception as e:
             raise UserError(f"{key}: {path} is not a loadable TorchScript module ({type(e).__name__}: "
                             f"{' '.join(str(e).split())[:160]})") from None

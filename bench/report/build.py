@@ -337,5 +337,6 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
         variance.print_table(report, console)
     else:
         terminal.print_report(report, console)
-    console.print(f"wrote {len(written)} files to {out}", highlight=False)
+    page = " (report.html: the whole report in one page)" if "html" in formats else ""
+    console.print(f"wrote {len(written)} files to {out}{page}", highlight=False, soft_wrap=False)
     return out

@@ -22,7 +22,7 @@ from bench.report import scores, tables
 from bench.report.frames import Report, metric_name
 
 NA, NONE = "n/a", "-"
-LABEL_WIDTH = 30  # the method column wraps beyond this; numbers never wrap
+LABEL_WIDTH, MIN_LABEL_WIDTH = 30, 16  # the method column wraps its labels within these; numbers never wrap
 VERDICT_STYLES = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow"}
 
 
@@ -68,9 +68,9 @@ def _width(texts, header: str) -> int:
     return max([len(header), *map(len, texts)])
 
 
-def metric_groups(report: Report, rows: list[dict], width: int) -> list[list[str]]:
-    """The metrics in consecutive groups whose table fits `width` columns (one metric per table at the least)."""
-    label = min(LABEL_WIDTH, _width((r["label"] for r in rows), "method"))
+def metric_groups(report: Report, rows: list[dict], width: int, label: int) -> list[list[str]]:
+    """The metrics in consecutive groups whose table fits `width` columns beside a method column `label` wide
+    (one metric per table at the least)."""
     used = label + 1 + _width((r["n"] for r in rows), "n")
     groups, current, room = [], [], width - used
     for m in report.metrics:
@@ -85,6 +85,15 @@ def metric_groups(report: Report, rows: list[dict], width: int) -> list[list[str
     return groups + [current] if current else groups or [[]]
 
 
+def layout(report: Report, rows: list[dict], width: int) -> tuple[int, list[list[str]]]:
+    """(the method column's width, the metric groups): the fewest tables, then the widest method column (the
+    narrower it is, the more lines its labels wrap over)."""
+    longest = _width((r["label"] for r in rows), "method")
+    options = [(label, metric_groups(report, rows, width, label))
+               for label in range(min(longest, LABEL_WIDTH), min(longest, MIN_LABEL_WIDTH) - 1, -1)]
+    return min(options, key=lambda option: (len(option[1]), -option[0]))
+
+
 def _table(title: str, *columns: Column) -> Table:
     return Table(*columns, title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
                  show_edge=False, pad_edge=False, padding=(0, 0, 0, 1), collapse_padding=True)
@@ -92,11 +101,11 @@ def _table(title: str, *columns: Column) -> Table:
 
 def print_main(report: Report, console: Console) -> None:
     rows = main_cells(report)
-    groups = metric_groups(report, rows, console.width)
+    label, groups = layout(report, rows, console.width)
     rule = tables.rule_before(rows)
     for g, group in enumerate(groups):
         part = f" ({g + 1}/{len(groups)})" if len(groups) > 1 else ""
-        columns = [Column("method", max_width=LABEL_WIDTH), Column("n", no_wrap=True, justify="right")]
+        columns = [Column("method", max_width=label), Column("n", no_wrap=True, justify="right")]
         for m in group:
             columns.append(Column(metric_name(m), no_wrap=True, justify="right"))
             if report.published:
@@ -119,7 +128,7 @@ def na_note(report: Report) -> list[str]:
             shown.append(report.labels[r.variant])
     if not reasons:
         return []
-    return [f"{NA}: not applicable; " + "; ".join(f"{', '.join(v)}: {why}" for why, v in reasons.items()) + "."]
+    return [f"{NA}: not applicable: " + "; ".join(f"{why} ({', '.join(v)})" for why, v in reasons.items()) + "."]
 
 
 def main_notes(report: Report) -> list[str]:
