@@ -54,6 +54,7 @@ def test_the_terminal_report_fits_80_columns_with_each_cell_whole(fixture_suite,
     assert len(notes) == len(set(notes)) >= 3
     assert "n/a: not applicable: no pose-aligned EMG embedding (EMG-MAE)." in shown
     assert not set(shown) & set(SUPERSCRIPTS)
+    assert "emg_mae seed 2: failed (emg_mae: RuntimeError: out of memory)" in " ".join(lines)
 
 
 def test_a_narrow_terminal_splits_the_metrics_over_tables_not_the_cells(fixture_suite):  # noqa: F811

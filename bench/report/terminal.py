@@ -180,11 +180,12 @@ def print_claims(report: Report, console: Console) -> None:
 
 
 def incomplete_line(report: Report) -> list[str]:
-    """Every run without a result, in one paragraph (incomplete.csv and report.html give the reasons)."""
+    """Every run without a result, in one paragraph, with the error of each failed one (incomplete.csv and
+    report.html give every reason)."""
     if not len(report.incomplete):
         return []
     runs = "; ".join(f"{r.variant} seed{'s' * (' ' in r.seeds)} {r.seeds}: {r.status}"
-                     for r in report.incomplete.itertuples())
+                     + (f" ({r.reason})" if r.status == "failed" else "") for r in report.incomplete.itertuples())
     return [f"Runs without a result (reasons in incomplete.csv, report.html and `cpep-bench status`): {runs}."]
 
 
