@@ -207,11 +207,11 @@ def evaluate(
     line (exit code 2). Its records join the suite's, so `cpep-bench report --suite S` shows it beside the others;
     a changed encoder file is evaluated again, never read from an older evaluation."""
     from bench.run import outside
-    store = runs_store(runs_dir)
-    store.check_writable()
     chosen = outside.with_encoder(suites.load(suite), encoder, query_encoder, pose_encoder, name, label)
     variant = chosen.variants[-1]
     runs = plan_selection(chosen, data, data_root, seeds, variant.name, set_, device)
+    store = runs_store(runs_dir)
+    store.check_writable()
     with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):
         preflight(runs, store)
         for line in outside.check(runs, store):

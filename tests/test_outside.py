@@ -248,14 +248,19 @@ def bad(tmp_path):
     (["--encoder", "no_such_package.encoders:build"], "no module no_such_package.encoders is importable"),
     (["--encoder", "{emg}", "--name", "cpep"], "has a variant of that name already"),
 ])
-def test_a_bad_encoder_is_one_line_and_exit_2_before_any_work(bad, tmp_path, make_results, args, message):
+def test_a_bad_encoder_is_one_line_and_exit_2_before_any_work(bad, tmp_path, make_results, monkeypatch, capsys,
+                                                              args, message):
+    from bench import cli as command
     results = make_results(tmp_path / "runs")
     files = {k: str(v) for k, v in bad.items()} | {"tmp": str(tmp_path)}
-    done = cli("evaluate", "--suite", "smoke", *[a.format(**files) for a in args], "--runs-dir", results,
-               *tiny_args(), check=False)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert done.stderr.startswith("error: ") and done.stderr.strip().count("\n") == 0, done.stderr
-    assert message in done.stderr
+    monkeypatch.setattr(sys, "argv", ["cpep-bench", "evaluate", "--suite", "smoke", *[a.format(**files) for a in args],
+                                      "--runs-dir", str(results), *tiny_args()])
+    with pytest.raises(SystemExit) as exit_:
+        command.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    assert message in err
     assert not list(results.glob("runs/**/*.json")) and not list(results.glob("stages/eval-*"))
 
 

@@ -81,7 +81,7 @@ def _entry_point(spec: str, key: str):
 
 
 def _reads(key: str) -> str:
-    return "pose" if key == ROLES["pose"] else "EMG"
+    return f"reading {'pose' if key == ROLES['pose'] else 'EMG'} normalised as the built-in methods read it"
 
 
 def load(spec: str, key: str, cfg: dict, data):
@@ -91,13 +91,13 @@ def load(spec: str, key: str, cfg: dict, data):
     path = Path(spec).expanduser()
     if not path.is_file():
         source(spec, key)
-        return _entry_point(spec, key), f"{key}: entry point {spec}, reading the reader's {_reads(key)}"
+        return _entry_point(spec, key), f"{key}: entry point {spec}, {_reads(key)}"
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():  # torch deprecates TorchScript for torch.export; it still loads
                 warnings.simplefilter("ignore", FutureWarning)
                 model = torch.jit.load(str(path), map_location="cpu")
-            return model, f"{key}: TorchScript {path}, reading the reader's {_reads(key)}"
+            return model, f"{key}: TorchScript {path}, {_reads(key)}"
         except Exception as e:
             raise UserError(f"{key}: {path} is not a loadable TorchScript module ({type(e).__name__}: "
                             f"{' '.join(str(e).split())[:160]})") from None
@@ -186,8 +186,9 @@ def check(cfg: dict, data) -> list[str]:
     windows = data.selection("id_train").head(CHECKED_WINDOWS)
     batch = {k: torch.stack([windows[i][k] for i in range(len(windows))]) for k in ("emg", "pose")}
     widths = {}
-    for field, fn, key in (("emg", emb.lp, ROLES["emg"]), ("emg", emb.zs_query, ROLES["query"] if o.query else
-                                                         ROLES["emg"]), ("pose", emb.zs_reference, ROLES["pose"])):
+    tried = (("emg", emb.lp, ROLES["emg"]), ("emg", emb.zs_query, ROLES["query" if o.query else "emg"]),
+             ("pose", emb.zs_reference, ROLES["pose"]))
+    for field, fn, key in tried:
         if fn is None:
             continue
         shape = tuple(batch[field].shape)
