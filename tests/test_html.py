@@ -134,6 +134,7 @@ def test_report_html_renders_sorts_and_opens_each_run(page, browser, tmp_path):
     assert errors == []
     assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
 
+    browser.execute_script("window.scrollTo(0, 0)")  # the screenshots show the top: title and main table
     for name, size in WIDTHS.items():
         browser.set_window_size(*size)
         wait_for(lambda: browser.execute_script("return window.innerWidth") <= size[0], f"the {name} width")
