@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from bench import plugins, suites
 from bench.check.show import scan_progress
+from bench.options import DataName, DataRoot, Device, RunsDir, Seeds, Sets, console, runs_store
+from bench.report.command import report
 from bench.run import planner
 from bench.run.store import Store
 from cpep import config
@@ -26,17 +26,6 @@ app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive po
 data_app = typer.Typer(help="Create datasets in the emg2pose format, or check emg2pose and NinaPro DB2 "
                              "datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-# Piped output (logs, CI) is not squeezed into 80 columns.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-
-DEFAULT_RUNS = "cpep-runs"
-RunsDir = typer.Option(None, "--runs-dir",
-                          help=f"Where runs, stage outputs and generated data go (default: $CPEP_BENCH_RUNS "
-                               f"or ./{DEFAULT_RUNS}).")
-
-
-def runs_store(runs_dir: Optional[Path]) -> Store:
-    return Store(runs_dir or Path(os.environ.get("CPEP_BENCH_RUNS", DEFAULT_RUNS)))
 
 
 def precision(device: str, gpus: bool) -> str:
@@ -54,7 +43,12 @@ def selection(suite_name: str, data: str, data_root: Optional[Path], seeds: Opti
               variants: Optional[str], sets: list[str], device: Optional[str], gpus: bool = False,
               store: Store | None = None) -> list[planner.Run]:
     """The runs asked for; with a `store`, stages whose code changed reuse the older outputs (--reuse-stale)."""
-    suite = suites.load(suite_name)
+    return plan_selection(suites.load(suite_name), data, data_root, seeds, variants, sets, device, gpus, store)
+
+
+def plan_selection(suite: suites.Suite, data: str, data_root: Optional[Path], seeds: Optional[str],
+                   variants: Optional[str], sets: list[str], device: Optional[str], gpus: bool = False,
+                   store: Store | None = None) -> list[planner.Run]:
     overrides = dict(config.parse_assignment(s) for s in sets)
     overrides["data.name"] = data
     if data_root is not None:
@@ -87,15 +81,12 @@ def preflight(runs: list[planner.Run], store: Store) -> None:
 @app.command()
 def run(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see `cpep-bench suites`) or a suite TOML file."),
-    data: str = typer.Option("synthetic", help="Dataset plug-in: 'synthetic' (built in, generated on first use), "
-                                               "'emg2pose' or 'ninapro_db2'."),
-    data_root: Optional[Path] = typer.Option(None, help="Directory of the dataset: emg2pose's metadata.csv + HDF5 "
-                                                        "files, or NinaPro DB2's S<n>_E<e>_A1.mat files."),
-    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 (default: the suite's)."),
+    data: str = DataName,
+    data_root: Optional[Path] = DataRoot,
+    seeds: Optional[str] = Seeds,
     variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a configuration key, e.g. --set mae.epochs=5 or "
-                                                     "--set data.vocab=FILE.toml (the gesture vocabulary)."),
-    device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda (default: auto)."),
+    set_: list[str] = Sets,
+    device: Optional[str] = Device,
     executor: str = typer.Option("local", help="local (sequential, here) or slurm (job arrays via submitit)."),
     profile: Optional[str] = typer.Option(None, help="SLURM cluster profile: a name in slurm/profiles or a TOML path."),
     wait: bool = typer.Option(False, "--wait/--no-wait",
@@ -180,37 +171,57 @@ def sweep(runs: list[planner.Run], store: Store, executor: str, slurm_profile, f
         raise typer.Exit(1)
 
 
+app.command()(report)  # bench/report/command.py
+
+
 @app.command()
-def report(
-    suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
-    data: Optional[str] = typer.Option(None, help="Report the records on this dataset (synthetic, emg2pose, "
-                                                  "ninapro_db2, or a plug-in's)."),
-    data_root: Optional[Path] = typer.Option(None, help="Report the records of the data read from this directory."),
-    data_id: Optional[str] = typer.Option(None, help="Report the records of this data identity: its key, or "
-                                                     "<dataset>-<key>, as an error listing them names it. A report "
-                                                     "holds one data identity; with records of several, choose."),
-    reuse_stale: bool = typer.Option(False, "--reuse-stale",
-                                     help="Count results computed by older code, marked (by default they are left "
-                                          "out and listed)."),
-    out: Optional[Path] = typer.Option(None, help="Directory for the tables and figures "
-                                                  "(default: <runs-dir>/report/<suite>/<dataset>-<key>)."),
-    format_: str = typer.Option("md,tex,csv", "--format",
-                                help="Table files to write: any of md, tex, csv (figures are always written, "
-                                     "as PNG and SVG)."),
-    ci: str = typer.Option("t", help="Confidence interval of the means: t (Student t over seeds) or bootstrap "
-                                     "(percentile, stratified: seeds, then each seed's held-out users, where the "
-                                     "records have per-user scores; seeds only otherwise)."),
-    level: float = typer.Option(0.95, help="Confidence level of the intervals."),
+def evaluate(
+    encoder: str = typer.Option(..., "--encoder", help="The EMG encoder the linear probes read: a TorchScript file, "
+                                                       "an entry point package.module:build (returning a torch "
+                                                       "module, EMG (B, C, T) -> (B, D)), or an emg2pose checkpoint "
+                                                       "(its TDS featurizer)."),
+    pose_encoder: Optional[str] = typer.Option(None, "--pose-encoder",
+                                               help="A pose encoder (TorchScript file or entry point, pose (B, J, T') "
+                                                    "-> (B, D)) in the space of the EMG embedding: zero-shot "
+                                                    "references. Without one, zero-shot is not applicable."),
+    query_encoder: Optional[str] = typer.Option(None, "--query-encoder",
+                                                help="With --pose-encoder: the EMG encoder whose output lives in the "
+                                                     "pose encoder's space (zero-shot queries, e.g. an encoder and "
+                                                     "its projection head); default: --encoder."),
+    suite: str = typer.Option(..., "--suite", "-s", help="The suite whose protocol, seeds and data evaluate it "
+                                                         "(name or TOML file)."),
+    name: Optional[str] = typer.Option(None, help="The variant's name in the suite's records (default: the "
+                                                  "encoder file's stem, or the entry point)."),
+    label: Optional[str] = typer.Option(None, help="Its label in the report's tables (default: the name)."),
+    data: str = DataName,
+    data_root: Optional[Path] = DataRoot,
+    seeds: Optional[str] = Seeds,
+    set_: list[str] = Sets,
+    device: Optional[str] = Device,
+    force: bool = typer.Option(False, "--force", help="Evaluate again runs already done."),
     runs_dir: Optional[Path] = RunsDir,
 ):
-    """Tables and figures of a suite's results on one data identity, by the current code: mean and CI over seeds,
-    IQM over seeds x held-out users, paired differences and P(variant > CPEP), the paper's numbers beside ours where
-    the paper measured this data, the paper's claims with a verdict each, and every run without a result."""
-    from bench.report import build as report_module
-    formats = report_module.parse_formats(format_)
+    """Evaluate an encoder trained elsewhere under a suite's protocol (linear probe, zero-shot, few-shot where the
+    suite asks; its seeds, data and held-out users), training nothing. Each encoder is loaded and tried on a few
+    windows first: one that cannot be loaded, gives (B, ...) other than (B, D), or gives NaN is refused with one
+    line (exit code 2). Its records join the suite's, so `cpep-bench report --suite S` shows it beside the others;
+    a changed encoder file is evaluated again, never read from an older evaluation."""
+    from bench.run import outside
+    chosen = outside.with_encoder(suites.load(suite), encoder, query_encoder, pose_encoder, name, label)
+    variant = chosen.variants[-1]
+    runs = plan_selection(chosen, data, data_root, seeds, variant.name, set_, device)
     store = runs_store(runs_dir)
-    report_module.show(suites.load(suite), store, console, out=out, formats=formats, method=ci, level=level,
-                       data=data, data_root=data_root, data_id=data_id, reuse_stale=reuse_stale)
+    store.check_writable()
+    with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):
+        preflight(runs, store)
+        for line in outside.check(runs, store):
+            console.print(line, markup=False, highlight=False)
+        try:
+            sweep(runs, store, "local", None, force, False, False, None)
+        finally:
+            rebuild_table(store)
+    console.print(f"`cpep-bench report --suite {suite}` shows {variant.name} beside the suite's variants",
+                  markup=False, highlight=False)
 
 
 @app.command()

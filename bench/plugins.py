@@ -119,6 +119,15 @@ class Method:
     def validate(self, cfg: dict) -> None:
         """Raise ConfigError for a configuration this method cannot train (checks across sections)."""
 
+    def why_no_zero_shot(self, cfg: dict) -> str:
+        """Why this configuration of the method has no zero-shot embedding; "" when it has one."""
+        return self.no_zero_shot
+
+    def files_read(self, cfg: dict) -> dict[str, Path]:
+        """name -> file its evaluation reads beyond the configuration and its steps' outputs (an encoder's weights):
+        their content joins the evaluation's code fingerprint, so a changed file is never read as the old one."""
+        return {}
+
 
 class Dataset:
     """A dataset: its shape (channels, pose dimensions, sample rate), default vocabulary, identity and files.
@@ -212,8 +221,8 @@ class Metric:
     def per_window(self) -> bool:
         return type(self).predict is not Metric.predict
 
-    def applies(self, method: Method) -> bool:
-        return self.needs != "zs" or not method.no_zero_shot
+    def applies(self, method: Method, cfg: dict) -> bool:
+        return self.needs != "zs" or not method.why_no_zero_shot(cfg)
 
 
 BASES = {"method": Method, "dataset": Dataset, "objective": Objective, "metric": Metric}
@@ -344,7 +353,7 @@ def evaluation_view(method: Method, cfg: dict) -> config.View:
     metrics = [get("metric", m) for m in cfg["eval"]["metrics"]]
     seen = (ALWAYS + ("eval",) + method.sections + own_sections(type(method).__module__) +
             used_sections(cfg, method.uses) +
-            tuple(s for m in metrics if m.applies(method) for s in (*m.sections, *(c.section for c in m.config))))
+            tuple(s for m in metrics if m.applies(method, cfg) for s in (*m.sections, *(c.section for c in m.config))))
     return config.view(cfg, top(seen), (), config.declared_keys(sections().values()),
                        f"the evaluation of {method.name}")
 

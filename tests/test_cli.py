@@ -223,7 +223,7 @@ def test_data_synth_and_check(tmp_path):
 
 
 def test_every_command_has_help():
-    for command in (["--help"], ["run", "--help"], ["report", "--help"], ["suites", "--help"],
+    for command in (["--help"], ["run", "--help"], ["report", "--help"], ["evaluate", "--help"], ["suites", "--help"],
                     ["data", "synth", "--help"], ["data", "check", "--help"], ["perf", "--help"]):
         out = cli(*command)
         assert "Usage" in out.stdout and len(out.stdout) > 200

@@ -248,10 +248,10 @@ def test_bootstrap_tables_show_intervals(results, fixture_suite):
 def test_show_writes_every_file_and_prints(results, fixture_suite, tmp_path):
     from rich.console import Console
     console = Console(record=True, width=160)
-    out = report.show(fixture_suite, Store(results), console, out=tmp_path / "rep", figures=False)
+    out = report.show(fixture_suite, Store(results), console, out=tmp_path / "rep", figures=False, full=True)
     names = {p.name for p in out.iterdir()}
     assert {"table.md", "table.tex", "iqm.tex", "table.csv", "differences.csv", "differences.tex", "improvement.tex",
-            "claims.tex", "ordering.csv", "incomplete.csv"} <= names
+            "claims.tex", "ordering.csv", "incomplete.csv", "report.html"} <= names
     assert not any(n.endswith(".tmp") for n in names)
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert len(rows) == 6 * 4 and rows[0]["suite"] == "fixture" and rows[0]["ci_method"] == "t"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from rich.console import Console
 
-from bench.report import claims, latex, reference, scores, select, stats, tables, variance
+from bench.report import claims, latex, reference, scores, select, stats, tables, terminal, variance
 from bench.report.frames import (
     BOUNDS_GROUP,
     REFERENCE_VARIANT,
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # both import torch; the report needs neither at run time
     from bench.run.store import Store
     from bench.suites import Suite
 
-FORMATS = ("md", "tex", "csv")
+FORMATS = ("md", "tex", "csv", "html")
 
 
 # records -> the report
@@ -350,9 +350,10 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def show(suite: Suite, store: Store, console: Console, out: Path | None = None, formats: tuple[str, ...] = FORMATS,
          method: str = "t", level: float = 0.95, data: str | None = None, figures: bool = True,
-         data_root: Path | None = None, data_id: str | None = None, reuse_stale: bool = False) -> Path:
+         data_root: Path | None = None, data_id: str | None = None, reuse_stale: bool = False,
+         full: bool = False) -> Path:
     """Build the report of one data identity's records (select.pick_identity), write its files under `out`, print
-    it; returns `out`."""
+    it (the main table and the claims; with `full`, every table); returns `out`."""
     if method not in stats.CI_METHODS:
         raise UserError(f"--ci takes {' or '.join(stats.CI_METHODS)}, not {method!r}")
     if not 0 < level < 1:
@@ -369,7 +370,14 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
     if figures:
         from bench.report import figures as figures_module  # seaborn and matplotlib load only when drawing
         written += figures_module.write_all(report, out)
-    tables.print_report(report, console)
-    variance.print_table(report, console)
-    console.print(f"wrote {len(written)} files to {out}", highlight=False)
+    if "html" in formats:
+        from bench.report import html
+        written.append(html.write(report, current(records, reuse_stale), out, written))
+    if full:
+        tables.print_report(report, console)
+        variance.print_table(report, console)
+    else:
+        terminal.print_report(report, console)
+    page = " (report.html: the whole report in one page)" if "html" in formats else ""
+    console.print(f"wrote {len(written)} files to {out}{page}", highlight=False, soft_wrap=False)
     return out

@@ -70,6 +70,14 @@ class Report:
     def is_bound(self, variant: str) -> bool:
         return self.groups.get(variant) == BOUNDS_GROUP
 
+    @property
+    def chance_by_class_set(self) -> dict[str, float]:
+        """The balanced accuracy of guessing per class set ("in-distribution", "unseen"), in the metrics' order."""
+        levels: dict[str, float] = {}
+        for metric, level in self.chance.items():
+            levels.setdefault(CLASS_SETS[metric.rsplit("_", 1)[-1]], level)
+        return levels
+
 
 # records -> data
 

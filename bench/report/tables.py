@@ -13,7 +13,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from bench.report import claims, scores, stats
-from bench.report.frames import CLASS_SETS, REFERENCE_VARIANT, STALE, Report, metric_name
+from bench.report.frames import REFERENCE_VARIANT, STALE, Report, metric_name
 
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 def unpublished_note(report: Report) -> str:
@@ -198,9 +198,7 @@ def main_notes(report: Report) -> list[str]:
     notes += stale_note(report)
     if any(report.is_bound(v) for v in report.variants):
         notes.append(BOUNDS_NOTE)
-    levels = {}  # class set -> chance, in the order of the metrics
-    for m, level in report.chance.items():
-        levels.setdefault(CLASS_SETS[m.rsplit("_", 1)[-1]], level)
+    levels = report.chance_by_class_set
     if levels:
         notes.append("chance (balanced accuracy of guessing): "
                      + ", ".join(f"{level:.3f} {name} ({round(1 / level)} classes)" for name, level in levels.items())

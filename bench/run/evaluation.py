@@ -58,7 +58,7 @@ def evaluate(cfg: dict, data, device, method: plugins.Method, models: dict[str, 
             names = [f"{key}_{kind}" for key in metric.keys]
             if metric.needs == "zs" and emb.zs_query is None:
                 values.update(dict.fromkeys(names))
-                not_applicable.update(dict.fromkeys(names, method.no_zero_shot or "no zero-shot embedding"))
+                not_applicable.update(dict.fromkeys(names, method.why_no_zero_shot(cfg) or "no zero-shot embedding"))
                 continue
             train_field, test_field = ("lp", "lp") if metric.needs == "lp" else ("zs_reference", "zs_query")
             train, test = embedded(train_field, f"{kind}_train"), embedded(test_field, f"{kind}_test")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import os
 from pathlib import Path
 
 import cpep
@@ -75,6 +76,18 @@ def fingerprint(files) -> str:
     for path in closure(files):
         h.update(_name(path).encode() + b"\0" + _parsed(path)[0].encode() + b"\0")
     return h.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes (an encoder's weights: content, unlike code, is compared byte for byte)."""
+    stat = os.stat(path)
+    return _file_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, _size: int, _mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @functools.cache

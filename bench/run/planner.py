@@ -4,8 +4,9 @@ A run is one (variant, seed, data identity). Its work is a chain of stages: the 
 declares, then an evaluation. A stage's key is derived, never declared: it hashes the whole configuration the stage
 can see (bench.plugins.step_view and evaluation_view: what the stage's code is given, and all it can read) less the
 run-only and environment keys (cpep.config), its inputs' keys, the dataset's identity, the seeds, the numeric
-precision and a fingerprint of the code it runs. Runs that share a stage (every CPEP ablation shares the Pose-MAE of
-a seed) share one computation, and a change to the code recomputes it. The `config_key` hashes the same without the
+precision and a fingerprint of the code it runs (for an evaluation, with the content of the files its method reads:
+an outside encoder's weights). Runs that share a stage (every CPEP ablation shares the Pose-MAE of a seed) share
+one computation, and a change to the code recomputes it. The `config_key` hashes the same without the
 code: --reuse-stale finds outputs of older code by it.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import plugins
-from bench.run.fingerprint import fingerprint
+from bench.run.fingerprint import file_digest, fingerprint
 from bench.suites import Suite, Variant
 from cpep import config
 from cpep.data.gestures import load_vocab
@@ -153,6 +154,9 @@ def codes(method_name: str, cfg: dict) -> dict[str, str]:
     found[EVAL] = fingerprint(code_files(cfg, evaluation_files + [plugins.path("metric", m)
                                                                   for m in cfg["eval"]["metrics"]] +
                                          [plugins.path(kind, config.get(cfg, key)) for kind, key in method.uses]))
+    read = method.files_read(cfg)
+    if read:  # an encoder's weights are part of what the evaluation runs
+        found[EVAL] = config.digest([found[EVAL], {name: file_digest(path) for name, path in read.items()}])[:16]
     return found
 
 
