@@ -197,10 +197,18 @@ def report(
     format_: str = typer.Option("md,tex,csv", "--format",
                                 help="Table files to write: any of md, tex, csv (figures are always written, "
                                      "as PNG and SVG)."),
-    ci: str = typer.Option("t", help="Confidence interval of the means: t (Student t over seeds) or bootstrap "
-                                     "(percentile, stratified: seeds, then each seed's held-out users, where the "
-                                     "records have per-user scores; seeds only otherwise)."),
+    ci: str = typer.Option("t", help="Confidence intervals: t (Student t over the seeds' estimates, plus the users' "
+                                     "variance where every seed tests the same users), bootstrap (hierarchical "
+                                     "percentile: seeds, then users; 10 seeds or more) or bca (BCa over the seeds' "
+                                     "estimates; 10 seeds or more, users drawn per seed). docs/statistics.md has "
+                                     "their measured coverage."),
     level: float = typer.Option(0.95, help="Confidence level of the intervals."),
+    alpha: Optional[float] = typer.Option(None, help="Level of the tests behind the claims' verdicts (before and "
+                                                     "after Holm's adjustment) and the tables' significance marks "
+                                                     "(default: 1 - level)."),
+    test: str = typer.Option("interval", help="What gives a comparison's p-value: interval (the level at which its "
+                                              "interval reaches the null value) or permutation (sign flips of the "
+                                              "seeds' paired differences, exact)."),
     runs_dir: Optional[Path] = RunsDir,
 ):
     """Tables and figures of a suite's results on one data identity, by the current code: mean and CI over seeds,
@@ -210,7 +218,8 @@ def report(
     formats = report_module.parse_formats(format_)
     store = runs_store(runs_dir)
     report_module.show(suites.load(suite), store, console, out=out, formats=formats, method=ci, level=level,
-                       data=data, data_root=data_root, data_id=data_id, reuse_stale=reuse_stale)
+                       data=data, data_root=data_root, data_id=data_id, reuse_stale=reuse_stale, alpha=alpha,
+                       test=test)
 
 
 @app.command()
@@ -353,6 +362,62 @@ def perf(
     store = runs_store(runs_dir)
     store.check_writable()
     show(overrides, store, out or store.root / "perf", repeats, quick, project, console)
+
+
+@app.command()
+def coverage(
+    replications: int = typer.Option(1000, min=10, help="Simulated data sets per cell of the grid."),
+    resamples: int = typer.Option(1000, min=100, help="Bootstrap resamples per interval in the simulation."),
+    seeds: str = typer.Option("2,3,5,10", help="Numbers of seeds to simulate, comma-separated."),
+    seed_sd: str = typer.Option("0,0.015,0.03,0.05", help="Standard deviations of a training run's effect on a "
+                                                          "variant's scores, comma-separated."),
+    user_sd: str = typer.Option("0.02,0.03,0.1", help="Standard deviations of a user's effect on every variant's "
+                                                      "scores, comma-separated."),
+    out: Optional[Path] = typer.Option(None, help="Directory for coverage.csv and coverage.md (default: "
+                                                  "<runs-dir>/coverage)."),
+    docs: Optional[Path] = typer.Option(None, help="Also replace the block between the coverage markers of this "
+                                                   "Markdown file (docs/statistics.md) with the tables."),
+    runs_dir: Optional[Path] = RunsDir,
+):
+    """Measure how often each interval the report prints covers the true value, and how often each test rejects
+    with no effect, on simulated seed x user scores over a grid of designs (users per seed or the same users),
+    seeds, seed sd and user sd. Writes the tables docs/statistics.md shows."""
+    from bench.report import coverage as simulation
+    from bench.report.stats import MIN_SEEDS
+    counts = numbers("--seeds", seeds, int)
+    if min(counts) < 2:
+        raise UserError(f"--seeds: an interval needs 2 seeds or more, not {min(counts)}")
+    seed_sds, user_sds = numbers("--seed-sd", seed_sd, float), numbers("--user-sd", user_sd, float)
+    if min(seed_sds + user_sds) < 0:
+        raise UserError("--seed-sd and --user-sd take standard deviations, 0 or more")
+    text = docs.read_text() if docs else ""
+    if docs and simulation.BEGIN not in text:
+        raise UserError(f"{docs} has no '{simulation.BEGIN}' ... '{simulation.END}' block to replace")
+    out = out or runs_store(runs_dir).root / "coverage"
+    out.mkdir(parents=True, exist_ok=True)
+    cells = simulation.grid(seeds=counts, seed_sds=seed_sds, user_sds=user_sds)
+    frame, seconds = simulation.timed(cells, replications, resamples,
+                                      lambda cell: console.print(f"{cell}", highlight=False))
+    command = (f"cpep-bench coverage --replications {replications} --resamples {resamples} --seeds {seeds} "
+               f"--seed-sd {seed_sd} --user-sd {user_sd}")
+    table = simulation.markdown(frame, simulation.about(replications, resamples, seconds, command))
+    frame.to_csv(out / "coverage.csv", index=False)
+    (out / "coverage.md").write_text(table)
+    if docs:
+        docs.write_text(simulation.splice(text, table))
+    console.print(table, highlight=False)
+    served = simulation.served_from(frame)
+    differ = {m: n for m, n in served.items() if n != MIN_SEEDS[m]}
+    if differ:
+        console.print(f"note: the report's MIN_SEEDS differ from these measurements: {differ}", style="yellow")
+
+
+def numbers(option: str, text: str, kind) -> tuple:
+    """A comma-separated list of numbers, or one line naming the option."""
+    try:
+        return tuple(kind(x) for x in text.split(","))
+    except ValueError:
+        raise UserError(f"{option} takes comma-separated numbers, not {text!r}") from None
 
 
 def main() -> None:
