@@ -368,7 +368,7 @@ def perf(
 def coverage(
     replications: int = typer.Option(1000, min=10, help="Simulated data sets per cell of the grid."),
     resamples: int = typer.Option(1000, min=100, help="Bootstrap resamples per interval in the simulation."),
-    seeds: str = typer.Option("2,3,5,10", help="Numbers of seeds to simulate, comma-separated."),
+    seeds: str = typer.Option("2,3,5,10,20", help="Numbers of seeds to simulate, comma-separated."),
     seed_sd: str = typer.Option("0,0.015,0.03,0.05", help="Standard deviations of a training run's effect on a "
                                                           "variant's scores, comma-separated."),
     user_sd: str = typer.Option("0.02,0.03,0.1", help="Standard deviations of a user's effect on every variant's "
@@ -383,15 +383,13 @@ def coverage(
     with no effect, on simulated seed x user scores over a grid of designs (users per seed or the same users),
     seeds, seed sd and user sd. Writes the tables docs/statistics.md shows."""
     from bench.report import coverage as simulation
-    from bench.report.stats import MIN_SEEDS
     counts = numbers("--seeds", seeds, int)
     if min(counts) < 2:
         raise UserError(f"--seeds: an interval needs 2 seeds or more, not {min(counts)}")
     seed_sds, user_sds = numbers("--seed-sd", seed_sd, float), numbers("--user-sd", user_sd, float)
     if min(seed_sds + user_sds) < 0:
         raise UserError("--seed-sd and --user-sd take standard deviations, 0 or more")
-    text = docs.read_text() if docs else ""
-    if docs and simulation.BEGIN not in text:
+    if docs and simulation.BEGIN not in docs.read_text():
         raise UserError(f"{docs} has no '{simulation.BEGIN}' ... '{simulation.END}' block to replace")
     out = out or runs_store(runs_dir).root / "coverage"
     out.mkdir(parents=True, exist_ok=True)
@@ -403,13 +401,13 @@ def coverage(
     table = simulation.markdown(frame, simulation.about(replications, resamples, seconds, command))
     frame.to_csv(out / "coverage.csv", index=False)
     (out / "coverage.md").write_text(table)
-    if docs:
-        docs.write_text(simulation.splice(text, table))
+    if docs:  # read again: the file may have changed while the simulation ran
+        docs.write_text(simulation.splice(docs.read_text(), table))
     console.print(table, highlight=False)
-    served = simulation.served_from(frame)
-    differ = {m: n for m, n in served.items() if n != MIN_SEEDS[m]}
+    differ = {key: n for key, n in simulation.served_from(frame).items() if n != simulation.in_use(*key)}
     if differ:
-        console.print(f"note: the report's MIN_SEEDS differ from these measurements: {differ}", style="yellow")
+        console.print(f"note: the seeds the report needs (bench/report/stats.py MIN_SEEDS, FRACTION_SEEDS) differ "
+                      f"from these measurements: {differ}", style="yellow")
 
 
 def numbers(option: str, text: str, kind) -> tuple:

@@ -55,19 +55,22 @@ def test_the_targets_are_the_expectations_of_the_statistics_over_many_draws():
 
 
 def test_an_interval_serves_from_the_fewest_seeds_whose_worst_cell_reaches_the_floor():
-    rows = [{"design": d, "seeds": s, "statistic": "mean", "method": m, "measure": "coverage", "rate": r}
-            for d in coverage.DESIGNS for m, by_seeds in (("t", {3: 0.94, 10: 0.95}), ("bootstrap", {3: 0.8, 10: 0.91}),
-                                                          ("bca", {3: 0.85, 10: 0.89}))
-            for s, r in by_seeds.items()]
-    rows.append({"design": "crossed", "seeds": 10, "statistic": "mean", "method": "bca", "measure": "coverage",
-                 "rate": 0.5})  # bca does not serve crossed data: not counted
-    assert coverage.served_from(pd.DataFrame(rows)) == {"t": 3, "bootstrap": 10, "bca": None}
+    rates = {("t", "mean"): {3: 0.94, 10: 0.95}, ("t", "P(A > B)"): {3: 0.85, 10: 0.93},
+             ("bootstrap", "mean"): {3: 0.8, 10: 0.91}, ("bootstrap", "difference"): {3: 0.8, 10: 0.89}}
+    rows = [{"design": "nested", "seeds": s, "statistic": name, "method": m, "measure": "coverage", "rate": r}
+            for (m, name), by_seeds in rates.items() for s, r in by_seeds.items()]
+    found = coverage.served_from(pd.DataFrame(rows))
+    assert found == {("t", "nested", "estimates"): 3, ("t", "nested", "fractions"): 10,
+                     ("bootstrap", "nested", "estimates"): None}
 
 
 def test_the_report_prints_each_interval_only_from_the_seeds_measured_for_it():
-    assert stats.MIN_SEEDS["t"] == 2
-    assert not stats.estimate([[[0.5]], [[0.6]], [[0.7]]], stats.mean_of, "bootstrap").has_ci
-    assert stats.estimate([[[0.5]], [[0.6]], [[0.7]]], stats.mean_of, "t").has_ci
+    three = [[[0.5]], [[0.6]], [[0.7]]]
+    assert stats.estimate(three, stats.mean_of, "t").has_ci
+    assert not stats.estimate(three, stats.mean_of, "bootstrap").has_ci
+    assert not stats.estimate([np.c_[[0.5, 0.6], [0.4, 0.4]]] * 3, stats.improvement_of, "t").has_ci  # a fraction
+    assert stats.least_seeds("t", crossed=False, statistic=stats.improvement_of) == stats.FRACTION_SEEDS
+    assert stats.least_seeds("bca", crossed=True) is None
 
 
 def test_the_command_writes_its_tables_and_replaces_the_docs_block(tmp_path, monkeypatch, capsys):
@@ -86,7 +89,7 @@ def test_the_command_writes_its_tables_and_replaces_the_docs_block(tmp_path, mon
     frame = pd.read_csv(tmp_path / "out" / "coverage.csv")
     assert set(frame["design"]) == set(coverage.DESIGNS) and set(frame["seeds"]) == {2}
     assert set(frame["user_sd"]) == {0.02, 0.1} and set(frame["seed_sd"]) == {0.03}
-    assert len(frame[frame["measure"] == "coverage"]) == 2 * (4 * 3 + 4 * 4)  # cells x statistics x methods
+    assert len(frame[frame["measure"] == "coverage"]) == 2 * (5 * 3 + 5 * 4)  # cells x statistics x methods
 
 
 @pytest.mark.parametrize("args, message", [(["--seeds", "1"], "2 seeds or more"), (["--seeds", "x"], "comma"),

@@ -175,13 +175,13 @@ def test_degenerate_samples_give_no_traceback(method):
     assert stats.interval([], method).n == 0
     one = stats.interval([0.6], method)
     assert one.mean == 0.6 and not one.has_ci and not one.excludes_zero
-    flat = stats.interval([0.5] * stats.MIN_SEEDS[method], method)
+    flat = stats.interval([0.5] * stats.least_seeds(method, crossed=False), method)
     assert (flat.low, flat.mean, flat.high) == (0.5, 0.5, 0.5)
     assert stats.interval([0.4, None, float("nan"), 0.6], method).n == 2
 
 
 def test_bootstrap_interval_is_deterministic_and_inside_the_data():
-    values = [0.61, 0.70, 0.66, 0.74, 0.69, 0.72, 0.65, 0.68, 0.71, 0.63]
+    values = [0.61, 0.70, 0.66, 0.74, 0.69, 0.72, 0.65, 0.68, 0.71, 0.63] * 2
     first, second = stats.interval(values, "bootstrap"), stats.interval(values, "bootstrap")
     assert first == second
     assert min(values) <= first.low < first.mean < first.high <= max(values)
@@ -247,7 +247,7 @@ def test_markdown_lists_failed_missing_and_not_applicable(results, fixture_suite
 
 
 def test_bootstrap_tables_need_the_seeds_the_bootstrap_serves(results, fixture_suite):
-    with pytest.raises(UserError, match="--ci bootstrap needs 10 seeds or more"):
+    with pytest.raises(UserError, match="--ci bootstrap needs 20 seeds or more"):
         build(results, fixture_suite, method="bootstrap")
 
 

@@ -67,17 +67,17 @@ def test_a_crossed_resample_draws_one_set_of_users_for_every_seed():
 
 
 def test_the_percentile_bootstrap_is_deterministic_and_needs_its_seeds():
-    values = [0.61, 0.70, 0.66, 0.74, 0.69, 0.72, 0.65, 0.68, 0.71, 0.63]
+    values = list(np.random.default_rng(5).normal(0.68, 0.04, stats.least_seeds("bootstrap", crossed=False)))
     first, second = stats.interval(values, "bootstrap"), stats.interval(values, "bootstrap")
     assert first == second and min(values) <= first.low < first.mean < first.high <= max(values)
-    assert not stats.interval(values[:stats.MIN_SEEDS["bootstrap"] - 1], "bootstrap").has_ci
+    assert not stats.interval(values[:-1], "bootstrap").has_ci
 
 
 # BCa
 
 def test_bca_is_scipys_bca_of_the_seeds_estimates_and_its_p_value_is_where_it_reaches_the_null():
     rng = np.random.default_rng(3)
-    strata = [rng.normal(0.02 + 0.01 * s, 0.05, (8, 2)) for s in range(10)]
+    strata = [rng.normal(0.02 + 0.001 * s, 0.05, (8, 2)) for s in range(stats.least_seeds("bca", crossed=False))]
     theta = stats.difference_of(stats.Strata.of(strata).values)
     ci = stats.estimate(strata, stats.difference_of, "bca", 0.95, null=0.0)
     expected = scipy_stats.bootstrap((theta,), np.mean, method="BCa", n_resamples=stats.BOOTSTRAP_RESAMPLES,

@@ -87,12 +87,13 @@ def test_the_estimate_is_the_mean_over_seeds_of_each_seeds_users_whatever_the_in
 
 @pytest.mark.parametrize("method", stats.CI_METHODS)
 def test_the_tables_estimate_does_not_change_with_the_interval(fixture_suite, method):
-    """Ten seeds whose users' mean differs from the seed's overall score: every --ci gives the users' mean."""
-    recs = synthetic_records(fixture_suite, {"cpep": {s: [0.4, 0.5, 0.6, 0.9 + 0.01 * s] for s in range(10)}})
+    """Seeds whose users' mean differs from the seed's overall score: every --ci gives the users' mean."""
+    n = stats.least_seeds(method, crossed=False)
+    recs = synthetic_records(fixture_suite, {"cpep": {s: [0.4, 0.5, 0.6, 0.9 + 0.01 * s] for s in range(n)}})
     for r in recs:
         r["metrics"]["lp_id"] = 0.5  # the overall balanced accuracy over all windows: another number
     s = report.build(fixture_suite, recs, method).summary.set_index(["variant", "metric"]).loc[("cpep", "lp_id")]
-    assert s["mean"] == pytest.approx(0.6 + 0.01 * 4.5 / 4) and s["unit"] == "seeds x users"
+    assert s["mean"] == pytest.approx(0.6 + 0.0025 * (n - 1) / 2) and s["unit"] == "seeds x users"
     assert s["ci_low"] < s["mean"] < s["ci_high"]
 
 
@@ -131,12 +132,13 @@ def test_without_per_user_scores_the_estimates_are_over_the_seeds_and_say_so(fix
 @pytest.mark.parametrize("method, seeds", [("bootstrap", 3), ("bca", 3)])
 def test_an_interval_below_the_seeds_it_serves_is_refused_in_one_line(fixture_suite, method, seeds):
     recs = synthetic_records(fixture_suite, {"cpep": {s: [0.5, 0.6] for s in range(seeds)}})
-    with pytest.raises(UserError, match=f"--ci {method} needs 10 seeds or more .* these records have {seeds}"):
+    needed = stats.least_seeds(method, crossed=False)
+    with pytest.raises(UserError, match=f"--ci {method} needs {needed} seeds or more .* these records have {seeds}"):
         report.build(fixture_suite, recs, method)
 
 
 def test_bca_is_refused_where_every_seed_tests_the_same_users(fixture_suite):
-    recs = user_records(fixture_suite, {"cpep": {s: [0.5, 0.6] for s in range(10)}})
+    recs = user_records(fixture_suite, {"cpep": {s: [0.5, 0.6 + 0.01 * s] for s in range(20)}})
     with pytest.raises(UserError, match="--ci bca resamples the seeds only"):
         report.build(fixture_suite, recs, "bca")
     assert report.build(fixture_suite, recs, "bootstrap").summary["ci_low"].notna().any()

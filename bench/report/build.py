@@ -235,16 +235,19 @@ def check_options(method: str, level: float, alpha: float | None, test: str) -> 
 
 
 def check_method(method: str, records: list[dict]) -> None:
-    """An interval is printed only where its coverage was measured (stats.MIN_SEEDS, docs/statistics.md)."""
+    """An interval is printed only where its coverage was measured (stats.MIN_SEEDS, docs/statistics.md): one line
+    where the records' seeds are fewer than the method serves on data like theirs."""
     done = [r for r in records if r["status"] == "done"]
     most = max([sum(1 for r in done if r["variant"] == v) for v in {r["variant"] for r in done}], default=0)
-    if most and max(most, 2) < stats.MIN_SEEDS[method]:  # one seed has no interval, whatever the method
-        raise UserError(f"--ci {method} needs {stats.MIN_SEEDS[method]} seeds or more (with fewer its 95 % interval "
-                        f"covers less than 90 % of the time: docs/statistics.md); these records have {most}: "
-                        f"use --ci t")
-    if method == "bca" and len({r["seed"] for r in done}) > 1 and len({scores.cohort(r) for r in done}) == 1:
-        raise UserError("--ci bca resamples the seeds only, and every seed here tests the same users: its interval "
-                        "would leave out who is tested (use --ci t or --ci bootstrap)")
+    crossed = len({r["seed"] for r in done}) > 1 and len({scores.cohort(r) for r in done}) == 1
+    needed = stats.least_seeds(method, crossed)
+    if needed is None:
+        raise UserError(f"--ci {method} resamples the seeds only, and every seed here tests the same users: its "
+                        f"interval would leave out who is tested (use --ci t or --ci bootstrap)")
+    if method != "t" and most and max(most, 2) < needed:  # t: rows below its seeds print no interval, and say so
+        raise UserError(f"--ci {method} needs {needed} seeds or more on this data (with fewer its 95 % interval "
+                        f"covers less than 90 % of the time: docs/statistics.md); these records have {most}: use "
+                        f"--ci t")
 
 
 def build(suite: Suite, records: list[dict], method: str = "t", level: float = 0.95,

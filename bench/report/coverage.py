@@ -22,8 +22,8 @@ from scipy import stats as scipy_stats
 
 from bench.report import significance, stats
 
-DESIGNS = ("nested", "crossed")
-SEEDS = (2, 3, 5, 10)
+DESIGNS = stats.DESIGNS
+SEEDS = (2, 3, 5, 10, 20)
 SEED_SDS = (0.0, 0.015, 0.03, 0.05)
 USER_SDS = (0.02, 0.03, 0.10)
 RESIDUAL_SD = 0.03
@@ -32,9 +32,8 @@ MU, EFFECT = 0.5, 0.03
 LEVEL, ALPHA = 0.95, 0.05
 FLOOR = 0.90  # an interval serves from the fewest seeds at which its coverage stays at or above this
 STATISTICS = {"mean": stats.mean_of, "IQM": stats.iqm_of, "difference": stats.difference_of,
-              "P(A > B)": stats.improvement_of}
+              "P(A > B)": stats.improvement_of, "profile at 0.5": stats.above_of(MU)}
 SEEDS_ONLY = "t, seeds only"  # t without the users' term: measured on crossed data to show why the term is there
-SERVES = {"t": DESIGNS, "bootstrap": DESIGNS, "bca": ("nested",)}  # bca resamples seeds only
 TESTS = ("t test", "sign flip of seeds", "sign flip of (seed, user) pairs")
 BEGIN, END = "<!-- begin: cpep-bench coverage -->", "<!-- end: cpep-bench coverage -->"
 
@@ -58,7 +57,9 @@ class Cell:
     def targets(self) -> dict[str, float]:
         """The true value of each statistic: its expectation over training runs and users."""
         win = scipy_stats.norm.cdf(EFFECT / math.sqrt(2 * self.seed_sd ** 2 + 2 * RESIDUAL_SD ** 2))
-        return {"mean": MU + EFFECT, "IQM": MU + EFFECT, "difference": EFFECT, "P(A > B)": float(win)}
+        above = scipy_stats.norm.cdf(EFFECT / math.sqrt(self.seed_sd ** 2 + self.user_sd ** 2 + RESIDUAL_SD ** 2))
+        return {"mean": MU + EFFECT, "IQM": MU + EFFECT, "difference": EFFECT, "P(A > B)": float(win),
+                "profile at 0.5": float(above)}
 
 
 def grid(designs=DESIGNS, seeds=SEEDS, seed_sds=SEED_SDS, user_sds=USER_SDS) -> list[Cell]:
@@ -116,17 +117,28 @@ def run(cells: list[Cell], replications: int, resamples: int, progress=None) -> 
     return pd.DataFrame(rows)
 
 
-def served_from(frame: pd.DataFrame) -> dict[str, int | None]:
-    """Per interval: the fewest seeds from which its coverage of every statistic, over every simulated cell of the
-    designs it serves, is at least FLOOR (None: at none of the simulated seed counts)."""
+KINDS = {"estimates": ("mean", "IQM", "difference"), "fractions": ("P(A > B)", "profile at 0.5")}
+
+
+def served_from(frame: pd.DataFrame) -> dict[tuple[str, str, str], int | None]:
+    """Per (interval, design, kind of statistic: KINDS): the fewest simulated seeds from which the coverage of every
+    statistic of that kind, in every simulated cell of the design, is at least FLOOR (None: at none)."""
     cov = frame[frame["measure"] == "coverage"]
     found = {}
-    for method, designs in SERVES.items():
-        sub = cov[(cov["method"] == method) & cov["design"].isin(designs)]
+    for method, design, (kind, names) in itertools.product(stats.CI_METHODS, DESIGNS, KINDS.items()):
+        sub = cov[(cov["method"] == method) & (cov["design"] == design) & cov["statistic"].isin(names)]
+        if sub.empty:
+            continue
         worst = sub.groupby("seeds")["rate"].min().sort_index()
         ok = [s for s in worst.index if (worst.loc[worst.index >= s] >= FLOOR).all()]
-        found[method] = int(min(ok)) if ok else None
+        found[(method, design, kind)] = int(min(ok)) if ok else None
     return found
+
+
+def in_use(method: str, design: str, kind: str) -> int | None:
+    """The seeds from which the report prints `method`'s intervals (stats.MIN_SEEDS, FRACTION_SEEDS)."""
+    statistic = stats.improvement_of if kind == "fractions" else stats.mean_of
+    return stats.least_seeds(method, design == "crossed", statistic)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -136,6 +148,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _rate(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.3f}"
+
+
+def _seeds(n: int | None) -> str:
+    return "-" if n is None else str(n)
 
 
 def markdown(frame: pd.DataFrame, about: list[str]) -> str:
@@ -151,11 +167,14 @@ def markdown(frame: pd.DataFrame, about: list[str]) -> str:
     out = [f"Lowest coverage of the {LEVEL * 100:g} % intervals over the {frame['seed_sd'].nunique()} x "
            f"{frame['user_sd'].nunique()} cells of seed sd x user sd, per design and number of seeds (columns):", ""]
     out += _table(header, rows) + [""]
-    served = served_from(frame)
-    out += ["Each interval serves from the fewest seeds at which every statistic's coverage stays at or above "
-            f"{FLOOR:g} in every cell of the designs it serves (bca: nested only, as it resamples seeds alone): "
-            + "; ".join(f"{m} from {'-' if n is None else n} seeds" for m, n in served.items())
-            + f" (the report uses {'; '.join(f'{m} {n}' for m, n in stats.MIN_SEEDS.items())}).", ""]
+    out += [f"The fewest seeds from which every statistic of a kind covers {FLOOR:g} or more in every cell of a "
+            f"design, as measured here (-: at none of the seeds simulated), and from which the report prints the "
+            f"interval (-: never; fractions: P(A > B) and performance profiles):", ""]
+    out += _table(["interval", "kind"] + [f"{d}: measured" if i == 0 else f"{d}: report" for d in designs
+                                          for i in range(2)],
+                  [[m, kind] + [_seeds(n) for d in designs
+                                for n in (served_from(frame).get((m, d, kind)), in_use(m, d, kind))]
+                   for m in stats.CI_METHODS for kind in KINDS]) + [""]
     detail = cov[cov["seeds"] == 3].pivot_table(index=["design", "seed_sd", "user_sd"],
                                                  columns=["statistic", "method"], values="rate")
     if len(detail):

@@ -34,9 +34,15 @@ import numpy as np
 from scipy import stats
 
 CI_METHODS = ("t", "bootstrap", "bca")
-# The fewest seeds at which each interval's 95 % coverage stayed at 90 % or more over the simulated grid
-# (docs/statistics.md, made by `cpep-bench coverage`); with fewer, an estimate gets no interval.
-MIN_SEEDS = {"t": 2, "bootstrap": 10, "bca": 10}
+DESIGNS = ("nested", "crossed")  # each seed draws its own users; every seed tests the same users
+# The fewest seeds from which each interval's 95 % coverage stayed at 90 % or more in every simulated cell of a
+# design (docs/statistics.md, made by `cpep-bench coverage`); with fewer, an estimate gets no interval. None: at
+# no number of seeds (bca resamples seeds alone, which leaves out who is tested where every seed tests the same users).
+MIN_SEEDS = {"t": {"nested": 2, "crossed": 3}, "bootstrap": {"nested": 20, "crossed": 20},
+             "bca": {"nested": 20, "crossed": None}}
+# A statistic that is a fraction of each seed's users (P(A > B), a point of a performance profile) is bounded, and
+# where training noise dominates each seed's fraction lies near 0 or 1: its intervals need at least this many seeds.
+FRACTION_SEEDS = 10
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed, so that a report is the same every time it is made
 CHUNK_VALUES = 4_000_000  # drawn scores held in memory at once while resampling
@@ -136,13 +142,28 @@ def estimate(strata: Strata | Sequence, statistic: Statistic, method: str = "t",
         return Interval(math.nan, math.nan, math.nan, 0)
     theta = statistic(data.values)
     point = float(theta.mean())
-    if data.seeds < max(2, MIN_SEEDS[method] if min_seeds is None else min_seeds):
+    needed = least_seeds(method, data.crossed, statistic) if min_seeds is None else min_seeds
+    if needed is None or data.seeds < max(2, needed):
         return Interval(point, math.nan, math.nan, data.seeds)
     if method == "t":
         return _student(data, statistic, point, level, null)
     if method == "bootstrap":
         return _percentile(data, statistic, point, level, null, resamples)
     return _bca(theta, point, level, null, resamples)
+
+
+def least_seeds(method: str, crossed: bool, statistic: Statistic | None = None) -> int | None:
+    """The fewest seeds from which `method` prints an interval of `statistic` (MIN_SEEDS, FRACTION_SEEDS)."""
+    found = MIN_SEEDS[method][DESIGNS[crossed]]
+    if found is not None and getattr(statistic, "fraction", False):
+        return max(found, FRACTION_SEEDS)
+    return found
+
+
+def fraction(statistic: Statistic) -> Statistic:
+    """Marks a statistic whose value on a seed is a fraction of its users (FRACTION_SEEDS)."""
+    statistic.fraction = True
+    return statistic
 
 
 def _constant(point: float, n: int, null: float | None) -> Interval:
@@ -302,6 +323,7 @@ def relative_of(values: np.ndarray) -> np.ndarray:
     return _mean(values[..., 0]) / _mean(values[..., 1]) - 1
 
 
+@fraction
 def improvement_of(values: np.ndarray) -> np.ndarray:
     """The paired win rate of the first column (A) over the second (B): [A > B] + 1/2 [A = B], averaged over the
     users."""
@@ -314,7 +336,7 @@ def above_of(threshold: float) -> Statistic:
     def above(values: np.ndarray) -> np.ndarray:
         x = values[..., 0]
         return _mean(np.where(np.isnan(x), np.nan, x > threshold))
-    return above
+    return fraction(above)
 
 
 def iqm(strata: Strata | Sequence, level: float = 0.95, method: str = "t") -> Interval:
