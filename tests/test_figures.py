@@ -58,16 +58,18 @@ def test_the_figures_draw_the_tables_estimates_and_intervals(fixture_suite, tmp_
 
 
 def test_performance_profiles_draw_the_fraction_of_users_above_each_threshold(fixture_suite, tmp_path, monkeypatch):
-    """Two seeds of four users: CPEP's scores 0.3, 0.5, 0.7, 0.9 on both; the profile at 0.6 is 2 of 4 users. The
-    figure draws report.profiles with its band, one line per variant that has per-user scores."""
+    """CPEP's four users score 0.3, 0.5, 0.7, 0.9 on every seed: the profile at 0.6 is 2 of 4 users. The figure
+    draws report.profiles with its band, one line per variant that has per-user scores; a fraction of users gets
+    a band only from stats.FRACTION_SEEDS seeds."""
     from bench.report import figures
-    recs = user_records(fixture_suite, {"cpep": {s: [0.3, 0.5, 0.7, 0.9] for s in range(2)},
-                                        "frozen_emg": {s: [0.2, 0.3, 0.4, 0.5 + 0.1 * s] for s in range(2)}})
+    seeds = range(stats.FRACTION_SEEDS)
+    recs = user_records(fixture_suite, {"cpep": {s: [0.3, 0.5, 0.7, 0.9] for s in seeds},
+                                        "frozen_emg": {s: [0.2, 0.3, 0.4, 0.5 + 0.1 * (s % 2)] for s in seeds}})
     built = report.build(fixture_suite, recs)
     profile = built.profiles.set_index(["variant", "metric", "threshold"])
     assert profile.loc[("cpep", "lp_id", 0.6), "fraction"] == 0.5
     assert profile.loc[("cpep", "lp_id", 0.0), "fraction"] == 1.0 and profile.loc[("cpep", "lp_id", 1.0), "fraction"] == 0
-    frozen = profile.loc[("frozen_emg", "lp_id", 0.5)]  # 0 of 4 users on seed 0, 1 of 4 on seed 1
+    frozen = profile.loc[("frozen_emg", "lp_id", 0.5)]  # 0 of 4 users on even seeds, 1 of 4 on odd ones
     assert frozen["fraction"] == 0.125 and 0 <= frozen["low"] < 0.125 < frozen["high"] <= 1
     assert set(built.profiles["metric"]) == {"lp_id"}  # the other metrics have no per-user scores
     lines, bands = drawn_by(monkeypatch, "plot"), drawn_by(monkeypatch, "fill_between")
@@ -76,3 +78,5 @@ def test_performance_profiles_draw_the_fraction_of_users_above_each_threshold(fi
     ((ax, (x, y), k),) = [c for c in lines if c[2].get("label") == "CPEP"]
     assert list(y) == list(profile.loc[("cpep", "lp_id"), "fraction"])
     assert len(bands) == 2 and ax.get_title() == "LP in-dist"
+    few = report.build(fixture_suite, [r for r in recs if r["seed"] < 3]).profiles
+    assert few["fraction"].notna().all() and few["low"].isna().all() and few["high"].isna().all()

@@ -183,13 +183,15 @@ def test_iqm_is_a_column_of_table_csv_and_of_the_markdown_table(fixture_suite, t
 @pytest.mark.parametrize("a_minus_b, expected", [(0.1, 1.0), (0.0, 0.5), (-0.1, 0.0)])
 def test_probability_of_improvement_on_constructed_cases(a_minus_b, expected):
     strata = [np.c_[b + a_minus_b, b] for b in (np.array([0.3, 0.5, 0.7]), np.array([0.4, 0.6, 0.8]))]
-    ci = stats.improvement(strata)
+    ci = stats.improvement(strata * (stats.FRACTION_SEEDS // 2))
     assert (ci.mean, ci.low, ci.high) == (expected, expected, expected)
+    few = stats.improvement(strata)  # a fraction of users on two seeds: no interval
+    assert few.mean == expected and not few.has_ci
 
 
 def test_probability_of_improvement_counts_matched_users_and_ties_as_half():
     # per seed, A above B on two users, tied on one, below on one: (2 + 0.5) / 4
-    strata = [np.array([[0.6, 0.5], [0.7, 0.5], [0.5, 0.5], [0.4, 0.5]])] * 3
+    strata = [np.array([[0.6, 0.5], [0.7, 0.5], [0.5, 0.5], [0.4, 0.5]])] * stats.FRACTION_SEEDS
     ci = stats.improvement(strata)
     assert (ci.mean, ci.low, ci.high) == pytest.approx((0.625,) * 3)  # each seed its own users: no spread at all
     same = stats.improvement(stats.Strata.of(strata, crossed=True))  # the same four users: who is tested matters
@@ -199,8 +201,9 @@ def test_probability_of_improvement_counts_matched_users_and_ties_as_half():
 def test_improvement_csv_holds_every_ordered_pair_and_the_terminal_each_against_cpep(fixture_suite, tmp_path):
     from rich.console import Console
     base = [0.5, 0.6, 0.7, 0.8]
-    scores = {"cpep": {s: base for s in range(3)}, "frozen_emg": {s: [x - 0.1 for x in base] for s in range(3)},
-              "avgpool": {s: base for s in range(3)}, "patch50": {s: [x + 0.05 for x in base] for s in range(3)}}
+    seeds = range(stats.FRACTION_SEEDS)
+    scores = {"cpep": {s: base for s in seeds}, "frozen_emg": {s: [x - 0.1 for x in base] for s in seeds},
+              "avgpool": {s: base for s in seeds}, "patch50": {s: [x + 0.05 for x in base] for s in seeds}}
     built = report.build(fixture_suite, user_records(fixture_suite, scores))
     report.write_tables(built, tmp_path, ("csv",))
     rows = {(r["a"], r["b"]): r for r in csv.DictReader((tmp_path / "improvement.csv").open())
@@ -210,7 +213,8 @@ def test_improvement_csv_holds_every_ordered_pair_and_the_terminal_each_against_
                       (("patch50", "frozen_emg"), 1.0)):
         r = rows[(a, b)]
         assert float(r["p_a_above_b"]) == float(r["ci_low"]) == float(r["ci_high"]) == p
-        assert r["unit"] == "seeds x users" and r["strata"] == "12" and r["seeds"] == "0 1 2"
+        assert r["unit"] == "seeds x users" and r["strata"] == str(4 * len(seeds))
+        assert r["seeds"] == " ".join(map(str, seeds))
     console = Console(record=True, width=80)
     tables.print_report(built, console)
     printed = console.export_text()
@@ -218,7 +222,7 @@ def test_improvement_csv_holds_every_ordered_pair_and_the_terminal_each_against_
     part = printed.split("P(variant > CPEP)")[1].splitlines()
     frozen = next(line for line in part if line.startswith("ablation: EMG"))
     words = frozen.split()
-    assert words[words.index("12") + 1] == "0.000"
+    assert words[words.index(str(4 * len(seeds))) + 1] == "0.000"
 
 
 # the claims

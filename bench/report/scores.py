@@ -138,7 +138,7 @@ def profiles(scores: Scores, variants: list[str], metrics: list[str], method: st
         for threshold in THRESHOLDS:
             ci = stats.estimate(strata, stats.above_of(threshold), method, level)
             rows.append({"variant": v, "metric": m, "threshold": threshold, "fraction": ci.mean,
-                         "low": max(0.0, ci.low), "high": min(1.0, ci.high), "n": ci.n})
+                         "low": np.clip(ci.low, 0, 1), "high": np.clip(ci.high, 0, 1), "n": ci.n})
     return pd.DataFrame(rows, columns=["variant", "metric", "threshold", "fraction", "low", "high", "n"])
 
 
