@@ -68,7 +68,8 @@ def test_performance_profiles_draw_the_fraction_of_users_above_each_threshold(fi
     built = report.build(fixture_suite, recs)
     profile = built.profiles.set_index(["variant", "metric", "threshold"])
     assert profile.loc[("cpep", "lp_id", 0.6), "fraction"] == 0.5
-    assert profile.loc[("cpep", "lp_id", 0.0), "fraction"] == 1.0 and profile.loc[("cpep", "lp_id", 1.0), "fraction"] == 0
+    assert profile.loc[("cpep", "lp_id", 0.0), "fraction"] == 1.0
+    assert profile.loc[("cpep", "lp_id", 1.0), "fraction"] == 0
     frozen = profile.loc[("frozen_emg", "lp_id", 0.5)]  # 0 of 4 users on even seeds, 1 of 4 on odd ones
     assert frozen["fraction"] == 0.125 and 0 <= frozen["low"] < 0.125 < frozen["high"] <= 1
     assert set(built.profiles["metric"]) == {"lp_id"}  # the other metrics have no per-user scores

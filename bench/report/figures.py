@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.report import scores, stats  # noqa: E402
+from bench.report import scores  # noqa: E402
 from bench.report.frames import (  # noqa: E402
     FRACTION_GROUP,
     PATCH_GROUP,
@@ -266,7 +266,7 @@ def profiles(report: Report, out: Path) -> list[Path]:
         ax.set_title(metric_name(metric))
         ax.set_xlabel("balanced accuracy threshold")
     axes[0].set_ylabel("fraction of users above")
-    how = stats.describe(report.method, report.level, bool(report.summary["same_users"].any()))
+    how = scores.describe(report.summary, report.method, report.level)
     return _finish(fig, axes, f"performance profiles: the fraction of each seed's held-out users scoring above a "
                    f"threshold, averaged over seeds; band: {how}; dashed: chance\n{report.suite} on {report.dataset}",
                    "profiles", out)

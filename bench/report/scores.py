@@ -101,9 +101,15 @@ def estimate_columns(scores: Scores, summary: pd.DataFrame, method: str, level: 
         "n", "mean", "ci_low", "ci_high", "iqm", "iqm_low", "iqm_high", "unit", "same_users"])], axis=1)
 
 
+def describe(summary: pd.DataFrame, method: str, level: float) -> str:
+    """The caption of the intervals of the summary's rows (stats.describe), with the users' term where any row has
+    the same users on every seed."""
+    return stats.describe(method, level, bool(summary["same_users"].any()))
+
+
 def interval_text(summary: pd.DataFrame, method: str, level: float) -> str:
     """What the summary's estimates and intervals are (the tables' and figures' caption)."""
-    return f"{stats.describe(method, level, bool(summary['same_users'].any()))}; {stats.ESTIMATE}"
+    return f"{describe(summary, method, level)}; {stats.ESTIMATE}"
 
 
 def improvement_table(scores: Scores, variants: list[str], metrics: list[str], method: str, level: float,
@@ -142,9 +148,9 @@ def profiles(scores: Scores, variants: list[str], metrics: list[str], method: st
     return pd.DataFrame(rows, columns=["variant", "metric", "threshold", "fraction", "low", "high", "n"])
 
 
-def iqm_note(method: str, level: float) -> str:
+def iqm_note(summary: pd.DataFrame, method: str, level: float) -> str:
     return (f"IQM: the interquartile mean (the middle half) of each seed's held-out users' scores, averaged over the "
-            f"seeds, with its {stats.describe(method, level)}.")
+            f"seeds, with its {describe(summary, method, level)}.")
 
 
 def fallback_notes(summary: pd.DataFrame) -> list[str]:

@@ -213,17 +213,16 @@ def main_notes(report: Report) -> list[str]:
 
 def iqm_notes(report: Report) -> list[str]:
     """What the IQM cells and their marks mean."""
-    notes = [scores.iqm_note(report.method, report.level), seeds_note(report)] + scores.fallback_notes(report.summary)
+    notes = [scores.iqm_note(report.summary, report.method, report.level), seeds_note(report)]
+    notes += scores.fallback_notes(report.summary) + na_notes(report) + stale_note(report)
     notes += count_notes(c for r in main_rows(report) for c in r["iqm"].values())
-    notes += na_notes(report) + stale_note(report)
     return notes + ([BOUNDS_NOTE] if any(report.is_bound(v) for v in report.variants) else [])
 
 
 def difference_notes(report: Report) -> list[str]:
     """What the paired differences and their marks mean."""
-    how = (f"{stats.describe(report.method, report.level, bool(report.summary['same_users'].any()))}, of each "
-           f"seed's mean difference over the held-out users both have (the seeds' overall scores where a record has "
-           f"no per-user breakdown).")
+    how = (f"{scores.describe(report.summary, report.method, report.level)}, of each seed's mean difference over "
+           f"the held-out users both have (the seeds' overall scores where a record has no per-user breakdown).")
     notes = ["variant minus CPEP on the seeds both have (pairs: how many).", how,
              significance.marks_note(report.alpha, report.test, "no difference")]
     notes += count_notes(r["cells"][m][0] for r in difference_rows(report) for m in report.metrics)
@@ -234,8 +233,9 @@ def difference_notes(report: Report) -> list[str]:
 def improvement_notes(report: Report) -> list[str]:
     """What the P(variant > CPEP) cells and their marks mean."""
     rows = improvement_rows(report)
-    notes = [IMPROVEMENT_NOTE, f"{stats.describe(report.method, report.level)}; every pair of variants is in "
-                               f"improvement.csv.", significance.marks_note(report.alpha, report.test, "0.5")]
+    how = scores.describe(report.summary, report.method, report.level)
+    notes = [IMPROVEMENT_NOTE, f"{how}; every pair of variants is in improvement.csv.",
+             significance.marks_note(report.alpha, report.test, "0.5")]
     notes += scores.fallback_notes(report.summary) + count_notes(r["cells"][m][0] for r in rows for m in report.metrics)
     notes += na_notes(report)
     return notes + (stale_note(report, PAIR_STALE) if any(r["stale"] for r in rows) else [])
