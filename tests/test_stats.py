@@ -1,4 +1,4 @@
-"""Statistics over seeds x held-out users (stratified bootstrap, IQM, P(A > B)), the paper's claims, and the
+"""Statistics over seeds x held-out users (one estimate, its intervals, IQM, P(A > B)), the paper's claims, and the
 per-user breakdown a real evaluation records."""
 
 from __future__ import annotations
