@@ -26,7 +26,7 @@ ABLATION_METRICS = ("lp_id", "lp_unseen", "zs_id", "zs_unseen")
 NO_SIZE = "no published size for this data"
 COLUMNS = ["claim", "paper", "measured", "interval", "p", "verdict", "p_holm", "verdict_holm", "size", "detectable",
            "seeds_needed", "reading", "kind", "estimate", "low", "high", "p_value", "p_value_holm", "paper_size",
-           "seeds", "unit"]
+           "seeds", "unit", "same_users"]
 SHOWN = {"claim": "claim", "paper": "paper", "measured": "measured", "interval": "interval", "p": "p",
          "verdict": "verdict", "verdict_holm": "Holm", "size": "size", "detectable": "detectable (80 %)",
          "seeds_needed": "seeds needed", "reading": "inconclusive: why"}
@@ -89,8 +89,8 @@ def rule(settings: Settings) -> str:
             f"seed), whose statistic, the mean over seeds of Spearman's rho, is 'measured'. Reproduced: p < "
             f"{settings.alpha:g} with the estimate on the paper's side; contradicted: p < {settings.alpha:g} with "
             f"the estimate on the other side; inconclusive: otherwise. Holm: the same rule on Holm's step-down "
-            f"adjusted p over the family of this report's claims that have a p-value, which keeps the chance of any "
-            f"false verdict at {settings.alpha:g} or less. Size: where the paper states a size, whether it lies in "
+            f"adjusted p over the family of this report's claims that have a p-value, which keeps at {settings.alpha:g} "
+            f"or less the chance that any claim whose true difference is zero is decided. Size: where the paper states a size, whether it lies in "
             f"our interval (consistent), above it on the paper's side (smaller: our effect is smaller), or below it "
             f"(larger). Joint training: a count, not a test (outside the Holm family): reproduced when every run "
             f"diverged (a loss, embedding or score that is not finite), contradicted when none did and one "
@@ -177,7 +177,7 @@ def _compare(claim: Claim, scores: Scores, paper: pd.DataFrame, settings: Settin
              "p_value": p, "p": _p(p), "verdict": verdict(ci.mean, p, claim.side, settings.alpha),
              "size": NO_SIZE if unpublished else size_verdict(size, ci.low, ci.high, claim.side),
              "estimate": ci.mean, "low": ci.low, "high": ci.high, "seeds": " ".join(map(str, seeds)),
-             "unit": UNITS[by_user]}
+             "unit": UNITS[by_user], "same_users": strata.crossed}
     return found | _power(claim, strata, statistic, ci, size, found["verdict"], settings)
 
 
@@ -230,8 +230,8 @@ def _trend(claim: Claim, scores: Scores, setting: dict[str, float], settings: Se
             "paper": claim.paper or f"rho {'<' if claim.side < 0 else '>'} 0", "paper_size": math.nan,
             "measured": f"{rho:+.2f}", "interval": "exact test", "p_value": p, "p": _p(p), "verdict": found,
             "size": "direction only", "estimate": rho, "low": math.nan, "high": math.nan,
-            "seeds": " ".join(map(str, seeds)), "unit": UNITS[by_user], "detectable": "", "seeds_needed": "",
-            "reading": reading}
+            "seeds": " ".join(map(str, seeds)), "unit": UNITS[by_user], "same_users": strata.crossed,
+            "detectable": "", "seeds_needed": "", "reading": reading}
 
 
 def _diverges(claim: Claim, records: list[dict]) -> dict | None:
@@ -249,7 +249,7 @@ def _diverges(claim: Claim, records: list[dict]) -> dict | None:
     measured = f"{diverged} of {len(runs)} runs diverged" + (f", {finished} finished" if finished else "")
     return {"paper": "diverges", "measured": measured, "interval": "", "p_value": math.nan, "p": "",
             "verdict": found, "size": "", "estimate": diverged, "low": math.nan, "high": math.nan,
-            "paper_size": math.nan, "detectable": "", "seeds_needed": "", "reading": "",
+            "paper_size": math.nan, "detectable": "", "seeds_needed": "", "reading": "", "same_users": False,
             "seeds": " ".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"])), "unit": "runs"}
 
 
@@ -269,8 +269,9 @@ def sweeps(values: pd.DataFrame) -> dict[str, dict[str, float]]:
 def notes(claims_table: pd.DataFrame, settings: Settings) -> list[str]:
     """How the intervals are computed, the verdict rule, the family, and what the marks in the cells mean."""
     family = int(claims_table["p_value"].notna().sum())
-    found = [f"Intervals: {stats.describe(settings.method, settings.level)}; {stats.ESTIMATE}; matched on the seeds "
-             f"and users that every variant of the claim has (the seeds alone where a record has no per-user "
+    same = bool(claims_table["same_users"].any())
+    found = [f"Intervals: {stats.describe(settings.method, settings.level, same)}; {stats.ESTIMATE}; matched on the "
+             f"seeds and users that every variant of the claim has (the seeds alone where a record has no per-user "
              f"breakdown).", f"Verdicts: {rule(settings)}",
              f"Family: the {family} claims of this table with a p-value, at alpha = {settings.alpha:g}.",
              f"detectable: the smallest effect that these seeds detect with 80 % power (two-sided Student t at alpha "
