@@ -12,12 +12,6 @@ from scipy import stats as scipy_stats
 
 from bench.report import significance, stats
 
-
-def per_seed(values) -> list[np.ndarray]:
-    """One user per seed: the strata of a seeds-only estimate."""
-    return [np.array([[v]]) for v in values]
-
-
 # Student t
 
 def test_t_over_seeds_is_scipys_t_interval_of_the_seed_means():

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from scipy import optimize, stats
 
-from bench.report.stats import Spread, Strata
+from bench.report.stats import Spread
 
 SIGNIFICANT, UNADJUSTED = "*", "(*)"  # the marks of a comparison in a table: after Holm, unadjusted only
 TESTS = ("interval", "permutation")  # what gives a comparison's p-value: its interval, or sign flips of its seeds
@@ -121,7 +121,3 @@ def seeds_needed(effect: float, spread: Spread, alpha: float) -> int | None:
             return seeds
     return None
 
-
-def per_seed(strata: Strata | Sequence, statistic) -> np.ndarray:
-    """The statistic of each seed's users (what a sign-flip test flips)."""
-    return statistic(Strata.of(strata).values)
