@@ -133,8 +133,8 @@ class Dataset:
     """A dataset: its shape (channels, pose dimensions, sample rate), default vocabulary, identity and files.
 
     `per_user` says whether the opened dataset tells whose each test window is (`window_groups(name)`, giving
-    each window's `user`): runs on it then record per-user scores (`by_user`), from which the report draws its
-    IQM over seeds x users, its seed x user stratified bootstrap and P(A > B). A dataset that cannot say
+    each window's `user`): runs on it then record per-user scores (`by_user`), from which the report draws every
+    estimate (each seed's users, averaged over seeds), the IQM and P(A > B). A dataset that cannot say
     (per_user False, no `window_groups`) is still evaluated in full; its records carry no `by_user`, and the
     report's statistics are over seeds alone. `config`: its own sections (e.g. data.synth)."""
     name = ""

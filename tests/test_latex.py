@@ -21,10 +21,11 @@ MARKS = {
     "not applicable": (r"-\\textsuperscript\{(\d)\}", lambda m: rf"-\textsuperscript{{{m[1]}}} not applicable:"),
     "stale": (r"\\dag\{\}", lambda m: r"\dag{}: "),
     "read off a figure": (r"\$\\sim\$", lambda m: r"$\sim$ marks"),
-    "interval excludes": (r" \*$", lambda m: "*: the interval excludes"),
+    "significant after Holm": (r" \*$", lambda m: "*: p $<$ 0.05 after Holm"),
+    "significant unadjusted": (r" \(\*\)$", lambda m: "(*): p $<$ 0.05 unadjusted only"),
     "fewer seeds": (r"^(\d+) of (\d+)$", lambda m: f"'k of {m[2]}':"),
     "one seed": (r"\(n=1\)", lambda m: "(n=1):"),
-    "a metric on fewer seeds": (r"\(n=([2-9]|\d\d+)\)", lambda m: "(n=k) after an interval:"),
+    "a metric on fewer seeds": (r"\(n=([2-9]|\d\d+)\)", lambda m: "(n=k): k seeds; after an interval"),
     "no paper number": (r"^-( \(|$)", lambda m: "paper -:"),
     "another paper": (r"\(\d\.\d{3}\)$", lambda m: "paper (x):"),
 }
@@ -32,7 +33,7 @@ MARKS = {
 
 @pytest.fixture
 def written(fixture_suite, tmp_path):  # noqa: F811 (the fixture)
-    """A bootstrap report whose tables hold every mark, written as LaTeX: the fixture records (not-applicable
+    """A report whose tables hold every mark, written as LaTeX: the fixture records (not-applicable
     metrics, fewer seeds, one seed, approximate and other papers' numbers) with a stale run, a metric on two of
     CPEP's four seeds, and per-user scores for CPEP and the frozen ablation."""
     records = fixture_records(fixture_suite)
@@ -46,7 +47,7 @@ def written(fixture_suite, tmp_path):  # noqa: F811 (the fixture)
         if r["variant"] in ("cpep", "frozen_emg") and r["seed"] < 3:
             lp = r["metrics"]["lp_id"]
             with_users(r, {"lp_id": [lp - 0.02, lp - 0.01, lp + 0.01, lp + 0.02]})
-    rep = report.build(fixture_suite, records, "bootstrap", reuse_stale=True)
+    rep = report.build(fixture_suite, records, "t", reuse_stale=True)
     out = tmp_path / "tex"
     report.write_tables(rep, out, ("tex",))
     return rep, out
@@ -77,12 +78,12 @@ def test_every_mark_in_a_latex_table_is_explained_in_its_caption(written):
                     assert explanation(found) in caption, f"{name}: {cell!r} ({kind}) unexplained"
     assert seen == set(MARKS)  # the report holds every mark
     assert "bold" not in (out / "improvement.tex").read_text()  # no wording about the terminal
-    # the differences' interval is worded as in the markdown: stratified where both have per-user scores
+    # the differences' interval is worded as in the markdown
     markdown = tables.markdown(rep)
-    sentence = next(n for n in tables.difference_notes(rep) if "per-(seed, user) differences" in n)
+    sentence = next(n for n in tables.difference_notes(rep) if "each seed's mean difference" in n)
     assert f"- {sentence}" in markdown and latex.tex(sentence) in (out / "differences.tex").read_text()
     # the IQM notes moved from table.tex's caption to iqm.tex's
-    iqm_note = latex.tex("IQM: interquartile mean")
+    iqm_note = latex.tex("IQM: the interquartile mean")
     assert iqm_note in (out / "iqm.tex").read_text() and iqm_note not in (out / "table.tex").read_text()
 
 

@@ -156,7 +156,14 @@ def test_t_interval_matches_the_hand_computed_one():
 
 
 def test_paired_differences_use_only_the_shared_seeds():
-    ci, seeds = stats.paired({0: 0.5, 1: 0.6, 2: 0.7}, {1: 0.5, 2: 0.55, 3: 0.9})
+    import pandas as pd
+
+    from bench.report import scores
+    values = pd.DataFrame([("a", s, "m", x) for s, x in {0: 0.5, 1: 0.6, 2: 0.7}.items()]
+                          + [("b", s, "m", x) for s, x in {1: 0.5, 2: 0.55, 3: 0.9}.items()],
+                          columns=["variant", "seed", "metric", "value"])
+    found = scores.Scores(values, scores.users_frame([]))
+    ci, _, seeds = scores.compare(found, (("a", "m"), ("b", "m")), stats.difference_of, "t", 0.95, 0.0, "interval")
     assert seeds == [1, 2]  # differences 0.10 and 0.15: mean 0.125, s / sqrt(2) = 0.025
     assert ci.mean == pytest.approx(0.125)
     assert (ci.low, ci.high) == pytest.approx((0.125 - T_975_DF1 * 0.025, 0.125 + T_975_DF1 * 0.025))
@@ -168,13 +175,13 @@ def test_degenerate_samples_give_no_traceback(method):
     assert stats.interval([], method).n == 0
     one = stats.interval([0.6], method)
     assert one.mean == 0.6 and not one.has_ci and not one.excludes_zero
-    flat = stats.interval([0.5, 0.5, 0.5], method)
+    flat = stats.interval([0.5] * stats.least_seeds(method, crossed=False), method)
     assert (flat.low, flat.mean, flat.high) == (0.5, 0.5, 0.5)
     assert stats.interval([0.4, None, float("nan"), 0.6], method).n == 2
 
 
 def test_bootstrap_interval_is_deterministic_and_inside_the_data():
-    values = [0.61, 0.70, 0.66, 0.74, 0.69]
+    values = [0.61, 0.70, 0.66, 0.74, 0.69, 0.72, 0.65, 0.68, 0.71, 0.63] * 2
     first, second = stats.interval(values, "bootstrap"), stats.interval(values, "bootstrap")
     assert first == second
     assert min(values) <= first.low < first.mean < first.high <= max(values)
@@ -226,7 +233,7 @@ def test_markdown_lists_failed_missing_and_not_applicable(results, fixture_suite
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "**2 of 4**"  # fewer seeds than asked, marked
     assert cells[2] == "0.550 ± 0.635" and cells[4] == "~0.55 (0.347)"  # 0.05 * 12.706
-    assert cells[3] == "0.550 [0.500, 0.600]"  # the IQM of 0.50 and 0.60 (no per-user scores: over the seeds)
+    assert cells[3] == "0.550 ± 0.635"  # the IQM of 0.50 and 0.60 (no per-user scores: over the seeds)
     assert cells[8] == cells[9] == cells[11] == "-¹"
     assert "-¹ not applicable: no pose-aligned EMG embedding" in md
     assert "| emg_mae | 2 | failed | emg_mae: RuntimeError: out of memory |" in md
@@ -239,10 +246,9 @@ def test_markdown_lists_failed_missing_and_not_applicable(results, fixture_suite
     assert "Kendall tau" in md
 
 
-def test_bootstrap_tables_show_intervals(results, fixture_suite):
-    rep = build(results, fixture_suite, method="bootstrap")
-    md = tables.markdown(rep)
-    assert "percentile bootstrap" in md and "0.820 [0.800, 0.840]" in md
+def test_bootstrap_tables_need_the_seeds_the_bootstrap_serves(results, fixture_suite):
+    with pytest.raises(UserError, match="--ci bootstrap needs 20 seeds or more"):
+        build(results, fixture_suite, method="bootstrap")
 
 
 def test_show_writes_every_file_and_prints(results, fixture_suite, tmp_path):
@@ -491,11 +497,15 @@ def test_cli_report_writes_tables_and_figures(results, fixture_suite, tmp_path, 
                                       str(results), "--format", "md,csv", "--ci", "bootstrap"])
     with pytest.raises(SystemExit) as exit_:
         cli.main()
+    assert exit_.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1  # 4 seeds: too few
+    monkeypatch.setattr(sys, "argv", sys.argv[:-2])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
     assert exit_.value.code == 0
     (out,) = (results / "report" / "fixture").glob("emg2pose-*")
     assert {"table.md", "table.csv", "bars.png", "training_curves.svg"} <= {p.name for p in out.iterdir()}
     assert not (out / "table.tex").exists()
-    assert "percentile bootstrap" in capsys.readouterr().out
+    assert "Student t interval over seeds" in capsys.readouterr().out
 
 
 def test_cli_report_on_an_empty_runs_dir_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
@@ -584,7 +594,7 @@ def test_floor_and_ceiling_are_the_last_rows_of_every_table(bounds_report, tmp_p
     rows = [line for line in md.split("## Paired differences")[0].splitlines() if line.startswith("| ")]
     assert [md_row(row, row.split("|")[1].strip())[0] for row in rows[-2:]] == [label for _, label in BOUNDS.values()]
     floor = md_row(md, "floor: EMG log-power + LR")
-    assert floor[1:5] == ["3", "0.460 ± 0.025", "0.460 [0.450, 0.470]", ""]  # no paper number
+    assert floor[1:5] == ["3", "0.460 ± 0.025", "0.460 ± 0.025", ""]  # no paper number
     assert floor[8].startswith("-")  # no zero-shot
     ceiling = md_row(md, "ceiling: pose features + LR")
     assert ceiling[2] == "0.960 ± 0.025" and ceiling[8].startswith("-")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from rich.console import Console
 
-from bench.report import claims, latex, reference, scores, select, stats, tables, terminal, variance
+from bench.report import claims, latex, reference, scores, select, significance, stats, tables, terminal, variance
 from bench.report.frames import (
     BOUNDS_GROUP,
     REFERENCE_VARIANT,
@@ -64,60 +64,59 @@ def variant_order(suite: Suite, records: list[dict]) -> tuple[list[str], dict[st
     return [v for v in names if v not in bounds] + bounds, labels, groups
 
 
-def summarise(values: pd.DataFrame, variants: list[str], labels: dict, groups: dict, metrics: list[str], na: dict,
+def summarise(variants: list[str], labels: dict, groups: dict, metrics: list[str], na: dict,
               stale: dict[str, list[int]], paper: pd.DataFrame, method: str, level: float,
               found: scores.Scores) -> pd.DataFrame:
-    """Per (variant, metric): the mean over seeds and its interval (with --ci bootstrap and per-user scores: the mean
-    of the seed x user scores and their stratified interval), the IQM, the paper's number."""
+    """Per (variant, metric): the estimate over seeds x users and its interval, the IQM, the paper's number."""
     main = reference.primary(paper).to_dict("index")  # (variant, metric) -> value, approximate, source
     other = reference.others(paper).set_index(["variant", "metric"]).to_dict("index")
     in_paper = {v for v, _ in main}
     rows = []
     for v in variants:
         for m in metrics:
-            ci = stats.interval(values.loc[(values["variant"] == v) & (values["metric"] == m), "value"], method, level)
             ref, alt = main.get((v, m), {}), other.get((v, m), {})
             rows.append({
-                "variant": v, "label": labels[v], "group": groups[v], "metric": m, "n": ci.n, "mean": ci.mean,
-                "ci_low": ci.low, "ci_high": ci.high, "not_applicable": na.get((v, m), ""),
+                "variant": v, "label": labels[v], "group": groups[v], "metric": m,
+                "not_applicable": na.get((v, m), ""),
                 "paper": ref.get("value", math.nan), "paper_approximate": bool(ref.get("approximate", False)),
                 "paper_source": ref.get("source", ""), "in_paper": v in in_paper,
                 "other_paper": alt.get("value", math.nan), "other_source": alt.get("source", ""),
                 "stale": v in stale,
             })
-    df = scores.robust_columns(found, pd.DataFrame(rows), method, level)
+    df = scores.estimate_columns(found, pd.DataFrame(rows), method, level)
     df["paper_in_ci"] = (df["ci_low"] <= df["paper"]) & (df["paper"] <= df["ci_high"])
     return df
 
 
-def paired_differences(values: pd.DataFrame, variants: list[str], metrics: list[str], na: dict,
-                       stale: dict[str, list[int]], method: str, level: float, found: scores.Scores) -> pd.DataFrame:
-    """Variant minus CPEP per seed both have; with --ci bootstrap, per (seed, user) both have where recorded."""
-    def by_seed(v, m):
-        sel = values[(values["variant"] == v) & (values["metric"] == m)]
-        return dict(zip(sel["seed"], sel["value"]))
-
+def paired_differences(variants: list[str], metrics: list[str], na: dict, stale: dict[str, list[int]], method: str,
+                       level: float, alpha: float, test: str, found: scores.Scores) -> pd.DataFrame:
+    """Variant minus CPEP on the seeds (and users) both have, with the p-value of no difference by `test`, unadjusted
+    and Holm-adjusted over the table (every variant and metric): `significant` and `significant_holm` at `alpha`."""
     rows = []
     for v in variants if REFERENCE_VARIANT in variants else []:
         if v == REFERENCE_VARIANT:
             continue
         for m in metrics:
-            ci, seeds = stats.paired(by_seed(v, m), by_seed(REFERENCE_VARIANT, m), method, level)
-            by_user = scores.paired_stratified(found, v, REFERENCE_VARIANT, m, level) if method == "bootstrap" else None
-            ci = by_user or ci
+            ci, by_user, seeds = scores.compare(found, ((v, m), (REFERENCE_VARIANT, m)), stats.difference_of, method,
+                                                level, 0.0, test)
             stale_pairs = set(seeds) & set(stale.get(v, []) + stale.get(REFERENCE_VARIANT, []))
             rows.append({"variant": v, "metric": m, "n": ci.n, "seeds": " ".join(map(str, seeds)),
-                         "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high,
-                         "excludes_zero": ci.excludes_zero,
+                         "mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high, "excludes_zero": ci.excludes_zero,
+                         "p": ci.p,
                          "not_applicable": na.get((v, m)) or na.get((REFERENCE_VARIANT, m), ""),
-                         "stale": bool(stale_pairs), "unit": scores.UNITS[by_user is not None]})
-    return pd.DataFrame(rows, columns=["variant", "metric", "n", "seeds", "mean", "ci_low", "ci_high",
-                                       "excludes_zero", "not_applicable", "stale", "unit"])
+                         "stale": bool(stale_pairs), "unit": scores.UNITS[by_user]})
+    df = pd.DataFrame(rows, columns=["variant", "metric", "n", "seeds", "mean", "ci_low", "ci_high", "excludes_zero",
+                                     "p", "not_applicable", "stale", "unit"])
+    df["p_holm"] = significance.holm(df["p"])
+    df["significant"] = df["p"] < alpha
+    df["significant_holm"] = df["p_holm"] < alpha
+    return df
 
 
-def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per metric: does our ranking of the variants (by mean) agree with the paper's?"""
-    rows, tau = [], {}
+def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, dict[str, float], dict[str, float]]:
+    """Per metric: does our ranking of the variants (by their estimates) agree with the paper's? Kendall's tau and
+    its one-sided p-value (stats.agreement_p) per metric."""
+    rows, tau, tau_p = [], {}, {}
     for m in metrics:
         sub = summary[(summary["metric"] == m) & summary["paper"].notna()]
         paper = dict(zip(sub["variant"], sub["paper"]))
@@ -125,13 +124,14 @@ def ordering(summary: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, d
         if len(set(paper) & set(ours)) < 2:
             continue
         tau[m], pairs = stats.rank_agreement(ours, paper)
+        tau_p[m] = stats.agreement_p(ours, paper)
         stale = set(sub.loc[sub["stale"], "variant"])
         rows += [{"metric": m, "first": p.first, "second": p.second, "paper_first": paper[p.first],
                   "paper_second": paper[p.second], "ours_first": ours[p.first], "ours_second": ours[p.second],
                   "verdict": p.verdict, "stale": bool({p.first, p.second} & stale)} for p in pairs]
     columns = ["metric", "first", "second", "paper_first", "paper_second", "ours_first", "ours_second", "verdict",
                "stale"]
-    return pd.DataFrame(rows, columns=columns), tau
+    return pd.DataFrame(rows, columns=columns), tau, tau_p
 
 
 def _reason(record: dict) -> str:
@@ -226,14 +226,46 @@ def current(records: list[dict], reuse_stale: bool) -> list[dict]:
     return out
 
 
+def check_options(method: str, level: float, alpha: float | None, test: str) -> float:
+    """The options' values checked (one line each when wrong); returns alpha (1 - level when not given)."""
+    if method not in stats.CI_METHODS:
+        raise UserError(f"--ci takes {', '.join(stats.CI_METHODS)}, not {method!r}")
+    if not 0 < level < 1:
+        raise UserError(f"--level must lie between 0 and 1 (e.g. 0.95), not {level}")
+    if test not in significance.TESTS:
+        raise UserError(f"--test takes {' or '.join(significance.TESTS)}, not {test!r}")
+    alpha = round(1 - level, 12) if alpha is None else alpha
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha must lie between 0 and 1 (e.g. 0.05), not {alpha}")
+    return alpha
+
+
+def check_method(method: str, records: list[dict]) -> None:
+    """An interval is printed only where its coverage was measured (stats.MIN_SEEDS, docs/statistics.md): one line
+    where the records' seeds are fewer than the method serves on data like theirs."""
+    done = [r for r in records if r["status"] == "done"]
+    most = max([sum(1 for r in done if r["variant"] == v) for v in {r["variant"] for r in done}], default=0)
+    crossed = len({r["seed"] for r in done}) > 1 and len({scores.cohort(r) for r in done}) == 1
+    needed = stats.least_seeds(method, crossed)
+    if needed is None:
+        raise UserError(f"--ci {method} resamples the seeds only, and every seed here tests the same users: its "
+                        f"interval would leave out who is tested (use --ci t or --ci bootstrap)")
+    if method != "t" and most and max(most, 2) < needed:  # t: rows below its seeds print no interval, and say so
+        raise UserError(f"--ci {method} needs {needed} seeds or more on this data (with fewer its 95 % interval "
+                        f"covers less than 90 % of the time: docs/statistics.md); these records have {most}: use "
+                        f"--ci t")
+
+
 def build(suite: Suite, records: list[dict], method: str = "t", level: float = 0.95,
-          reuse_stale: bool = False) -> Report:
+          reuse_stale: bool = False, alpha: float | None = None, test: str = "interval") -> Report:
     """The report of one data identity's records (select.pick_identity)."""
+    alpha = check_options(method, level, alpha, test)
     if not records:
         raise UserError(f"no records of suite {suite.name!r}")
     if len({select.data_key(r) for r in records}) > 1:
         raise UserError(f"suite {suite.name!r}: records of several data identities never share a report")
     records = current(records, reuse_stale)
+    check_method(method, records)
     dataset = records[0]["dataset"]
     variants, labels, groups = variant_order(suite, records)
     metrics = metric_order(records)
@@ -241,10 +273,10 @@ def build(suite: Suite, records: list[dict], method: str = "t", level: float = 0
     done = {v: sorted(r["seed"] for r in records if r["variant"] == v and r["status"] == "done") for v in variants}
     stale = stale_seeds(records, variants)
     values, na = values_frame(records), not_applicable(records)
-    found = scores.Scores(values, scores.users_frame(records))
+    found = scores.Scores.of(records, values)
     paper = reference.load(dataset, records[0]["config"]["data"]["vocab"])
-    summary = summarise(values, variants, labels, groups, metrics, na, stale, paper, method, level, found)
-    order, tau = ordering(summary, metrics)
+    summary = summarise(variants, labels, groups, metrics, na, stale, paper, method, level, found)
+    order, tau, tau_p = ordering(summary, metrics)
     notes = []
     unrun = sorted(set(suite.seeds) - set(seeds))
     if unrun:
@@ -253,15 +285,20 @@ def build(suite: Suite, records: list[dict], method: str = "t", level: float = 0
                      f"(`cpep-bench run --suite {suite.name} --seeds ...` runs them)")
     notes += config_differences(records, suite)
     notes += [n for n in [select.environment_note(records)] if n]
+    better = scores.improvement_table(found, variants, metrics, method, level, test)
+    family = (better["b"] == REFERENCE_VARIANT) & (better["a"] != REFERENCE_VARIANT)
+    better["p_holm"] = significance.holm(better["p"].where(family))
+    settings = claims.Settings(method, level, alpha, test)
     return Report(suite=suite.name, dataset=dataset, data=select.describe(select.data_key(records[0]), records),
                   method=method, level=level, variants=variants, labels=labels,
                   groups=groups, metrics=metrics, seeds=seeds, done=done, stale=stale, values=values, summary=summary,
-                  differences=paired_differences(values, variants, metrics, na, stale, method, level, found),
+                  differences=paired_differences(variants, metrics, na, stale, method, level, alpha, test, found),
                   ordering=order, tau=tau, incomplete=incomplete_runs(records, variants, seeds),
                   curves=curves_frame(records, labels), notes=notes, chance=chance_levels(records, metrics),
-                  variance=variance.by_source(values, metrics),
-                  improvement=scores.improvement_table(found, variants, metrics, level),
-                  claims=claims.table(found, records, claims.sweeps(values), level, paper))
+                  variance=variance.by_source(values, metrics), improvement=better,
+                  claims=claims.table(found, records, claims.sweeps(values), settings, paper),
+                  alpha=alpha, test=test, tau_p=tau_p,
+                  profiles=scores.profiles(found, variants, metrics, method, level))
 
 
 # output
@@ -285,8 +322,10 @@ def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Pa
         files["incomplete.csv"] = report.incomplete.to_csv(index=False)
         files["improvement.csv"] = report.improvement.to_csv(index=False)
         files["claims.csv"] = report.claims.to_csv(index=False)
+        if not report.profiles.empty:
+            files["profiles.csv"] = report.profiles.to_csv(index=False)
     if "md" in formats:
-        files["claims.md"] = claims.markdown(report.claims, report.level)
+        files["claims.md"] = claims.markdown(report.claims, claims.settings_of(report))
     if not report.variance.empty:
         if "md" in formats:
             files["variance.md"] = variance.markdown(report)
@@ -351,19 +390,16 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def show(suite: Suite, store: Store, console: Console, out: Path | None = None, formats: tuple[str, ...] = FORMATS,
          method: str = "t", level: float = 0.95, data: str | None = None, figures: bool = True,
          data_root: Path | None = None, data_id: str | None = None, reuse_stale: bool = False,
-         full: bool = False) -> Path:
+         full: bool = False, alpha: float | None = None, test: str = "interval") -> Path:
     """Build the report of one data identity's records (select.pick_identity), write its files under `out`, print
     it (the main table and the claims; with `full`, every table); returns `out`."""
-    if method not in stats.CI_METHODS:
-        raise UserError(f"--ci takes {' or '.join(stats.CI_METHODS)}, not {method!r}")
-    if not 0 < level < 1:
-        raise UserError(f"--level must lie between 0 and 1 (e.g. 0.95), not {level}")
+    check_options(method, level, alpha, test)
     records = records_table.load(store, suite.name)  # rebuilt from the JSON records first
     if not records:
         raise UserError(f"no results for suite {suite.name!r} in {store.root} "
                         f"(run `cpep-bench run --suite {suite.name}` first)")
     records = select.pick_identity(records, suite.name, data, data_root, data_id)
-    report = build(suite, records, method, level, reuse_stale)
+    report = build(suite, records, method, level, reuse_stale, alpha, test)
     out = Path(out) if out is not None else store.root / "report" / suite.name / report.data.split(" ")[0]
     written = write_tables(report, out, formats)
     written.append(write_provenance(report, records, out))

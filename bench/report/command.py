@@ -27,10 +27,18 @@ def report(
     format_: str = typer.Option("md,tex,csv,html", "--format",
                                 help="Files to write: any of md, tex, csv, html (report.html: one self-contained "
                                      "page); figures are always written, as PNG and SVG."),
-    ci: str = typer.Option("t", help="Confidence interval of the means: t (Student t over seeds) or bootstrap "
-                                     "(percentile, stratified: seeds, then each seed's held-out users, where the "
-                                     "records have per-user scores; seeds only otherwise)."),
+    ci: str = typer.Option("t", help="Confidence intervals: t (Student t over the seeds' estimates, plus the users' "
+                                     "variance where every seed tests the same users), bootstrap (hierarchical "
+                                     "percentile: seeds, then users; 10 seeds or more) or bca (BCa over the seeds' "
+                                     "estimates; 10 seeds or more, users drawn per seed). docs/statistics.md has "
+                                     "their measured coverage."),
     level: float = typer.Option(0.95, help="Confidence level of the intervals."),
+    alpha: Optional[float] = typer.Option(None, help="Level of the tests behind the claims' verdicts (before and "
+                                                     "after Holm's adjustment) and the tables' significance marks "
+                                                     "(default: 1 - level)."),
+    test: str = typer.Option("interval", help="What gives a comparison's p-value: interval (the level at which its "
+                                              "interval reaches the null value) or permutation (sign flips of the "
+                                              "seeds' paired differences, exact)."),
     full: bool = typer.Option(False, "--full", help="Print every table (IQM, paired differences, P(variant > "
                                                     "CPEP), ordering against the paper) instead of the main table "
                                                     "and the claims."),
@@ -44,4 +52,5 @@ def report(
     formats = report_module.parse_formats(format_)
     store = runs_store(runs_dir)
     report_module.show(suites.load(suite), store, console, out=out, formats=formats, method=ci, level=level,
-                       data=data, data_root=data_root, data_id=data_id, reuse_stale=reuse_stale, full=full)
+                       data=data, data_root=data_root, data_id=data_id, reuse_stale=reuse_stale, full=full,
+                       alpha=alpha, test=test)

@@ -245,6 +245,33 @@ def user_variability(report: Report, out: Path) -> list[Path]:
                   out, (ticks, [str(t) for t in ticks]))
 
 
+def profiles(report: Report, out: Path) -> list[Path]:
+    """Performance profiles (rliable's): per metric and variant, the fraction of held-out users scoring above each
+    threshold, averaged over seeds, with the report's interval as a band; chance dashed."""
+    df = report.profiles
+    if df.empty:
+        return []
+    metrics = [m for m in report.metrics if m in set(df["metric"])]
+    fig, axes = _panels(len(metrics), min(2, len(metrics)), 3.0, 1.4)
+    for metric, ax in zip(metrics, axes):
+        sub = df[df["metric"] == metric]
+        for variant in [v for v in report.variants if v in set(sub["variant"])]:
+            g = sub[sub["variant"] == variant].sort_values("threshold")
+            (line,) = ax.plot(g["threshold"], g["fraction"], linewidth=1,
+                              label=marked(report.labels[variant], variant in report.stale))
+            ax.fill_between(g["threshold"], g["low"], g["high"], color=line.get_color(), alpha=0.15, linewidth=0)
+        _chance(ax, report, metric, vertical=True)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(metric_name(metric))
+        ax.set_xlabel("balanced accuracy threshold")
+    axes[0].set_ylabel("fraction of users above")
+    how = scores.describe(report.summary, report.method, report.level)
+    return _finish(fig, axes, f"performance profiles: the fraction of each seed's held-out users scoring above a "
+                   f"threshold, averaged over seeds; band: {how}; dashed: chance\n{report.suite} on {report.dataset}",
+                   "profiles", out)
+
+
 FEW_SHOT = re.compile(r"lp_k(\d+)_(id|unseen)$")  # bench/metrics/few_shot.py's record keys
 CLASSES = {"id": "in-distribution", "unseen": "unseen"}
 
@@ -278,4 +305,4 @@ def few_shot(report: Report, out: Path) -> list[Path]:
 def write_all(report: Report, out: Path) -> list[Path]:
     with sns.axes_style("whitegrid"), sns.plotting_context("paper"):
         return (bars(report, out) + patch_length(report, out) + training_curves(report, out) + few_shot(report, out)
-                + data_fraction(report, out) + user_variability(report, out))
+                + data_fraction(report, out) + user_variability(report, out) + profiles(report, out))

@@ -61,6 +61,10 @@ class Report:
     variance: pd.DataFrame = field(default_factory=pd.DataFrame)  # per seed source that varies alone (bench.report.variance)
     improvement: pd.DataFrame = field(default_factory=pd.DataFrame)  # P(A > B) per ordered pair of variants, metric
     claims: pd.DataFrame = field(default_factory=pd.DataFrame)  # the paper's claims checked (bench.report.claims)
+    alpha: float = 0.05  # the level of the tests: the claims' verdicts and the tables' significance marks
+    test: str = "interval"  # what gives a comparison's p-value (bench.report.significance.TESTS)
+    tau_p: dict[str, float] = field(default_factory=dict)  # one-sided p-value of Kendall's tau > 0, per metric
+    profiles: pd.DataFrame = field(default_factory=pd.DataFrame)  # performance profiles (bench.report.scores)
 
     @property
     def published(self) -> bool:

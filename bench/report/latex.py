@@ -31,9 +31,9 @@ def _unpublished(report: Report) -> list[str]:
 
 
 def _table(columns: str, header: list[str], rows: list[list[str]], caption: str, label: str,
-           group: str = "", rule: int | None = None) -> str:
+           group: str = "", rule: int | None = None, size: str = r"\small") -> str:
     """`header` is LaTeX already; `rows` and `caption` are escaped here (the caption by its caller)."""
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{columns}}}", r"\toprule"]
+    lines = [r"\begin{table}[t]", r"\centering", size, rf"\begin{{tabular}}{{{columns}}}", r"\toprule"]
     if group:
         lines.append(group)
     lines += [" & ".join(header) + r" \\", r"\midrule"]
@@ -79,7 +79,7 @@ def _per_metric(report: Report, found: list[dict], count: str, cell, title: str,
 
 
 def iqm(report: Report) -> str:
-    """iqm.tex: per variant and metric, the IQM of the seed x user scores and its stratified interval."""
+    """iqm.tex: per variant and metric, the IQM of each seed's held-out users averaged over seeds, and its interval."""
     return _per_metric(report, tables.main_rows(report), "seeds", lambda r, m: r["iqm"][m],
                        "Interquartile mean of balanced accuracy", tables.iqm_notes(report), "iqm")
 
@@ -91,16 +91,18 @@ def differences(report: Report) -> str:
 
 
 def improvement(report: Report) -> str:
-    """improvement.tex: P(variant > CPEP) and its stratified interval."""
+    """improvement.tex: P(variant > CPEP) and its interval."""
     return _per_metric(report, tables.improvement_rows(report), "strata", lambda r, m: r["cells"][m][0],
                        "Probability of improvement over CPEP", tables.improvement_notes(report), "improvement")
 
 
 def claims(report: Report) -> str:
-    """claims.tex: the paper's claims, each with our estimate, its interval and the verdict."""
-    columns = ["claim", "paper", "measured", "interval", "verdict"]
-    rows = [[str(r[c]) for c in columns] for _, r in report.claims.iterrows()]
+    """claims.tex: the paper's claims, each with our estimate, its interval, its p-value, the verdict before and
+    after Holm's adjustment, the size check and what the run can detect."""
+    shown = paper_claims.SHOWN
+    rows = [[str(r[c]) for c in shown] for _, r in report.claims.iterrows()]
     caption = _caption(f"The papers' claims checked on the {report.suite} suite.",
-                       _unpublished(report) + paper_claims.notes(report.claims, report.level))
-    return _table(r"p{0.4\linewidth}llll", [c.capitalize() for c in columns], rows, caption,
-                  f"tab:{report.suite}-claims")
+                       _unpublished(report) + paper_claims.notes(report.claims, paper_claims.settings_of(report)))
+    columns = r"p{0.2\linewidth}" + "l" * 9 + r"p{0.14\linewidth}"
+    return _table(columns, [tex(c[0].upper() + c[1:]) for c in shown.values()], rows, caption,
+                  f"tab:{report.suite}-claims", size=r"\scriptsize")

@@ -12,18 +12,18 @@ from rich.console import Console, Group
 from rich.table import Column, Table
 from rich.text import Text
 
-from bench.report import claims, scores, stats
-from bench.report.frames import REFERENCE_VARIANT, STALE, Report, metric_name
+from bench.report import claims, scores, significance, stats
+from bench.report.frames import CLASS_SETS, REFERENCE_VARIANT, STALE, Report, metric_name
 
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 def unpublished_note(report: Report) -> str:
     return (f"No published reference for {report.dataset} data read this way: our numbers alone (the paper's "
             f"numbers are shown beside runs on emg2pose with its gesture vocabulary; results/README.md says how to "
             f"add a reference for other data).")
-SIGNIFICANT = "*"
-IMPROVEMENT_NOTE = ("P(variant > CPEP): the fraction of matched (seed, held-out user) pairs on which the variant "
-                    "scores above CPEP, a tie counting one half (rliable's probability of improvement); 0.5: no "
-                    f"difference; {SIGNIFICANT}: the interval excludes 0.5; strata: the matched pairs.")
+IMPROVEMENT_NOTE = ("P(variant > CPEP): the paired win rate, the fraction of each seed's held-out users on which the "
+                    "variant scores above CPEP (a tie counting one half), averaged over the seeds; rliable's "
+                    "probability of improvement compares every run of one with every run of the other instead, which "
+                    "is the same only with one seed. 0.5: no difference; strata: the matched (seed, user) pairs.")
 PAIR_STALE = "the variant's or CPEP's result on one of the shared seeds is stale"
 BOUNDS_NOTE = ("floor and ceiling (last rows): the same linear probe on features computed without learning, EMG "
                "log-power (floor) and the pose itself (ceiling), on the same windows; they have no paper numbers.")
@@ -44,13 +44,13 @@ def stale_note(report: Report, marked_rows: str = "the variant has stale results
 
 
 def estimate(mean: float, low: float, high: float, n: int, method: str, signed: bool = False) -> str:
-    """'0.740 ± 0.099' (t), '0.740 [0.700, 0.780]' (bootstrap), '0.740 (n=1)', or 'no result'."""
+    """'0.740 ± 0.099' (t), '0.740 [0.700, 0.780]' (bootstrap, bca), '0.740 (n=k)' (no interval), 'no result'."""
     if n == 0:
         return "no result"
     f = "{:+.3f}" if signed else "{:.3f}"
     mean = round(mean, 3) + 0.0  # no "-0.000"
     if n == 1 or math.isnan(low):
-        return f"{f.format(mean)} (n=1)"
+        return f"{f.format(mean)} (n={n})"
     if method == "t":
         return f"{f.format(mean)} ± {(high - low) / 2:.3f}"
     return f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
@@ -95,7 +95,7 @@ def main_rows(report: Report) -> list[dict]:
                 ours = iqm[m] = na_cell(marks, r.not_applicable)
             else:
                 ours = estimate(r["mean"], r.ci_low, r.ci_high, r.n, report.method)
-                iqm[m] = estimate(r.iqm, r.iqm_low, r.iqm_high, r.n, "bootstrap")
+                iqm[m] = estimate(r.iqm, r.iqm_low, r.iqm_high, r.n, report.method)
                 if 1 < r.n < full_n:
                     ours += f" (n={r.n})"
             cells[m] = (ours, paper_value(r))
@@ -120,9 +120,8 @@ def improvement_rows(report: Report) -> list[dict]:
                 cells[m] = (na_cell(marks, reason) if reason else "no shared seeds", False)
                 continue
             r = found.loc[(variant, m)]
-            text = estimate(r.p_a_above_b, r.ci_low, r.ci_high, len(r.seeds.split()), "bootstrap")
-            significant = bool(r.ci_low > 0.5 or r.ci_high < 0.5)
-            cells[m] = (text + (f" {SIGNIFICANT}" if significant else ""), significant)
+            text = estimate(r.p_a_above_b, r.ci_low, r.ci_high, len(r.seeds.split()), report.method)
+            cells[m] = (text + significance.mark(r.p, r.p_holm, report.alpha), bool(r.p_holm < report.alpha))
             stale |= bool(stale_seeds & set(map(int, r.seeds.split())))
         rows.append({"variant": variant, "label": marked(report.labels[variant], stale), "cells": cells,
                      "strata": str(found.loc[variant, "strata"].max()), "bound": report.is_bound(variant),
@@ -144,7 +143,7 @@ def difference_rows(report: Report) -> list[dict]:
                 cells[m] = ("no shared seeds", False)
             else:
                 text = estimate(r["mean"], r.ci_low, r.ci_high, r.n, report.method, signed=True)
-                cells[m] = (text + (f" {SIGNIFICANT}" if r.excludes_zero else ""), bool(r.excludes_zero))
+                cells[m] = (text + significance.mark(r.p, r.p_holm, report.alpha), bool(r.significant_holm))
         pairs = int(sub["n"].max()) if len(sub) else 0
         label = marked(report.labels[variant], sub["stale"].any())
         rows.append({"variant": variant, "label": label, "pairs": str(pairs), "cells": cells,
@@ -173,15 +172,15 @@ def count_notes(cells: Iterable[str]) -> list[str]:
     found = {int(k) for cell in cells for k in re.findall(r"\(n=(\d+)\)", cell)}
     notes = ["(n=1): one seed only (in a comparison: one seed both have), so no interval."] if 1 in found else []
     if found - {1}:
-        notes.append("(n=k) after an interval: that metric has a result on only k of the variant's n seeds.")
+        notes.append("(n=k): k seeds; after an interval, that metric has a result on only k of the variant's n "
+                     "seeds; without one, k is fewer seeds than the interval method serves.")
     return notes
 
 
 def main_notes(report: Report) -> list[str]:
     """What the main table's cells (mean and paper columns) and marks mean."""
-    users = report.method == "bootstrap" and (report.summary["unit"] == scores.UNITS[True]).any()
     notes = [scores.interval_text(report.summary, report.method, report.level) + ".", seeds_note(report)]
-    notes += scores.fallback_notes(report.summary) if users else []
+    notes += scores.fallback_notes(report.summary)
     summary = report.summary
     if summary["paper_approximate"].any():
         notes.append("paper: ~ marks a number read off a figure by a third party (results/emg2pose.csv).")
@@ -212,20 +211,18 @@ def main_notes(report: Report) -> list[str]:
 
 def iqm_notes(report: Report) -> list[str]:
     """What the IQM cells and their marks mean."""
-    notes = [scores.iqm_note(report.level), seeds_note(report)] + scores.fallback_notes(report.summary)
+    notes = [scores.iqm_note(report.summary, report.method, report.level), seeds_note(report)]
+    notes += scores.fallback_notes(report.summary) + na_notes(report) + stale_note(report)
     notes += count_notes(c for r in main_rows(report) for c in r["iqm"].values())
-    notes += na_notes(report) + stale_note(report)
     return notes + ([BOUNDS_NOTE] if any(report.is_bound(v) for v in report.variants) else [])
 
 
 def difference_notes(report: Report) -> list[str]:
     """What the paired differences and their marks mean."""
-    users = (report.differences["unit"] == scores.UNITS[True]).any()
-    how = (f"{stats.describe(report.method, report.level)}, of the per-seed differences"
-           + ("; where both have per-user scores, the mean of the per-(seed, user) differences and its "
-              f"{stats.describe_stratified(report.level)}." if users else "."))
-    notes = [f"variant minus CPEP on the seeds both have (pairs: how many); {SIGNIFICANT}: the interval excludes "
-             f"zero.", how]
+    how = (f"{scores.describe(report.summary, report.method, report.level)}, of each seed's mean difference over "
+           f"the held-out users both have (the seeds' overall scores where a record has no per-user breakdown).")
+    notes = ["variant minus CPEP on the seeds both have (pairs: how many).", how,
+             significance.marks_note(report.alpha, report.test, "no difference")]
     notes += count_notes(r["cells"][m][0] for r in difference_rows(report) for m in report.metrics)
     notes += na_notes(report)
     return notes + (stale_note(report, PAIR_STALE) if report.differences["stale"].any() else [])
@@ -234,9 +231,10 @@ def difference_notes(report: Report) -> list[str]:
 def improvement_notes(report: Report) -> list[str]:
     """What the P(variant > CPEP) cells and their marks mean."""
     rows = improvement_rows(report)
-    notes = [IMPROVEMENT_NOTE, f"{stats.describe_stratified(report.level)}; every pair of variants is in "
-                               f"improvement.csv."] + scores.fallback_notes(report.summary)
-    notes += count_notes(r["cells"][m][0] for r in rows for m in report.metrics)
+    how = scores.describe(report.summary, report.method, report.level)
+    notes = [IMPROVEMENT_NOTE, f"{how}; every pair of variants is in improvement.csv.",
+             significance.marks_note(report.alpha, report.test, "0.5")]
+    notes += scores.fallback_notes(report.summary) + count_notes(r["cells"][m][0] for r in rows for m in report.metrics)
     notes += na_notes(report)
     return notes + (stale_note(report, PAIR_STALE) if any(r["stale"] for r in rows) else [])
 
@@ -248,6 +246,8 @@ def ordering_lines(report: Report) -> list[str]:
         sub = report.ordering[report.ordering["metric"] == m]
         count = sub["verdict"].value_counts()
         tau_text = "undefined" if math.isnan(tau) else f"{tau:+.2f}"
+        if not math.isnan(p := report.tau_p.get(m, math.nan)):
+            tau_text += f" (one-sided p = {p:.3g} that an order unrelated to the paper's agrees as well)"
         ties = "".join(f", {count[t]} {t}" for t in ("tied here", "tied in the paper") if count.get(t))
         line = (f"{metric_name(m)}: Kendall tau = {tau_text} over {len(set(sub['first']) | set(sub['second']))} "
                 f"variants; of {len(sub)} pairs, {count.get('agrees', 0)} in the paper's order, "
@@ -256,7 +256,7 @@ def ordering_lines(report: Report) -> list[str]:
                      f"{marked(r.second, r.second in report.stale)}"
                      for r in sub.itertuples() if r.verdict == "disagrees"]
         lines.append(line + (f"; reversed (the paper's order shown): {', '.join(reversed_)}" if reversed_ else ""))
-    return lines
+    return lines + [stats.AGREEMENT_NOTE] if lines else lines
 
 
 def footer(report: Report) -> list[str]:
@@ -385,7 +385,7 @@ def print_report(report: Report, console: Console) -> None:
     if better:
         _print_tables(console, "P(variant > CPEP)", "method", "strata", better, report.metrics, _difference_cell)
         console.print(_notes(improvement_notes(report)))
-    claims.print_claims(report.claims, console, report.level)
+    claims.print_claims(report.claims, console, claims.settings_of(report))
     lines = ordering_lines(report)
     if lines:
         console.print(Group(Text("ordering against the paper", style="bold"), _notes(lines, "")))
