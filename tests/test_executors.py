@@ -3,7 +3,10 @@ and the progress of a sweep off a terminal."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -87,6 +90,32 @@ def test_status_watch_follows_a_sweep_until_every_run_has_ended(make_results, tm
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_worker_killed_in_the_middle_of_a_stage_fails_that_stage_and_the_sweep_goes_on(make_results, tmp_path):
+    results = make_results(tmp_path / "results")
+    args = ["--suite", "smoke", "--variants", "pose_mae,emg_log_power", *tiny_args(), "--set", "mae.epochs=5000",
+            "--jobs", "2"]
+    proc = subprocess.Popen([*CLI, "run", *args, "--runs-dir", str(results)], stdout=subprocess.PIPE, text=True)
+    try:
+        def training():
+            path = next(results.glob("stages/pose_mae-*/progress.json"), None)
+            progress = json.loads(path.read_text()) if path else {}
+            return progress if progress.get("epoch") else None
+
+        worker = wait_for(training, START_S, "pose_mae to train an epoch in a worker process")["worker"]["pid"]
+        assert worker != proc.pid
+        os.kill(worker, signal.SIGKILL)  # as the out-of-memory killer would
+        out, _ = proc.communicate(timeout=START_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1 and "1 of 2 runs failed" in out
+    recs = records(results)
+    assert recs["pose_mae/seed-0"]["status"] == "failed"
+    assert recs["pose_mae/seed-0"]["error"].startswith("pose_mae: its worker process ended without a result (exit "
+                                                       "code -9: killed, or out of memory?)")
+    assert recs["emg_log_power/seed-0"]["status"] == "done"
 
 
 @pytest.mark.parametrize("args, text", [

@@ -194,7 +194,7 @@ def test_status_follows_a_submission_and_cancel_stops_it(cluster, make_results, 
 
     def once_training():
         rows = statuses()
-        return rows if rows["cpep/seed-0"].status == "running" and "epoch" in rows["cpep/seed-0"].detail else None
+        return rows if rows["cpep/seed-0"].status == "running" and rows["cpep/seed-0"].epoch else None
 
     rows = wait_for(once_training, JOB_S, "cpep/seed-0 to be running an epoch of its first stage", every=0.5)
     row = rows["cpep/seed-0"]

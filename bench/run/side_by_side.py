@@ -88,6 +88,8 @@ class SideBySide:
     def start(self, stage: Stage) -> None:
         share = next(i for i in range(len(self.shares)) if i not in self.busy)
         if share not in self.workers or not self.workers[share][0].is_alive():
+            if share in self.workers:
+                self.workers[share][1].close()
             context = multiprocessing.get_context("spawn")
             here, there = context.Pipe()
             process = context.Process(target=_serve, args=(str(self.store.root), self.shares[share],
@@ -108,16 +110,19 @@ class SideBySide:
         ended = []
         for share, stage in list(self.busy.items()):
             process, pipe = self.workers[share]
-            if pipe.poll():
-                outcome = pipe.recv()
-            elif not process.is_alive():
-                process.join()
+            try:
+                outcome = pipe.recv() if pipe.poll() else None
+                gone = outcome is None and not process.is_alive()
+            except (EOFError, OSError):  # its end of the pipe closed: the worker is gone
+                outcome, gone = None, True
+            if outcome is None:
+                if not gone:
+                    continue
+                process.join(timeout=60)
                 reason = (f"{stage.kind}: its worker process ended without a result (exit code {process.exitcode}: "
                           f"killed, or out of memory?)")
                 self.store.mark_failed(stage, reason)
                 outcome = ("failed", reason)
-            else:
-                continue
             del self.busy[share]
             if outcome[0] == "disk full":
                 self.stop()

@@ -195,8 +195,11 @@ def show_status(store: Store, suite: str, console: Console, data_id: str | None 
         return found.rows
     from rich.live import Live
     with Live(render(found, suite, store), console=console, auto_refresh=False) as live:
-        while any(r.status in ACTIVE for r in found.rows):
-            time.sleep(every)
-            found = full_status(store, suite, data_id)
-            live.update(render(found, suite, store), refresh=True)
+        try:
+            while any(r.status in ACTIVE for r in found.rows):
+                time.sleep(every)
+                found = full_status(store, suite, data_id)
+                live.update(render(found, suite, store), refresh=True)
+        except KeyboardInterrupt:  # stops watching, nothing else
+            pass
     return found.rows
