@@ -28,27 +28,30 @@ data_app = typer.Typer(help="Create datasets in the emg2pose format, or check em
 app.add_typer(data_app, name="data")
 
 
-def precision(device: str, gpus: bool) -> str:
-    """The precision the runs will train at where they run: bf16 on a GPU (here, or in the SLURM profile's jobs)."""
+def precision(device: str, gpus: bool | None) -> str:
+    """The precision a stage will compute at where it runs: bf16 on a GPU (here, or where the executor sends it),
+    float32 on a CPU; `gpus` None: decided here, by train.device."""
     if device == "cpu":
         return "float32"
     if device.startswith("cuda") or gpus:
         return "bf16"
+    if gpus is False:
+        return "float32"
     from bench.run.provenance import precision as of_device
     from cpep.nn.train import pick_device
     return of_device(pick_device("auto"))
 
 
 def selection(suite_name: str, data: str, data_root: Optional[Path], seeds: Optional[str],
-              variants: Optional[str], sets: list[str], device: Optional[str], gpus: bool = False,
-              store: Store | None = None) -> list[planner.Run]:
+              variants: Optional[str], sets: list[str], device: Optional[str],
+              executor: plugins.Executor | None = None, store: Store | None = None) -> list[planner.Run]:
     """The runs asked for; with a `store`, stages whose code changed reuse the older outputs (--reuse-stale)."""
-    return plan_selection(suites.load(suite_name), data, data_root, seeds, variants, sets, device, gpus, store)
+    return plan_selection(suites.load(suite_name), data, data_root, seeds, variants, sets, device, executor, store)
 
 
 def plan_selection(suite: suites.Suite, data: str, data_root: Optional[Path], seeds: Optional[str],
-                   variants: Optional[str], sets: list[str], device: Optional[str], gpus: bool = False,
-                   store: Store | None = None) -> list[planner.Run]:
+                   variants: Optional[str], sets: list[str], device: Optional[str],
+                   executor: plugins.Executor | None = None, store: Store | None = None) -> list[planner.Run]:
     overrides = dict(config.parse_assignment(s) for s in sets)
     overrides["data.name"] = data
     if data_root is not None:
@@ -57,8 +60,15 @@ def plan_selection(suite: suites.Suite, data: str, data_root: Optional[Path], se
         overrides["train.device"] = device
     names = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
     device_setting = plugins.resolve(suite.overrides, overrides)["train"]["device"]
-    return planner.plan(suite, suites.parse_seeds(seeds) if seeds else None, names, overrides,
-                        precision(device_setting, gpus), planner.stale_reuse(store) if store else None)
+    at = {}
+
+    def precision_of(kind: str) -> str:
+        if kind not in at:
+            at[kind] = precision(device_setting, executor.gpus(kind) if executor else None)
+        return at[kind]
+
+    return planner.plan(suite, suites.parse_seeds(seeds) if seeds else None, names, overrides, precision_of,
+                        planner.stale_reuse(store) if store else None)
 
 
 def preflight(runs: list[planner.Run], store: Store) -> None:
@@ -87,14 +97,19 @@ def run(
     variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
     set_: list[str] = Sets,
     device: Optional[str] = Device,
-    executor: str = typer.Option("local", help="local (sequential, here) or slurm (job arrays via submitit)."),
-    profile: Optional[str] = typer.Option(None, help="SLURM cluster profile: a name in slurm/profiles or a TOML path."),
-    wait: bool = typer.Option(False, "--wait/--no-wait",
-                              help="With --executor slurm: follow the jobs until they finish, one line per run. "
-                                   "Without it, submit, print the job ids and return."),
+    executor: str = typer.Option("local", help="Executor plug-in: local (here; --jobs), slurm (job arrays via "
+                                               "submitit; --profile, --wait) or one from a plug-in folder."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j",
+                                       help="local: compute this many independent stages at once, each in its own "
+                                            "process on its share of the CPUs (default 1: one after another, here)."),
+    profile: Optional[str] = typer.Option(None, help="slurm: cluster profile, a name in slurm/profiles or a TOML "
+                                                     "path."),
+    wait: Optional[bool] = typer.Option(None, "--wait/--no-wait",
+                                        help="slurm: follow the jobs until they finish, with their progress and a "
+                                             "line per run. Without it, submit, print the job ids and return."),
     wait_timeout: Optional[float] = typer.Option(None, "--wait-timeout", min=0,
-                                                 help="With --wait: stop waiting after this many minutes (the jobs "
-                                                      "go on; exit code 1). Default: no limit."),
+                                                 help="slurm, with --wait: stop waiting after this many minutes (the "
+                                                      "jobs go on; exit code 1). Default: no limit."),
     force: bool = typer.Option(False, "--force", help="Recompute finished runs and their stages."),
     fail_fast: bool = typer.Option(False, "--fail-fast",
                                    help="Stop at the first run that fails (local executor; on SLURM every submitted "
@@ -107,24 +122,17 @@ def run(
     """Train and evaluate every run of a suite (variants x seeds); finished runs are skipped. A stage whose code
     changed since it was made is recomputed (or, with --reuse-stale, reused and marked). Exits 1 when a run
     failed; the traceback is in the failed stage's error.log."""
-    if executor not in ("local", "slurm"):
-        raise UserError(f"unknown executor {executor!r} (choose local or slurm)")
-    if executor == "slurm":
-        from bench.run.slurm import submit
-        from bench.run.slurm.profile import check_available, load_profile
-        slurm_profile = load_profile(profile)
-        check_available()
+    suites.load(suite)  # its plug-in folders (executors among them) are known from here on
+    chosen = plugins.get("executor", executor).configured(
+        {"jobs": jobs, "profile": profile, "wait": wait, "wait_timeout": wait_timeout})
     store = runs_store(runs_dir)
     store.check_writable()
-    gpus = executor == "slurm" and slurm_profile.params.get("slurm_gpus_per_task", 0) > 0
-    runs = selection(suite, data, data_root, seeds, variants, set_, device, gpus, store if reuse_stale else None)
+    runs = selection(suite, data, data_root, seeds, variants, set_, device, chosen, store if reuse_stale else None)
     with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):  # one sweep at a time in a runs directory
-        if executor == "slurm":
-            submit.check_idle(store, runs)
+        chosen.before(runs, store)
         preflight(runs, store)
         try:
-            sweep(runs, store, executor, slurm_profile if executor == "slurm" else None, force, fail_fast, wait,
-                  wait_timeout)
+            sweep(runs, store, chosen, force, fail_fast)
         except (OSError, DiskFull):  # writing failed: the table would not be written either
             raise
         except BaseException:
@@ -139,35 +147,10 @@ def rebuild_table(store: Store) -> None:
     records_table.rebuild(store)
 
 
-def sweep(runs: list[planner.Run], store: Store, executor: str, slurm_profile, force: bool, fail_fast: bool,
-          wait: bool, wait_timeout: Optional[float]) -> None:
+def sweep(runs: list[planner.Run], store: Store, executor: plugins.Executor, force: bool, fail_fast: bool) -> None:
     """The runs not done yet, by the executor; typer.Exit(1) when one failed."""
-    todo = [r for r in runs if force or not store.run_done(r)]
-    stale = sum(r.stale for r in runs)
-    console.print(f"suite {runs[0].suite}: {len(runs)} runs, {len(runs) - len(todo)} already done, "
-                  f"{len(todo)} to do{f', {stale} reusing stages of older code' if stale else ''}; "
-                  f"results in {store.root}")
-    if not todo:
-        return
-    from bench.run import runner
-    runner.prepare(todo, store, force)
-    if executor == "slurm":
-        from bench.run.slurm import submit
-        from bench.run.slurm.watch import WaitStopped
-        try:
-            records = submit.execute(todo, store, slurm_profile, console, wait=wait, timeout_min=wait_timeout)
-        except WaitStopped as stopped:
-            raise typer.Exit(stopped.args[0]) from None
-        if records is None:  # submitted without --wait
-            return
-    else:
-        from bench.executors import local
-        records = local.execute(todo, store, console, fail_fast)
-    failed = [r for r in records if r["status"] != "done"]
-    if failed or len(records) < len(todo):
-        skipped = f", {len(todo) - len(records)} without a record" if len(records) < len(todo) else ""
-        console.print(f"[red]{len(failed)} of {len(records)} runs failed[/red]{skipped}; tracebacks in each failed "
-                      f"stage's error.log (see `cpep-bench status --suite {runs[0].suite}`)")
+    from bench.run import sweep as sweeps
+    if not sweeps.execute(runs, store, executor, console, force, fail_fast):
         raise typer.Exit(1)
 
 
@@ -217,7 +200,7 @@ def evaluate(
         for line in outside.check(runs, store):
             console.print(line, markup=False, highlight=False)
         try:
-            sweep(runs, store, "local", None, force, False, False, None)
+            sweep(runs, store, plugins.get("executor", "local").configured({}), force, False)
         finally:
             rebuild_table(store)
     console.print(f"`cpep-bench report --suite {suite}` shows {variant.name} beside the suite's variants",
@@ -229,12 +212,18 @@ def status(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
     data_id: Optional[str] = typer.Option(None, help="Only the runs on this data identity (<dataset>-<key>, or "
                                                      "its start)."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Keep the table on screen, refreshed, until every run "
+                                                            "has ended (or Ctrl-C)."),
+    interval: float = typer.Option(5.0, "--interval", min=0.1, help="With --watch: seconds between refreshes."),
     runs_dir: Optional[Path] = RunsDir,
 ):
-    """Each run of a suite: queued, running, done, stale (its code changed since), failed (with its reason),
-    interrupted or cancelled, from the records and, for runs submitted with --executor slurm, from squeue."""
+    """Each run of the latest sweep of a suite, queued ones too, and any other run with a record: queued, running,
+    done, stale (its code changed since), failed (with its reason), interrupted, cancelled or blocked (SLURM says
+    its job can never start); the stage it is at, with that stage's epoch, loss and elapsed time, and the time its
+    remaining stages take at the rates so far. From the records, the stages' progress files and what the sweep's
+    executor knows (its processes, or squeue)."""
     from bench.run.status import show_status
-    show_status(runs_store(runs_dir), suites.load(suite).name, console, data_id)
+    show_status(runs_store(runs_dir), suites.load(suite).name, console, data_id, interval if watch else None)
 
 
 @app.command()
@@ -242,10 +231,22 @@ def cancel(
     suite: str = typer.Option(..., "--suite", "-s", help="Suite name or suite TOML file."),
     runs_dir: Optional[Path] = RunsDir,
 ):
-    """Cancel the suite's queued and running SLURM jobs. Records are left as they are: finished runs stay
+    """Stop the suite's latest sweep on each data identity through its executor: SLURM's queued and running jobs
+    are cancelled, a local sweep is interrupted as Ctrl-C would. Records are left as they are: finished runs stay
     finished, and the next `cpep-bench run` redoes the others (resuming from their checkpoints)."""
-    from bench.run.slurm import watch
-    watch.cancel(runs_store(runs_dir), suites.load(suite).name, console)
+    from bench.run import sweep as sweeps
+    store, name = runs_store(runs_dir), suites.load(suite).name
+    stopped = 0
+    for data_dir in sweeps.data_dirs(store, name):
+        found = sweeps.read(store, name, data_dir)
+        if found is None:
+            continue
+        n = plugins.get("executor", found["executor"]).cancel(store, name, data_dir, found, console)
+        if n:
+            sweeps.mark_cancelled(store, found)
+        stopped += n
+    if not stopped:
+        console.print(f"suite {name}: nothing queued or running to cancel")
 
 
 @app.command("config")

@@ -1,11 +1,12 @@
-"""Plug-ins: a method, a dataset, an objective or a metric is one file, found by listing its folder.
+"""Plug-ins: a method, a dataset, an objective, a metric or an executor is one file, found by listing its folder.
 
     bench/methods/NAME.py       class Method(plugins.Method)        stages, embeddings, its configuration sections
     bench/datasets/NAME.py      class Dataset(plugins.Dataset)      channels, pose dimensions, selections, identity
     bench/objectives/NAME.py    class Objective(plugins.Objective)  the alignment loss, chosen by align.objective
     bench/metrics/NAME.py       class Metric(plugins.Metric)        a score, or a decision per window, from embeddings
+    bench/executors/NAME.py     class Executor(plugins.Executor)    where and how a sweep's stages are computed
 
-The file's name is the plug-in's name. More folders with the same four subfolders come from a suite's
+The file's name is the plug-in's name. More folders with the same subfolders come from a suite's
 `plugins = ["DIR"]` or from $CPEP_BENCH_PLUGINS (folders separated by ':'); a name may be defined once.
 
 Every plug-in file is imported to resolve a configuration (it declares its sections), so it imports torch-heavy
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from bench.run.executor import OPTIONS, Executor, Seen  # noqa: F401  (the executor interface, kept beside the run code)
 from cpep import config
 from cpep.errors import ConfigError, UserError
 
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 
     from cpep.nn.train import Training
 
-KINDS = {"method": "methods", "dataset": "datasets", "objective": "objectives", "metric": "metrics"}
+KINDS = {"method": "methods", "dataset": "datasets", "objective": "objectives", "metric": "metrics",
+         "executor": "executors"}
 BUILT_IN = Path(__file__).resolve().parent
 ENV = "CPEP_BENCH_PLUGINS"
 
@@ -225,7 +228,7 @@ class Metric:
         return self.needs != "zs" or not method.why_no_zero_shot(cfg)
 
 
-BASES = {"method": Method, "dataset": Dataset, "objective": Objective, "metric": Metric}
+BASES = {"method": Method, "dataset": Dataset, "objective": Objective, "metric": Metric, "executor": Executor}
 
 
 # ------------------------------------------------------------------ finding them

@@ -42,7 +42,7 @@ def assert_records_whole(results: Path) -> None:
     """Every record is complete JSON; nothing else but hidden temporary files sits beside them."""
     for path in results.glob("runs/**/*"):
         if path.is_file() and not path.name.startswith("."):
-            assert path.name.startswith("seed-") or path.name == "slurm.json", path
+            assert path.name.startswith("seed-") or path.name in ("slurm.json", "sweep.json"), path
             json.loads(path.read_text())
 
 
@@ -80,23 +80,45 @@ def test_killed_run_resumes_from_its_checkpoint_to_identical_metrics(make_result
     assert not checkpoint.exists() and not (checkpoint.parent / "progress.json").exists()
 
 
-def test_status_shows_the_epoch_of_a_running_stage(make_results, tmp_path):
+CLOCK = r"\d+:\d\d:\d\d"
+
+
+def test_status_mid_run_lists_queued_runs_with_loss_and_eta_and_cancel_stops_the_sweep(make_results, tmp_path):
     results = make_results(tmp_path / "results")
-    args = ["--suite", "smoke", "--variants", "pose_mae", *tiny_args(), "--set", "mae.epochs=1000"]
+    args = ["--suite", "smoke", "--variants", "emg_log_power,pose_mae", "--seeds", "0,1", *tiny_args(),
+            "--set", "mae.epochs=5000"]
     proc = subprocess.Popen([*CLI, "run", *args, "--runs-dir", str(results)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        path = wait_for(lambda: next(results.glob("stages/pose_mae-*/progress.json"), None), START_S,
-                        "progress.json of pose_mae")
-        progress = json.loads(path.read_text())
-        assert progress["epochs"] == 1000 and 1 <= progress["epoch"] < 1000 and progress["loss"] > 0
-        (row,), _ = suite_status(Store(results), "smoke")
-        assert row.status == "running" and re.fullmatch(r"pose_mae epoch \d+/1000 on \S+", row.detail), row
+        def training():
+            rows = {r.ident: r for r in suite_status(Store(results), "smoke")[0]}
+            row = rows.get("pose_mae/seed-0")
+            return rows if row and row.status == "running" and row.epoch and int(row.epoch.split("/")[0]) >= 2 \
+                else None
+
+        rows = wait_for(training, START_S, "pose_mae/seed-0 to have trained 2 epochs", every=0.2)
+        assert {i: r.status for i, r in rows.items()} == {"emg_log_power/seed-0": "done", "emg_log_power/seed-1": "done",
+                                                          "pose_mae/seed-0": "running", "pose_mae/seed-1": "queued"}
+        running, queued = rows["pose_mae/seed-0"], rows["pose_mae/seed-1"]
+        assert running.stage == "pose_mae" and re.fullmatch(r"\d+/5000", running.epoch) and float(running.loss) > 0
+        assert re.fullmatch(CLOCK, running.elapsed) and re.fullmatch(CLOCK, running.eta), running
+        assert running.detail.startswith("on ")
+        # Not started: its stages estimated from those of the same kind (the running Pose-MAE, the evaluations done).
+        assert (queued.stage, queued.epoch, queued.loss) == ("pose_mae", "", "") and re.fullmatch(CLOCK, queued.eta)
+        progress = json.loads(next(results.glob("stages/pose_mae-*/progress.json")).read_text())
+        assert progress["epochs"] == 5000 and progress["per_epoch"] > 0 and progress["worker"]["pid"] == proc.pid
         shown = cli("status", "--suite", "smoke", "--runs-dir", results).stdout
-        assert "running" in shown and "epoch" in shown, shown
+        assert "2 done, 1 running, 1 queued" in shown and "the remaining stages take" in shown, shown
+
+        out = cli("cancel", "--suite", "smoke", "--runs-dir", results).stdout
+        assert "interrupted its sweep on synthetic-" in out and f"(process {proc.pid})" in out
+        assert proc.wait(timeout=START_S) == 130  # as after Ctrl-C: finished runs and stages kept
     finally:
         proc.kill()
         proc.wait()
+    rows = {r.ident: r for r in suite_status(Store(results), "smoke")[0]}
+    assert [rows[f"pose_mae/seed-{s}"].status for s in (0, 1)] == ["cancelled", "cancelled"]
+    assert rows["emg_log_power/seed-1"].status == "done"
 
 
 def test_diverging_stage_fails_its_run_and_the_sweep_goes_on(make_results, tmp_path):

@@ -160,25 +160,27 @@ def codes(method_name: str, cfg: dict) -> dict[str, str]:
     return found
 
 
-def stages_for(method_name: str, seed: int, cfg: dict, precision: str,
+def stages_for(method_name: str, seed: int, cfg: dict, precision: str | Callable[[str], str],
                reuse: Callable[[Stage], Stage | None] | None = None) -> tuple[Stage, ...]:
-    """The method's training stages in order, then its evaluation. `reuse` may swap a stage for an older one."""
+    """The method's training stages in order, then its evaluation. `reuse` may swap a stage for an older one.
+    `precision`: of every stage, or a function of the stage kind (an executor may compute kinds on other devices)."""
+    at = precision if callable(precision) else (lambda kind: precision)
     method = plugins.get("method", method_name)
     code = codes(method_name, cfg)
     made: dict[str, Stage] = {}
     for step in method.steps(cfg):
         stage = _stage(step.name, method_name, seed, cfg, plugins.step_view(step, cfg),
-                       [made[i] for i in step.inputs], code[step.name], precision, keys=step.keys)
+                       [made[i] for i in step.inputs], code[step.name], at(step.name), keys=step.keys)
         made[step.name] = (reuse and reuse(stage)) or stage
     vocab = load_vocab(cfg["data"]["vocab"])
     extra = {"method": method_name, "vocab": {"in_distribution": vocab.in_distribution, "unseen": vocab.unseen}}
     evaluation = _stage(EVAL, method_name, seed, cfg, plugins.evaluation_view(method, cfg), list(made.values()),
-                        code[EVAL], precision, extra)
+                        code[EVAL], at(EVAL), extra)
     return tuple(made.values()) + ((reuse and reuse(evaluation)) or evaluation,)
 
 
 def plan(suite: Suite, seeds: tuple[int, ...] | None = None, variants: list[str] | None = None,
-         overrides: dict | None = None, precision: str = "float32",
+         overrides: dict | None = None, precision: str | Callable[[str], str] = "float32",
          reuse: Callable[[Stage], Stage | None] | None = None) -> list[Run]:
     """The runs of a suite: selected variants x seeds, with command-line overrides applied last. Every
     configuration is checked (shared, dataset and method rules) before any run is returned."""
@@ -214,6 +216,18 @@ def unique_stages(runs: list[Run]) -> list[Stage]:
         for stage in run.stages:
             seen.setdefault(stage.name, stage)
     return list(seen.values())
+
+
+def levels(stages: list[Stage]) -> list[list[Stage]]:
+    """Stages (each after its inputs, as unique_stages lists them) by depth in the stage graph: those whose inputs
+    are not among them first, then those that read only those, and so on. The stages of one level are independent."""
+    depth: dict[str, int] = {}
+    for stage in stages:
+        depth[stage.name] = 1 + max((depth.get(f"{k}-{key}", -1) for k, key in stage.inputs), default=-1)
+    found: list[list[Stage]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for stage in stages:
+        found[depth[stage.name]].append(stage)
+    return found
 
 
 def stale_reuse(store) -> Callable[[Stage], Stage | None]:

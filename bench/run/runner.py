@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import traceback
 from typing import Callable
 
@@ -31,11 +32,19 @@ def one_line(error: BaseException) -> str:
 
 def prepare(runs: list[Run], store: Store, force: bool = False) -> None:
     """Start of an invocation: earlier failures are tried again; with `force`, finished stages too (a stale
-    stage reused with --reuse-stale belongs to older code and is never cleared)."""
+    stage reused with --reuse-stale belongs to older code and is never cleared). The progress an interrupted
+    attempt left is removed: the stage's next attempt writes its own."""
     for stage in unique_stages(runs):
         store.clear_failure(stage)
         if force and not stage.stale:
             store.clear_stage(stage)
+        if not store.stage_done(stage):
+            (store.stage_dir(stage) / "progress.json").unlink(missing_ok=True)
+
+
+def worker() -> dict:
+    """Who computes: this host and process, and the SLURM job it runs in."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
 def _failed(kind: str, key: str, store: Store) -> StageFailed | None:
@@ -47,11 +56,20 @@ def _failed(kind: str, key: str, store: Store) -> StageFailed | None:
 
 
 def _writing_progress(stage: Stage, store: Store, on_epoch: Callable | None) -> Callable[[int, dict], None]:
-    """on_epoch, and after every epoch the stage's progress.json (for `status`; removed when the stage ends)."""
-    path, total = store.stage_dir(stage) / "progress.json", epochs(stage)
+    """The stage's progress.json now (this attempt has started) and after every epoch, for `status` and the
+    progress bars (bench.run.eta; removed when the stage ends); then on_epoch. An attempt resumed from a checkpoint
+    measures its seconds per epoch over its own epochs."""
+    path = store.stage_dir(stage) / "progress.json"
+    progress = {"epoch": None, "epochs": epochs(stage), "loss": None, "started": time.time(), "first_epoch": None,
+                "per_epoch": None, "worker": worker()}
+    atomic_write_json(path, {**progress, "updated": provenance.now()})
 
     def each_epoch(epoch: int, log: dict) -> None:
-        atomic_write_json(path, {"epoch": epoch, "epochs": total, "loss": log.get("loss"), "updated": provenance.now()})
+        if progress["first_epoch"] is None:
+            progress["first_epoch"] = epoch - 1
+        seconds = time.time() - progress["started"]
+        progress.update(epoch=epoch, loss=log.get("loss"), per_epoch=seconds / (epoch - progress["first_epoch"]))
+        atomic_write_json(path, {**progress, "updated": provenance.now()})
         if on_epoch:
             on_epoch(epoch, log)
 
@@ -80,7 +98,7 @@ def ensure_stage(stage: Stage, store: Store, on_epoch: Callable | None = None) -
 def mark_running(run: Run, store: Store) -> None:
     store.remove_temporaries(store.run_record_path(run).parent)
     rec = compute.record(run, "running", store)
-    rec["worker"] = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    rec["worker"] = worker()
     store.write_record(run, rec)
 
 

@@ -1,21 +1,28 @@
-"""Each run of a suite: queued, running, done, failed (with its reason), interrupted or cancelled, from the run
-records and, for a dataset submitted with --executor slurm, from its jobs file and squeue.
+"""Each run of a suite: queued, running, done, stale, failed (with its reason), interrupted, cancelled or blocked,
+with the stage it is at, that stage's epoch, loss and elapsed time, and the time its remaining stages take.
 
-Loads without torch, submitit and timm; a suite run only here needs no SLURM at all.
+From the run records, the sweep file `run` writes (bench.run.sweep: every run it set out to do, so that runs not
+started yet are listed, queued), the stages' progress files (bench.run.eta), and what the sweep's executor knows
+beyond them (bench.plugins.Executor.known: its processes or jobs). Loads without torch; needs no executor but the
+one a sweep names.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.run.slurm.watch import RUNNING, Job, JobState, SlurmUnavailable, is_active, job_list, queue, read_jobs
+from bench import plugins
+from bench.run import sweep as sweeps
+from bench.run.eta import StageNow, Tracker, clock
 from bench.run.store import Store, read_json
+from cpep.errors import UserError
 
 
 def summary(rec: dict) -> str:
@@ -32,13 +39,21 @@ def summary(rec: dict) -> str:
 class RunStatus:
     ident: str
     dataset: str
-    status: str  # queued, running, done, stale, failed, interrupted, cancelled
+    status: str  # queued, running, done, stale, failed, interrupted, cancelled, blocked, unknown
     detail: str
-    slurm: str
+    job: str = ""        # the executor's word on its current job
+    stage: str = ""      # the stage it is at (queued, running)
+    epoch: str = ""      # "12/40" once that stage has trained an epoch
+    loss: str = ""
+    elapsed: str = ""    # of the stage's attempt (running), or of the run's computation (done)
+    eta: str = ""        # its remaining stages, one after another at the measured rates
 
 
-def _local_worker_alive(worker: dict) -> bool | None:
-    """Whether the process that wrote a `running` record still lives; None when it ran on another host."""
+ACTIVE = ("queued", "running")
+
+
+def _alive(worker: dict) -> bool | None:
+    """Whether the process that wrote a `running` record lives; None when it ran on another host."""
     if worker.get("host") != socket.gethostname():
         return None
     try:
@@ -50,116 +65,141 @@ def _local_worker_alive(worker: dict) -> bool | None:
     return True
 
 
-def stage_progress(store: Store, kind: str, key: str) -> str:
-    """The stage's kind and, once it has trained an epoch, how far it is: "align epoch 12/40"."""
-    progress = read_json(store.root / "stages" / f"{kind}-{key}" / "progress.json")
-    return f"{kind} epoch {progress['epoch']}/{progress['epochs']}" if progress else kind
-
-
-def _job_label(job: Job, store: Store) -> str:
-    return "evaluation and record" if job.what == "run" else stage_progress(store, *job.what.rsplit("-", 1))
-
-
-def _current_stage(rec: dict, store: Store) -> str | None:
-    """The record's first stage that is not finished now (the record lists them as they were at its start)."""
-    for stage in rec.get("stages", []):
-        if not (store.root / "stages" / f"{stage['kind']}-{stage['key']}" / "meta.json").is_file():
-            return stage_progress(store, stage["kind"], stage["key"])
-    return None
-
-
-def _record_status(rec: dict, states: dict[str, JobState] | None, info: dict | None,
-                   store: Store) -> tuple[str, str]:
-    """(status, detail) from a record of the latest attempt; a `running` one is checked against its worker."""
+def _final(rec: dict) -> tuple[str, str]:
     if rec["status"] == "done":
         from bench.report.select import code_changed
         why = code_changed(rec)
         return ("stale", f"code changed: {why}; `cpep-bench run` recomputes it") if why else ("done", summary(rec))
-    if rec["status"] != "running":
-        return rec["status"], rec.get("error") or ""
-    worker = rec.get("worker") or {}
-    job = worker.get("slurm_job_id")
-    alive = (None if states is None else is_active(job, states)) if job else _local_worker_alive(worker)
-    if alive is not False:
-        where = f"on {worker.get('host', '?')}"
-        stage = _current_stage(rec, store)
-        return "running", f"{stage} {where}" if stage else where
-    gone = f"SLURM job {job} is gone" if job else f"process {worker.get('pid')} on {worker.get('host')} is gone"
-    if job and info and info.get("cancelled"):
-        return "cancelled", f"by cpep-bench cancel ({gone})"
-    return "interrupted", gone
+    return rec["status"], rec.get("error") or ""
 
 
-def _run_status(ident: str, dataset: str, rec: dict | None, jobs: list[Job], states: dict[str, JobState] | None,
-                info: dict | None, store: Store) -> RunStatus:
-    """`states` is None when squeue could not be asked: then no job counts as gone."""
-    known = states or {}
-    mine = sorted((j for j in jobs if ident in j.runs), key=lambda j: j.level)
-    active = [j for j in mine if is_active(j.job_id, known)]
-    running = [j for j in active if known[j.job_id].state in RUNNING]
-    shown = (running or active or mine[-1:] or [None])[0]
-    slurm = "" if shown is None else f"{shown.job_id} {known.get(shown.job_id, '?' if states is None else 'gone')}"
-    # A record older than the latest submission is the previous attempt's.
-    stale = rec is not None and bool(mine) and rec.get("updated", "") < (info or {}).get("submitted", "")
-    final = rec is not None and not stale and rec["status"] in ("done", "failed")
-    if active and not final:
-        label = _job_label(shown, store)
-        status, detail = ("running", label) if running else ("queued", f"next: {label}")
-    elif rec is not None and not stale:
-        status, detail = _record_status(rec, states, info, store)
-    elif states is None:
-        status, detail = "unknown", "SLURM could not be asked"
-    elif info and info.get("cancelled"):
-        status, detail = "cancelled", "by cpep-bench cancel; the next `cpep-bench run` redoes it"
-    else:
-        status, detail = "interrupted", f"its SLURM jobs ended without a record (logs in {(info or {}).get('logs')})"
-    return RunStatus(ident, dataset, status, detail, slurm)
+def _state(rec: dict | None, fresh: bool, seen: plugins.Seen | None) -> tuple[str, str]:
+    """(status, detail) of a run from its record (`fresh`: of the current attempt) and its executor's word (None
+    when there is none: the run is in no sweep to do, or its executor could not be asked)."""
+    if rec is not None and fresh and rec["status"] != "running":
+        return _final(rec)
+    running = rec is not None and fresh
+    if seen is None:
+        if not running:
+            return "unknown", "no record of this attempt, and its executor could not be asked"
+        worker = rec.get("worker") or {}
+        if _alive(worker) is False:
+            return "interrupted", f"process {worker.get('pid')} on {worker.get('host')} is gone"
+        return "running", f"on {worker.get('host', '?')}"
+    if seen.state == "never":
+        return "blocked", seen.why
+    if seen.state in ACTIVE:
+        return ("running" if seen.state == "running" or running else "queued"), ""
+    return ("cancelled" if seen.state == "cancelled" else "interrupted"), seen.why
+
+
+def _progress(row: RunStatus, stages: list[dict], tracker: Tracker) -> RunStatus:
+    """The row with its current stage (the first not done), that stage's progress and the run's time left."""
+    now = [tracker.now[s["name"]] for s in stages]
+    current: StageNow | None = next((s for s in now if s.state != "done"), None)
+    if current is None:
+        return row
+    left = tracker.total_left([s.name for s in now])
+    computing = current.state == "computing"
+    where = f"on {current.worker['host']}" if computing and current.worker and row.status == "running" else ""
+    return RunStatus(**{**row.__dict__, "stage": current.kind, "detail": row.detail or where,
+                        "epoch": f"{current.epoch}/{current.epochs}" if computing and current.epoch else "",
+                        "loss": f"{current.loss:.4g}" if computing and current.loss is not None else "",
+                        "elapsed": clock(current.elapsed) if computing else "", "eta": clock(left)})
+
+
+def _executor_view(sweep: dict, store: Store, suite: str, data_dir: str) -> tuple[dict, str | None]:
+    try:
+        executor = plugins.get("executor", sweep["executor"])
+        return executor.known(store, suite, data_dir, sweep), None
+    except UserError as e:
+        return {}, f"{data_dir}: {e}"
+
+
+@dataclass
+class SuiteStatus:
+    rows: list[RunStatus]
+    warnings: list[str]
+    left: list[str]  # per sweep with work left: its time left, in words
 
 
 def suite_status(store: Store, suite: str, data_id: str | None = None) -> tuple[list[RunStatus], str | None]:
-    """Every known run of the suite (a record or a submitted job) on each data identity (those whose
-    <dataset>-<key> starts with `data_id`, or contains it after the dash), and a warning when squeue cannot be asked.
-    squeue is asked only about SLURM jobs: those of the jobs file, and those the records were written in."""
-    rows, warning = [], None
-    for data_dir in sorted(p for p in (store.root / "runs" / suite).glob("*") if p.is_dir()):
-        dataset = data_dir.name
-        if data_id and not (dataset.startswith(data_id) or dataset.partition("-")[2].startswith(data_id)):
-            continue
+    """Every run of the suite (from its sweep files and records), and a warning when an executor could not be
+    asked."""
+    found = full_status(store, suite, data_id)
+    return found.rows, "; ".join(found.warnings) or None
+
+
+def full_status(store: Store, suite: str, data_id: str | None = None) -> SuiteStatus:
+    out = SuiteStatus([], [], [])
+    for data_dir in sweeps.data_dirs(store, suite, data_id):
         records = {}
-        for path in sorted(data_dir.glob("*/seed-*.json")):
+        for path in sorted((store.root / "runs" / suite / data_dir).glob("*/seed-*.json")):
             rec = read_json(path)
             if rec is not None:
                 records[f"{rec['variant']}/seed-{rec['seed']}"] = rec
-        info = read_jobs(store, suite, dataset)
-        jobs = job_list(info)
-        workers = [((r.get("worker") or {}).get("slurm_job_id")) for r in records.values()]
-        try:
-            states = queue([j.job_id for j in jobs] + [w for w in workers if w])
-        except SlurmUnavailable as e:
-            states, warning = None, f"SLURM could not be asked: {e}"
-        idents = sorted(set(records) | {i for j in jobs for i in j.runs})
-        rows += [_run_status(i, dataset, records.get(i), jobs, states, info, store) for i in idents]
-    return rows, warning
+        sweep = sweeps.read(store, suite, data_dir)
+        planned = {r["run"]: r for r in (sweep or {}).get("runs", [])}
+        seen, warning = _executor_view(sweep, store, suite, data_dir) if sweep else ({}, None)
+        out.warnings += [warning] if warning else []
+        stages = {s["name"]: s for r in planned.values() for s in r["stages"]}
+        tracker = Tracker(store, stages).refresh()
+        for ident in sorted(set(records) | set(planned)):
+            rec, entry = records.get(ident), planned.get(ident)
+            todo = entry is not None and entry["todo"]
+            fresh = rec is not None and (not todo or rec.get("updated", "") >= sweep["started"])
+            mine = seen.get(ident) if todo else None
+            status, detail = _state(rec, fresh, mine)
+            elapsed = clock(rec.get("seconds")) if status in ("done", "stale") else ""
+            row = RunStatus(ident, data_dir, status, detail, mine.job if mine else "", elapsed=elapsed)
+            out.rows.append(_progress(row, entry["stages"], tracker) if status in ACTIVE and entry else row)
+        if sweep and any(r.status in ACTIVE for r in out.rows if r.dataset == data_dir):
+            left = tracker.sweep_left(sweep.get("parallel"))
+            at_once = f"{sweep['parallel']} at a time" if sweep.get("parallel") else "as many at once as can start"
+            out.left.append(f"{data_dir}: the remaining stages take {clock(left)} at the rates so far ({at_once})"
+                            if left is not None else f"{data_dir}: time left unknown until a stage of each kind has "
+                                                     f"trained an epoch")
+    return out
 
 
-STYLE = {"done": "green", "stale": "yellow", "failed": "red", "interrupted": "yellow", "cancelled": "yellow", "unknown": "yellow",
-         "running": "cyan", "queued": "blue"}
+STYLE = {"done": "green", "stale": "yellow", "failed": "red", "interrupted": "yellow", "cancelled": "yellow",
+         "unknown": "yellow", "running": "cyan", "queued": "blue", "blocked": "red"}
 
 
-def show_status(store: Store, suite: str, console: Console, data_id: str | None = None) -> list[RunStatus]:
-    rows, warning = suite_status(store, suite, data_id)
-    if not rows:
-        console.print(f"suite {suite}: no runs in {store.root}")
-        return rows
-    several = len({r.dataset for r in rows}) > 1
-    table = Table("run", "status", "detail", "SLURM job", title=f"suite {suite} ({store.root})")
-    for r in rows:
+def render(found: SuiteStatus, suite: str, store: Store):
+    """The status table and its summary lines, as one rich renderable."""
+    from rich.console import Group
+    several = len({r.dataset for r in found.rows}) > 1
+    table = Table("run", "status", "stage", "epoch", "loss", "elapsed", "ETA", "detail", "job",
+                  title=f"suite {suite} ({store.root})")
+    for r in found.rows:
         style = STYLE.get(r.status, "default")
-        table.add_row(f"{r.dataset}/{r.ident}" if several else r.ident, f"[{style}]{r.status}[/{style}]",
-                      r.detail, r.slurm)
-    console.print(table)
-    counts = Counter(r.status for r in rows)
-    console.print(", ".join(f"{n} {s}" for s, n in counts.most_common()))
-    if warning:
-        console.print(f"[yellow]{warning}[/yellow]")
-    return rows
+        table.add_row(f"{r.dataset}/{r.ident}" if several else r.ident, f"[{style}]{r.status}[/{style}]", r.stage,
+                      r.epoch, r.loss, r.elapsed, r.eta, r.detail, r.job)
+    counts = Counter(r.status for r in found.rows)
+    lines = [", ".join(f"{n} {s}" for s, n in counts.most_common()), *found.left,
+             *(f"[yellow]{w}[/yellow]" for w in found.warnings)]
+    return Group(table, *lines)
+
+
+def show_status(store: Store, suite: str, console: Console, data_id: str | None = None,
+                every: float | None = None) -> list[RunStatus]:
+    """Print the status once; with `every` (seconds), keep it on screen, refreshed, until no run is queued or
+    running (or Ctrl-C)."""
+    found = full_status(store, suite, data_id)
+    if not found.rows:
+        console.print(f"suite {suite}: no runs in {store.root}")
+        return found.rows
+    if every is None:
+        console.print(render(found, suite, store))
+        return found.rows
+    from rich.live import Live
+    with Live(render(found, suite, store), console=console, auto_refresh=False) as live:
+        try:
+            while any(r.status in ACTIVE for r in found.rows):
+                time.sleep(every)
+                found = full_status(store, suite, data_id)
+                live.update(render(found, suite, store), refresh=True)
+        except KeyboardInterrupt:  # stops watching, nothing else
+            pass
+    return found.rows

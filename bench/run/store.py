@@ -92,6 +92,11 @@ class Store:
                 with contextlib.suppress(OSError):
                     self.root.rmdir()  # fails when the directory is not empty
 
+    def lock_holder(self) -> dict | None:
+        """Who holds run.lock, as it wrote there (host, pid, command, since); None when nobody wrote it. A killed
+        holder's file may remain: check that its process lives."""
+        return read_json(self.root / "run.lock")
+
     def check_writable(self) -> None:
         """UserError (one line) unless this process may write in the runs directory, or make it where it is
         missing; checked before any work, and nothing is made."""

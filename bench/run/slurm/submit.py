@@ -1,13 +1,18 @@
 """Runs as SLURM job arrays through submitit.
 
-A submission is one job array per level of the stage graph: first the training stages without inputs, then the
-stages that read them (align reads both MAEs), then one job per run that evaluates and writes the run's record.
-Every stage is submitted once however many runs share it, and each array waits for the earlier ones with
+A submission is one job array per level of the stage graph and resources: first the training stages without
+inputs, then the stages that read them (align reads both MAEs), then one job per run that evaluates and writes the
+run's record. Stages of one level whose kinds ask for different resources (the profile's [kinds.*] tables) go to
+separate arrays; with `stages_per_gpu = k`, each job of an array computes k of its stages side by side. Every
+stage is submitted once however many runs share it, and each level's arrays wait for the earlier levels' with
 `afterany`, so a failed stage fails its runs (through its failed.json) instead of blocking them forever.
 
 Jobs are `submitit.helpers.Checkpointable`: on a timeout submitit requeues them, and a job requeued for any
 reason (preemption, `scontrol requeue`) starts the stage again, which resumes from the checkpoint the training
 loop writes every epoch.
+
+The profile's setup lines run under `set -e`: the first that fails ends the job with a line saying so in its log
+(SETUP_FAILED), which `run --wait` and `status` report.
 
 The submitted job ids go to <runs>/runs/<suite>/<dataset>-<data key>/slurm.json, for `status` and `cancel`.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shlex
 import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -25,10 +31,11 @@ import torch
 from rich.console import Console
 from submitit.core.utils import FailedJobError
 
-from bench.run import provenance, runner
-from bench.run.planner import Run, Stage, epochs, unique_stages
+from bench.run import provenance, runner, side_by_side
+from bench.run.planner import Run, Stage, levels, unique_stages
 from bench.run.slurm.profile import INIT_KEYS, Profile
 from bench.run.slurm.watch import (
+    SETUP_FAILED,
     Job,
     SlurmUnavailable,
     WaitStopped,
@@ -45,9 +52,16 @@ from cpep.errors import UserError
 
 # ------------------------------------------------------------------ the jobs
 
-def _log_epochs(stage: Stage):
-    total = epochs(stage)
-    return lambda epoch, log: print(f"{stage.kind} epoch {epoch}/{total} loss {log.get('loss', '-')}", flush=True)
+def _starting(stage: Stage, store: Store) -> None:
+    """Say where a requeued stage resumes; refuse to start before its inputs ended."""
+    checkpoint = store.checkpoint_path(stage)
+    if checkpoint.exists() and not store.stage_done(stage):
+        epoch = torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]
+        print(f"{stage.name}: resuming from its checkpoint after epoch {epoch}", flush=True)
+    for kind, key in stage.inputs:
+        source = Stage(kind, key, stage.seed, stage.method, {})
+        if not store.stage_done(source) and not store.stage_failure(source):
+            raise RuntimeError(f"input {source.name} did not finish")
 
 
 class StageJob(submitit.helpers.Checkpointable):
@@ -55,16 +69,24 @@ class StageJob(submitit.helpers.Checkpointable):
 
     def __call__(self, stage: Stage, root: str) -> str:
         store = Store(root)
-        checkpoint = store.checkpoint_path(stage)
-        if checkpoint.exists() and not store.stage_done(stage):
-            epoch = torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]
-            print(f"{stage.name}: resuming from its checkpoint after epoch {epoch}", flush=True)
-        for kind, key in stage.inputs:
-            source = Stage(kind, key, stage.seed, stage.method, {})
-            if not store.stage_done(source) and not store.stage_failure(source):
-                raise RuntimeError(f"input {source.name} did not finish")
-        runner.ensure_stage(stage, store, _log_epochs(stage))  # raises on failure: SLURM then says FAILED
+        _starting(stage, store)
+        runner.ensure_stage(stage, store, side_by_side.epoch_lines(stage))  # raises on failure: SLURM says FAILED
         return stage.name
+
+
+class PackedJob(submitit.helpers.Checkpointable):
+    """Computes independent stages side by side, each in its own process on its share of the job's CPUs (and the
+    job's GPU); requeued, each resumes from its checkpoint. Fails (after all ended) when one failed."""
+
+    def __call__(self, stages: tuple[Stage, ...], root: str) -> str:
+        store = Store(root)
+        for stage in stages:
+            _starting(stage, store)
+        outcome = side_by_side.compute_all(list(stages), store, say_epochs=True)
+        failed = [reason for reason in outcome.values() if reason]
+        if failed:
+            raise RuntimeError("; ".join(failed))
+        return "+".join(s.name for s in stages)
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -118,48 +140,69 @@ def stage_levels(runs: list[Run], store: Store) -> list[list[tuple[Stage, tuple[
             users[stage.name].append(run.ident)
     todo = [s for s in unique_stages(runs)
             if not store.stage_done(s) and (s.kind != "eval" or len(users[s.name]) > 1)]
-    level: dict[str, int] = {}
-    for stage in todo:  # unique_stages puts inputs first
-        level[stage.name] = 1 + max((level.get(f"{k}-{key}", -1) for k, key in stage.inputs), default=-1)
-    levels: list[list] = [[] for _ in range(max(level.values(), default=-1) + 1)]
-    for stage in todo:
-        levels[level[stage.name]].append((stage, tuple(users[stage.name])))
-    return levels
+    return [[(stage, tuple(users[stage.name])) for stage in level] for level in levels(todo)]
 
 
-def _executor(profile: Profile, folder: Path) -> submitit.AutoExecutor:
-    params = dict(profile.params)
+def guarded_setup(lines: list[str]) -> list[str]:
+    """The profile's setup lines under `set -e`, with a line in the job's error log when one fails."""
+    say = f'echo "{SETUP_FAILED} (exit $?) at: $BASH_COMMAND" >&2'
+    return ["set -e", f"trap {shlex.quote(say)} EXIT", *lines, "trap - EXIT", "set +e"]
+
+
+def _executor(params: dict, folder: Path) -> submitit.AutoExecutor:
+    params = dict(params)
     init = {k: params.pop(k) for k in INIT_KEYS if k in params}
+    if params.get("slurm_setup"):
+        params["slurm_setup"] = guarded_setup(params["slurm_setup"])
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", **init)
     executor.update_parameters(**params)
     return executor
 
 
+def by_resources(stages: list, profile: Profile) -> list[tuple[dict, list]]:
+    """(stage, users) pairs grouped by the resources their kind asks for, in order of first appearance."""
+    groups: dict[str, tuple[dict, list]] = {}
+    for item in stages:
+        params = profile.for_kind(item[0].kind)
+        groups.setdefault(repr(sorted(params.items())), (params, []))[1].append(item)
+    return list(groups.values())
+
+
 def submit(runs: list[Run], store: Store, profile: Profile) -> list[Job]:
-    """One array per level of stages, then one array of run jobs; each waits for every earlier array."""
+    """Per level of stages, one array per set of resources (a job per stage, or per `stages_per_gpu` stages),
+    then one array of run jobs; each level's arrays wait for every earlier level's."""
     suite, data_dir = runs[0].suite, runs[0].data_dir
-    executor = _executor(profile, log_dir(store, suite, data_dir))
-    root = str(store.root)
+    folder, root, k = log_dir(store, suite, data_dir), str(store.root), profile.stages_per_gpu
     jobs: list[Job] = []
     arrays: list[str] = []
 
-    def array(name: str, fn, *args) -> list[str]:
-        dependency = {"slurm_dependency": "afterany:" + ":".join(arrays)} if arrays else {}
+    def array(params: dict, after: list[str], name: str, fn, *args) -> list[str]:
+        executor = _executor(params, folder)
+        dependency = {"slurm_dependency": "afterany:" + ":".join(after)} if after else {}
         executor.update_parameters(name=f"cpep-{suite}-{name}", **dependency)
         with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's complaint; it is in the error
             submitted = executor.map_array(fn, *args)
         arrays.append(submitted[0].job_id.split("_")[0])
         return [j.job_id for j in submitted]
 
-    levels = stage_levels(runs, store)
+    stage_jobs = stage_levels(runs, store)
     try:
-        for depth, level in enumerate(levels):
-            names = "+".join(sorted(Counter(s.kind for s, _ in level)))
-            ids = array(names, StageJob(), [s for s, _ in level], [root] * len(level))
-            jobs += [Job(i, depth, s.name, users) for i, (s, users) in zip(ids, level)]
-        delegated = tuple(s.name for level in levels for s, _ in level)
-        ids = array("runs", RunJob(), runs, [root] * len(runs), [delegated] * len(runs))
-        jobs += [Job(i, len(levels), "run", (r.ident,)) for i, r in zip(ids, runs)]
+        for depth, level in enumerate(stage_jobs):
+            after = list(arrays)
+            for params, group in by_resources(level, profile):
+                names = "+".join(sorted(Counter(s.kind for s, _ in group)))
+                if k == 1:
+                    ids = array(params, after, names, StageJob(), [s for s, _ in group], [root] * len(group))
+                    jobs += [Job(i, depth, s.name, users) for i, (s, users) in zip(ids, group)]
+                    continue
+                packs = [group[i:i + k] for i in range(0, len(group), k)]
+                ids = array(params, after, names, PackedJob(), [tuple(s for s, _ in p) for p in packs],
+                            [root] * len(packs))
+                jobs += [Job(i, depth, s.name, users) for i, pack in zip(ids, packs) for s, users in pack]
+        delegated = tuple(s.name for level in stage_jobs for s, _ in level)
+        ids = array(profile.for_kind("eval"), list(arrays), "runs", RunJob(), runs, [root] * len(runs),
+                    [delegated] * len(runs))
+        jobs += [Job(i, len(stage_jobs), "run", (r.ident,)) for i, r in zip(ids, runs)]
     except BaseException as e:  # a half-submitted sweep would run untracked: take it back
         if arrays:
             subprocess.run(["scancel", *arrays], capture_output=True, timeout=60)
@@ -192,8 +235,8 @@ def execute(runs: list[Run], store: Store, profile: Profile, console: Console, w
     before = {r.ident: store.record(r) for r in runs}
     jobs = submit(runs, store, profile)
     write_jobs(store, runs, jobs, profile)
-    stage_jobs = [j for j in jobs if j.what != "run"]
-    console.print(f"submitted {len(jobs)} SLURM jobs ({len(stage_jobs)} stages, {len(runs)} runs) with profile "
+    stages = [j for j in jobs if j.what != "run"]
+    console.print(f"submitted {len({j.job_id for j in jobs})} SLURM jobs ({len(stages)} stages, {len(runs)} runs) with profile "
                   f"{profile.name}; logs in {log_dir(store, runs[0].suite, runs[0].data_dir)}")
     watch_cmd = f"cpep-bench status --suite {runs[0].suite} --runs-dir {store.root}"
     if not wait:
