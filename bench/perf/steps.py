@@ -101,8 +101,7 @@ class Step:
     what: str
     build: Callable
     roles: tuple[str, ...]  # the model sizes it is measured at
-    compiled: bool = False  # torch.compile, as train.compile=true trains
-    static_shapes: bool = True  # every batch of one shape (drop_last): CUDA graphs when compiled on CUDA
+    compiled: bool = False  # torch.compile, as train.compile=true trains (CUDA graphs on CUDA)
 
     def size(self, cfg: dict) -> str:
         if self.kind == "supervised":
@@ -120,8 +119,7 @@ STEPS = (
 )
 # On CUDA only: compiling takes minutes on a CPU, and CUDA graphs are what it is for.
 COMPILED = (
-    # MAE stages keep their last, smaller batch: compiled without CUDA graphs, as they train
-    Step("mae_compiled", "EMG-MAE step, compiled", _mae, PAPER_SIZES, compiled=True, static_shapes=False),
+    Step("mae_compiled", "EMG-MAE step, compiled + CUDA graphs", _mae, PAPER_SIZES, compiled=True),
     Step("align_compiled", "align step ({objective}, pose embeddings cached), compiled + CUDA graphs", _align,
          PAPER_SIZES, compiled=True),
 )
@@ -132,12 +130,12 @@ def steps_for(device: torch.device) -> tuple[Step, ...]:
 
 
 def trainer(model: torch.nn.Module, loss_fn: Callable, after_step: Callable | None, batch: dict,
-            device: torch.device, compiled: bool = False, static_shapes: bool = True) -> Callable[[], None]:
+            device: torch.device, compiled: bool = False) -> Callable[[], None]:
     """One training step as cpep.nn.train.fit takes it (fused AdamW on CUDA), on the same batch each time."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, params, weight_decay=0.05, lr=1e-4)
     model.train()
-    graphs = compiled and compile_forward(model, device, static_shapes)
+    graphs = compiled and compile_forward(model, device)
     return lambda: train_step(loss_fn, batch, params, optimizer, device, 1.0, graphs, after_step)
 
 
@@ -155,8 +153,7 @@ def measure(step: Step, model: Model, data, batch: dict, device: torch.device, p
     """A step's row. A compiled step does the FLOPs of its eager twin (`eager_flops`), which the counter cannot
     see inside compiled code."""
     with timing.PeakMemory(device) as memory:
-        train = trainer(*step.build(model.cfg, data, device, batch), batch, device, step.compiled,
-                        step.static_shapes)
+        train = trainer(*step.build(model.cfg, data, device, batch), batch, device, step.compiled)
         if step.compiled:
             for _ in range(COMPILED_WARMUP):
                 train()
