@@ -43,8 +43,8 @@ def run(cfg: dict, models: list[steps.Model], data, device: torch.device, repeat
                 progress(rows[-1])
 
     rows += data_paths.measure(windows, device, plan)
-    rows.append(zero_shot.measure(cfg["encoder"]["width"], cfg["eval"]["k"], device, plan,
-                                  *(QUICK_ZERO_SHOT if quick else zero_shot.SIZE)))
+    rows.append(zero_shot.measure(cfg["encoder"]["width"], cfg["zero_shot"]["k"], device, plan,
+                                  *(QUICK_ZERO_SHOT if quick else zero_shot.SIZE), peak))
     what = f"align step ({cfg['align']['objective']})"
     busy_rows, slowdown = contention.measure(steps.align_step(cfg, data, batch, device), size, what,
                                              steps.encoder_size(cfg), device, plan)
