@@ -21,6 +21,6 @@ def measure(dim: int, k: int, device: torch.device, plan: timing.Plan, reference
     # Embeddings stay on the CPU, as the evaluation stage keeps them; zero_shot moves blocks to the device.
     t = timing.median_rate(lambda: zero_shot(qs, refs, ref_labels, query_labels, CLASSES, k, device), queries,
                            device, plan)
-    r = table.row("zero-shot", f"zero-shot, k={k}", t.rate, "queries/s", size=f"{references} x dim {dim}",
+    r = table.row("zero-shot", f"zero-shot, k={k}", t.rate, "queries/s", size=f"{references}x{dim}",
                   batch=queries, units_per_repeat=t.units, repeats=t.repeats)
     return table.with_flops(r, 2 * queries * references * dim, roofline_flop_s)  # the similarities' product
