@@ -376,6 +376,36 @@ def perf(
     show(overrides, store, out or store.root / "perf", repeats, quick, project, method, wide, console)
 
 
+@app.command()
+def plan(
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see `cpep-bench suites`) or a suite TOML file."),
+    data: str = typer.Option("synthetic", help="Dataset plug-in: 'synthetic', 'emg2pose' or 'ninapro_db2'."),
+    data_root: Optional[Path] = typer.Option(None, help="Directory of the dataset (as `run` takes it)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 (default: the suite's)."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a configuration key, as `run` takes it."),
+    device: str = typer.Option("auto", help="The device the sweep will run on: auto (this machine's), cpu or "
+                                            "cuda; its latest perf file gives the rates."),
+    perf_file: Optional[Path] = typer.Option(None, "--perf", metavar="FILE",
+                                             help="A perf JSON file to take the rates from (default: the latest "
+                                                  "<runs-dir>/perf/perf-<device>-*.json)."),
+    runs_dir: Optional[Path] = RunsDir,
+):
+    """A quote before a sweep: the stages a suite needs, those the runs directory holds already (reused) and those
+    to compute, and the estimated hours of the training stages by kind and in total on the device, from the
+    latest `cpep-bench perf` file for it. Counts the data's windows (generating synthetic data on first use, as
+    `run` would); trains nothing."""
+    from bench.perf.quote import show
+    from cpep.nn.train import pick_device
+    if device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device takes auto, cpu or cuda, not {device!r}")
+    if perf_file is not None and not perf_file.is_file():
+        raise UserError(f"--perf {perf_file}: no such file")
+    device_type = pick_device("auto").type if device == "auto" else device
+    runs = selection(suite, data, data_root, seeds, variants, set_, None, gpus=device_type == "cuda")
+    show(runs, runs_store(runs_dir), device_type, perf_file, console)
+
+
 def main() -> None:
     try:
         app()
