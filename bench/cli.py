@@ -363,30 +363,81 @@ def data_check(
 def perf(
     set_: list[str] = typer.Option([], "--set", help="Override a configuration key of the default model, the batch "
                                                      "or the data, e.g. --set align.batch_size=128."),
+    method: list[str] = typer.Option([], "--method", metavar="NAME",
+                                     help="Time this method's training stages (repeatable; a plug-in's too, with "
+                                          "--plugins). Default: the methods of the paper suite that train."),
+    plugins_: list[Path] = typer.Option([], "--plugins", metavar="DIR",
+                                        help="A plug-in folder (methods/, datasets/, objectives/, metrics/), as a "
+                                             "suite's `plugins` names them (repeatable)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: auto)."),
     repeats: int = typer.Option(5, min=1, help="Timed repeats per row at most (fewer where a row would take over "
                                                "a few seconds); the median is reported."),
-    quick: bool = typer.Option(False, "--quick", help="Tiny sizes, one repeat of one step per row: checks that "
-                                                     "everything runs; the numbers mean little."),
+    quick: bool = typer.Option(False, "--quick", help="A small synthetic dataset, small paper-size stand-ins, one "
+                                                     "repeat per row: checks that everything runs in about a "
+                                                     "minute; the numbers mean little."),
+    wide: bool = typer.Option(False, "--wide", help="Every column (batch, units timed, repeats, FLOPs, TFLOP/s); "
+                                                    "the default table fits 80 columns."),
     project: Optional[str] = typer.Option(None, "--project", metavar="SUITE",
                                           help="Also project the hours of a suite's training stages (e.g. paper) "
                                                "on emg2pose's training split from the measured paper-size step "
                                                "rates, beside the paper's GPU-hours."),
+    scale: bool = typer.Option(False, "--scale", help="Instead: the scale rehearsal. Generate emg2pose-shaped "
+                                                     "data at growing sizes (--hours) and time each phase of a "
+                                                     "run, fit its growth and project it to emg2pose's size."),
+    hours: str = typer.Option("1,2,4,8", help="With --scale: hours of recordings at each size, comma-separated."),
     out: Optional[Path] = typer.Option(None, help="Directory for the CSV and JSON files (default: "
-                                                  "<runs-dir>/perf)."),
+                                                  "<runs-dir>/perf, or <runs-dir>/perf/scale with --scale)."),
     runs_dir: Optional[Path] = RunsDir,
 ):
-    """The device's GEMM roofline, training steps at the default and paper model sizes (windows/s, FLOP/s and
-    their fraction of the roofline, peak memory), data paths beside a plain memory copy, zero-shot queries/s and
-    the step rate beside a CPU-bound process, measured side by side in one process on the synthetic data (or
-    --set data.name=emg2pose --set data.root=DIR). Prints one table and writes it as CSV and JSON."""
-    from bench.perf.command import show
+    """The device's GEMM roofline, every training stage of the chosen methods at the default and paper model
+    sizes (windows/s, FLOP/s as a fraction of the roofline, peak memory), data paths beside a plain memory copy,
+    zero-shot queries/s and the step rate beside a CPU-bound process, measured side by side in one process on the
+    synthetic data (or --set data.name=emg2pose --set data.root=DIR). Prints one table and writes it as CSV and
+    JSON, named for the device, where `cpep-bench plan` finds it."""
     overrides = dict(config.parse_assignment(s) for s in set_)
     if device is not None:
         overrides["train.device"] = device
+    plugins.add_folders(plugins_)
+    for name in method:
+        plugins.path("method", name)  # an unknown name stops here
     store = runs_store(runs_dir)
     store.check_writable()
-    show(overrides, store, out or store.root / "perf", repeats, quick, project, console)
+    if scale:
+        from bench.perf.scale import rehearse
+        rehearse(overrides, store, out or store.root / "perf" / "scale", hours, console)
+        return
+    from bench.perf.command import show
+    show(overrides, store, out or store.root / "perf", repeats, quick, project, method, wide, console)
+
+
+@app.command()
+def plan(
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see `cpep-bench suites`) or a suite TOML file."),
+    data: str = typer.Option("synthetic", help="Dataset plug-in: 'synthetic', 'emg2pose' or 'ninapro_db2'."),
+    data_root: Optional[Path] = typer.Option(None, help="Directory of the dataset (as `run` takes it)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 (default: the suite's)."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a configuration key, as `run` takes it."),
+    device: str = typer.Option("auto", help="The device the sweep will run on: auto (this machine's), cpu or "
+                                            "cuda; its latest perf file gives the rates."),
+    perf_file: Optional[Path] = typer.Option(None, "--perf", metavar="FILE",
+                                             help="A perf JSON file to take the rates from (default: the latest "
+                                                  "<runs-dir>/perf/perf-<device>-*.json)."),
+    runs_dir: Optional[Path] = RunsDir,
+):
+    """A quote before a sweep: the stages a suite needs, those the runs directory holds already (reused) and those
+    to compute, and the estimated hours of the training stages by kind and in total on the device, from the
+    latest `cpep-bench perf` file for it. Counts the data's windows (generating synthetic data on first use, as
+    `run` would); trains nothing."""
+    from bench.perf.quote import show
+    from cpep.nn.train import pick_device
+    if device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device takes auto, cpu or cuda, not {device!r}")
+    if perf_file is not None and not perf_file.is_file():
+        raise UserError(f"--perf {perf_file}: no such file")
+    device_type = pick_device("auto").type if device == "auto" else device
+    runs = selection(suite, data, data_root, seeds, variants, set_, None, gpus=device_type == "cuda")
+    show(runs, runs_store(runs_dir), device_type, perf_file, console)
 
 
 @app.command()

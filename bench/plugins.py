@@ -370,6 +370,6 @@ def train(step: Step, ctx: Context, build: Callable[[Context], "Training"] | Non
     run = config.Train.of(ctx.cfg)
     schedule = sections()[step.schedule].of(ctx.cfg)
     training = (build or step.build)(ctx)
-    return train(training, Schedule.of(schedule, training.drop_last), ctx.device, ctx.seeds.order, ctx.checkpoint,
+    return train(training, Schedule.of(schedule), ctx.device, ctx.seeds.order, ctx.checkpoint,
                  run.checkpoint_every, ctx.on_epoch, run.compile, config.Data.of(ctx.cfg).in_memory_gb * 1e9,
                  run.workers)

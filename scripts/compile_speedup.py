@@ -1,22 +1,30 @@
-"""Eager against compiled (torch.compile, mode "reduce-overhead": CUDA graphs) training steps, as `cpep-bench perf`
-builds them, at one model size: milliseconds per step and windows/s after the compiled step has been compiled,
-recorded and replayed.
+"""Each training stage of the paper's methods at one model size, eager, compiled (torch.compile, no CUDA graphs) and
+compiled with CUDA graphs (what `train.compile=true` trains with on CUDA), built as `cpep-bench perf` builds them:
+milliseconds per step and windows/s after the compiled step has been compiled, recorded and replayed. One JSON line
+per (stage, mode) on stdout.
 
-    python scripts/compile_speedup.py [--size paper-base] [--steps 50]      (on a CUDA machine)
+    python scripts/compile_speedup.py [--size paper-base] [--steps 50] [--runs-dir DIR]      (on a CUDA machine)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 
 from bench import plugins
 from bench.perf import steps, timing
 from bench.run.store import Store
-from cpep.nn.train import Batches
+from cpep import config
 
 WARMUP = 5
+MODES = ("eager", "compiled", "graphs")
+
+
+def compiled_without_graphs(model, device):
+    model.compile(mode="default")
+    return False
 
 
 def main() -> None:
@@ -24,22 +32,26 @@ def main() -> None:
     p.add_argument("--size", choices=sorted(steps.PAPER), default="paper-base")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--runs-dir", default="cpep-runs", help="where the synthetic data is (or is made)")
+    p.add_argument("--set", action="append", default=[], help="a configuration key=value (e.g. of the data)")
     a = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = plugins.resolve(steps.PAPER[a.size])
+    cfg = plugins.resolve(dict(config.parse_assignment(s) for s in a.set), steps.PAPER[a.size])
     data = plugins.get("dataset", "synthetic").open(cfg, Store(a.runs_dir))
-    windows = data.selection("pretrain").head(cfg["align"]["batch_size"])
-    batch = next(Batches(windows, len(windows), device, seed=0, in_memory_bytes=float("inf")).epoch(0))
-    for name, build in (("EMG-MAE", steps._mae), ("align", steps._align)):
-        rates = []
-        for compiled in (False, True):
-            step = steps.trainer(*build(cfg, data, device, batch), batch, device, compiled)
+    timed, _ = steps.plan(steps.default_methods(), [steps.Size(a.size, cfg)], torch.device("cpu"))
+    real = steps.compile_forward
+    for t in timed:
+        rates = {}
+        for mode in MODES if device.type == "cuda" else ("eager",):
+            steps.compile_forward = compiled_without_graphs if mode == "compiled" else real
+            step, n = steps.build(steps.Timed(t.kind, t.what, t.method, t.step, t.size, t.build, mode != "eager"),
+                                  data, device)
             for _ in range(WARMUP):
                 step()
-            rates.append(a.steps * len(windows) / timing.seconds(lambda: [step() for _ in range(a.steps)], device))
-            print(f"{name} {'compiled + CUDA graphs' if compiled else 'eager'} ({a.size}, batch {len(windows)}, "
-                  f"{device}): {len(windows) / rates[-1] * 1e3:.2f} ms/step, {rates[-1]:,.0f} windows/s", flush=True)
-        print(f"{name}: compiled / eager = {rates[1] / rates[0]:.2f}x")
+            rates[mode] = a.steps * n / timing.seconds(lambda: [step() for _ in range(a.steps)], device)
+            print(json.dumps({"stage": t.kind, "size": a.size, "mode": mode, "batch": n, "device": str(device),
+                              "ms_per_step": 1e3 * n / rates[mode], "windows_per_s": rates[mode],
+                              "vs_eager": rates[mode] / rates["eager"]}), flush=True)
+        steps.compile_forward = real
 
 
 if __name__ == "__main__":

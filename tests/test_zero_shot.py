@@ -1,5 +1,6 @@
 """Zero-shot by blocks: the same neighbours and predictions for every block size and device, with a defined order
-for equal similarities; the evaluation stage embeds each selection once per embedding function."""
+for equal similarities, as the exact similarities of every pair give; the evaluation stage embeds each selection
+once per embedding function."""
 
 from __future__ import annotations
 
@@ -81,6 +82,78 @@ def test_it_predicts_what_the_float_similarity_matrix_predicts_without_ties():
     got = zs.zero_shot_predictions(queries, refs, labels, 5, 10, query_chunk=64, reference_chunk=96)
     assert torch.equal(got, want)
     assert zs.zero_shot(queries, refs, labels, labels[:150], 5, 10) == zs.balanced_accuracy(want, labels[:150], 5)
+
+
+def every_pair_nearest(queries, references, k, reference_chunk=8192):
+    """The neighbours as the exact similarity of every pair gives them: each chunk's whole float64 product of grid
+    vectors, merged by a stable sort (how zero-shot found them before it picked candidates by a float32 product)."""
+    q = zs._grid(queries).double()
+    top_sim = torch.empty(len(q), 0, dtype=torch.float64)
+    top_idx = torch.empty(len(q), 0, dtype=torch.long)
+    for start in range(0, len(references), reference_chunk):
+        chunk = zs._grid(references[start:start + reference_chunk]).double()
+        sims = torch.cat([top_sim, q @ chunk.T], 1)
+        idx = torch.cat([top_idx, torch.arange(start, start + len(chunk)).expand(len(q), -1)], 1)
+        order = sims.sort(dim=1, descending=True, stable=True).indices[:, :k]
+        top_sim, top_idx = sims.gather(1, order), idx.gather(1, order)
+    return top_sim.long(), top_idx
+
+
+def every_pair_predictions(queries, references, labels, num_classes, k):
+    sims, idx = every_pair_nearest(F.normalize(queries, dim=-1), F.normalize(references, dim=-1), k)
+    votes = F.one_hot(labels[idx], num_classes)
+    count, total = votes.sum(1), (votes * sims.unsqueeze(-1)).sum(1)
+    return total.masked_fill(count < count.max(1, keepdim=True).values, torch.iinfo(torch.long).min).argmax(1)
+
+
+def ties_and_near_ties(seed, n_refs, dim, copies, near, num_classes=4):
+    """References with exact ties (copies, and a scaled copy, which has the same cosine similarity bit for bit) and
+    near ties (`near` references within a few grid steps of one, closer than float32 similarities can tell apart),
+    and queries whose nearest neighbours are among them."""
+    g = torch.Generator().manual_seed(seed)
+    refs = torch.randn(n_refs, dim, generator=g)
+    refs[n_refs // 2:n_refs // 2 + copies] = refs[:copies]
+    refs[-1] = 3.0 * refs[5]
+    refs[40:40 + near] = F.normalize(refs[9], dim=0) + 1e-7 * torch.randn(near, dim, generator=g)
+    labels = torch.randint(0, num_classes, (n_refs,), generator=g)
+    queries = torch.randn(300, dim, generator=g)
+    queries[:40] = refs[9] + 1e-3 * torch.randn(40, dim, generator=g)
+    queries[40:60] = refs[3] + 1e-3 * torch.randn(20, dim, generator=g)
+    queries[60] = refs[5]
+    return queries, refs, labels, num_classes
+
+
+@pytest.mark.parametrize("dim, near", [(6, 3), (64, 12), (64, 200), (128, 1500)])
+def test_candidates_from_a_float32_product_give_the_neighbours_and_votes_of_every_pair(dim, near, monkeypatch):
+    """Few near ties, more than the first guess of candidates, and so many that whole chunks are scored exactly;
+    chunks smaller and larger than the groups of candidates, dividing the references or not."""
+    queries, refs, labels, c = ties_and_near_ties(0, 6000, dim, copies=300, near=near)
+    unit_q, unit_r = F.normalize(queries, dim=-1), F.normalize(refs, dim=-1)
+    widths = []  # per chunk: how many of its references were scored exactly, and how many it had
+    exact = zs._exact
+    monkeypatch.setattr(zs, "_exact", lambda q, chunk, cand: widths.append((cand.shape[1], len(chunk))) or
+                        exact(q, chunk, cand))
+    for k in (1, 10, 37):
+        want_sims, want_idx = every_pair_nearest(unit_q, unit_r, k)
+        want = every_pair_predictions(queries, refs, labels, c, k)
+        for reference_chunk, query_chunk in ((500, 300), (4096, 64), (6000, 300)):
+            sims, idx = zs.nearest(unit_q, unit_r, k, reference_chunk=reference_chunk, query_chunk=query_chunk)
+            assert torch.equal(idx, want_idx) and torch.equal(sims, want_sims), (k, reference_chunk, query_chunk)
+            got = zs.zero_shot_predictions(queries, refs, labels, c, k, query_chunk=query_chunk,
+                                           reference_chunk=reference_chunk)
+            assert torch.equal(got, want), (k, reference_chunk, query_chunk)
+    assert any(m < n for m, n in widths), "candidates were picked in some chunks"
+    assert any(m == n for m, n in widths), "every reference was scored in others"
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_products_rounded_more_coarsely_widen_the_margin_and_change_nothing(precision, monkeypatch):
+    queries, refs, labels, c = ties_and_near_ties(1, 5000, 32, copies=100, near=5)
+    want = every_pair_predictions(queries, refs, labels, c, 10)
+    ieee = zs._error_bound(32, torch.device("cpu"))
+    monkeypatch.setattr(zs, "_matmul_precision", lambda device: precision)
+    assert zs._error_bound(32, torch.device("cpu")) > 1000 * ieee
+    assert torch.equal(zs.zero_shot_predictions(queries, refs, labels, c, 10), want)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -13,9 +13,9 @@ from cpep.data.windows import WindowDataset
 from cpep.nn.train import Batches
 
 
-def _hdf5(windows: WindowDataset, device: torch.device) -> Callable[[], object]:
-    """Window by window from the files, as one loader process reads them (after the first pass, from the page
-    cache)."""
+def _read(windows: WindowDataset, device: torch.device) -> Callable[[], object]:
+    """Window by window from the recordings, by the dataset's reader, as one loader process reads them (after the
+    first pass, from the page cache)."""
     def read():
         for i in range(len(windows)):
             windows[i]
@@ -39,10 +39,16 @@ def _memory(windows: WindowDataset, device: torch.device) -> Callable[[], object
 # Each data path: (what, reader of a batch of windows). A new way of serving windows is one more entry here, and
 # its row lands beside these, as a fraction of the same memory copy.
 PATHS = (
-    ("HDF5 read, one process", _hdf5),
-    ("window cache (memory-mapped) gather", _packed),
+    ("{reader} read, 1 process", _read),
+    ("window cache gather (mmap)", _packed),
     ("slice from memory", _memory),
 )
+
+
+def reader(windows: WindowDataset) -> str:
+    """What reads a window from its recording: the dataset's window class, by the format it reads."""
+    from cpep.data.ninapro_windows import MatWindows
+    return {WindowDataset: "HDF5", MatWindows: "MATLAB .mat"}.get(type(windows), type(windows).__name__)
 
 
 def window_bytes(windows: WindowDataset) -> int:
@@ -56,12 +62,12 @@ def measure(windows: WindowDataset, device: torch.device, plan: timing.Plan) -> 
     src = np.ones(n * nbytes // 4, dtype=np.float32)
     dst = np.empty_like(src)
     copy = timing.median_rate(lambda: np.copyto(dst, src), n, torch.device("cpu"), plan)
-    reference = table.row("data", "memory copy, same bytes (reference)", copy.rate, "windows/s",
+    reference = table.row("data", "memory copy (reference)", copy.rate, "windows/s",
                           size=f"{nbytes * n / 2**20:.1f} MB", batch=n, units_per_repeat=copy.units,
                           repeats=copy.repeats, vs_reference=1.0)
     rows = [reference]
-    for what, reader in PATHS:
-        t = timing.median_rate(reader(windows, device), n, device, plan)
-        rows.append(table.row("data", what, t.rate, "windows/s", batch=n, units_per_repeat=t.units,
-                              repeats=t.repeats, vs_reference=t.rate / copy.rate))
+    for what, path in PATHS:
+        t = timing.median_rate(path(windows, device), n, device, plan)
+        rows.append(table.row("data", what.format(reader=reader(windows)), t.rate, "windows/s", batch=n,
+                              units_per_repeat=t.units, repeats=t.repeats, vs_reference=t.rate / copy.rate))
     return rows

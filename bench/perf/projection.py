@@ -1,8 +1,9 @@
 """Hours of a suite's training stages on emg2pose's training split, projected from measured step rates.
 
 The work of a suite is counted by the planner (the stages it trains, by kind, and their epochs), never written
-down here; each stage kind is timed at the rate of the measured step that does its work. A projection, not a
-measurement: it assumes every step of the schedule runs at the measured rate, data loading keeping up.
+down here; each stage kind is timed at the rate perf measured for that stage (its method's own Step). A
+projection, not a measurement: it assumes every step of the schedule runs at the measured rate, data loading
+keeping up.
 """
 
 from __future__ import annotations
@@ -14,11 +15,6 @@ from bench.run import planner
 
 TRAIN_HOURS = 250.9        # emg2pose's training split, hours of recordings (emg2pose, Table 1)
 PAPER_V100_HOURS = 18.0    # CPEP: about 4.5 h on 4 x V100 per model
-# The measured step that does each stage kind's work. Pose-MAE runs the EMG-MAE step's encoder size on as many
-# tokens; PoseT is the alignment step's EMG encoder, forward and backward, without the frozen pose encoder.
-STEP_OF_KIND = {"pose_mae": "mae", "emg_mae": "mae", "align": "align", "poset": "align", "tds_regression": "supervised"}
-# emg2pose's featurizer has one size: its row serves the projections of every encoder size.
-SUPERVISED_MODEL = "paper-base"
 NOTE = ("projection from measured step rates on this device, not a measured run: every step of the schedule at "
         "the rate measured here, data loading keeping up")
 
@@ -51,12 +47,11 @@ def suite_work(name: str) -> dict[str, dict[str, tuple[int, int]]]:
 
 
 def project(kinds: dict[str, tuple[int, int]], rates: dict[str, float], windows: int) -> dict:
-    """Hours of `kinds` ({kind: (stages, epochs)}) at `rates` ({step: windows/s}), `windows` per epoch."""
+    """Hours of `kinds` ({kind: (stages, epochs)}) at `rates` ({stage kind: windows/s}), `windows` per epoch."""
     hours, missing = {}, []
     for kind, (_, epochs) in kinds.items():
-        rate = rates.get(STEP_OF_KIND.get(kind, ""))
-        if rate:
-            hours[kind] = epochs * windows / rate / 3600
+        if rates.get(kind):
+            hours[kind] = epochs * windows / rates[kind] / 3600
         else:
             missing.append(kind)
     steps = sum(epochs for kind, (_, epochs) in kinds.items() if kind in hours) * windows
@@ -67,19 +62,22 @@ def project(kinds: dict[str, tuple[int, int]], rates: dict[str, float], windows:
 COMPILED = "_compiled"
 
 
-def rates_of(rows: list[dict], model: str, compiled: bool = False) -> dict[str, float]:
-    """{step kind: windows/s} of one model size's step rows (the supervised step at its own size); with
-    `compiled`, the compiled steps' rates where they were measured."""
+def rates_of(rows: list[dict], model: str, same_as: dict | None = None, compiled: bool = False) -> dict[str, float]:
+    """{stage kind: windows/s} at one model size: its own row, or the row of the size whose configuration that
+    stage shares (`same_as`: {"kind@model": model}); with `compiled`, the compiled steps' rates where measured."""
+    same_as = same_as or {}
     rates = {}
     for r in rows:
-        if r["section"] == "step" and r["model"] == (SUPERVISED_MODEL if r["kind"] == "supervised" else model):
+        stage = r["kind"].removesuffix(COMPILED).removesuffix("_uncached") if r["kind"] else ""
+        if r["section"] == "step" and r["model"] == same_as.get(f"{stage}@{model}", model):
             rates[r["kind"]] = r["rate"]
     if compiled:
         rates.update({kind.removesuffix(COMPILED): rate for kind, rate in rates.items() if kind.endswith(COMPILED)})
     return rates
 
 
-def projections(rows: list[dict], suite: str, scopes: dict, window: int, models: list[str]) -> dict:
+def projections(rows: list[dict], suite: str, scopes: dict, window: int, models: list[str],
+                same_as: dict | None = None) -> dict:
     """Each scope of `suite_work` at each paper model size's measured rates."""
     windows = windows_per_epoch(window, plugins.get("dataset", "emg2pose").sample_rate)
     out = []
@@ -87,8 +85,8 @@ def projections(rows: list[dict], suite: str, scopes: dict, window: int, models:
     for scope, kinds in scopes.items():
         for model in models:
             for c in compiled:
-                size = next(r["size"] for r in rows if r["model"] == model and r["kind"] == "align")
-                p = project(kinds, rates_of(rows, model, c), windows)
+                size = next(r["size"] for r in rows if r["model"] == model and r["section"] == "step")
+                p = project(kinds, rates_of(rows, model, same_as, c), windows)
                 paper = f"{PAPER_V100_HOURS:g} V100-hours (4.5 h on 4 x V100)" if scope == "one CPEP model" else ""
                 out.append({"scope": scope, "model": model, "size": size + (", compiled" if c else ""), **p,
                             "paper": paper})

@@ -7,6 +7,8 @@ import torch
 
 from bench.perf import table, timing
 
+SHORT = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
 
 def dtype_of(device: torch.device) -> torch.dtype:
     """The precision the steps compute in: bf16 under CUDA autocast, float32 on a CPU."""
@@ -20,6 +22,6 @@ def measure(n: int, device: torch.device, plan: timing.Plan) -> dict:
     flops, first_s = timing.counted(lambda: a @ b, device)
     t = timing.median_rate(lambda: a @ b, 1, device, plan, first_s)
     r = table.row("roofline", "GEMM (roofline)", t.rate * flops / 1e12, "TFLOP/s",
-                  size=f"{n}^3 {str(dtype_of(device)).removeprefix('torch.')}", units_per_repeat=t.units,
+                  size=f"{n}^3 {SHORT[dtype_of(device)]}", units_per_repeat=t.units,
                   repeats=t.repeats, gflop=flops / 1e9, tflop_per_s=t.rate * flops / 1e12, of_roofline=1.0)
     return r

@@ -1,4 +1,5 @@
-"""The rows of `cpep-bench perf`: one printed table, and the same rows as CSV and JSON."""
+"""The rows of `cpep-bench perf`: one printed table (80 columns wide, or every column with --wide), footnotes
+wrapped to the same width, and the same rows as CSV and JSON."""
 
 from __future__ import annotations
 
@@ -6,19 +7,21 @@ import csv
 import io
 import json
 import math
+import textwrap
 from pathlib import Path
 
+from rich import box
 from rich.table import Table
 
 from cpep.files import write_text_atomically
 
-# (column, header) in table order; a row leaves out what does not apply to it. `section` and `kind` (which step:
-# mae, align, supervised) are in the files only.
+# (column, header) in table order; a row leaves out what does not apply to it. `section`, `kind` (the stage a step
+# row times), `method` and `work` (what sets its speed: bench.perf.steps.work_key) are in the files only.
 COLUMNS = (
     ("section", "section"), ("kind", "kind"), ("what", "what"), ("model", "model"), ("size", "size"),
     ("batch", "batch"), ("rate", "rate"), ("unit", "unit"), ("units_per_repeat", "units"), ("repeats", "reps"),
     ("gflop", "GFLOP each"), ("tflop_per_s", "TFLOP/s"), ("of_roofline", "of roofline"),
-    ("peak_memory_mb", "peak MB"), ("vs_reference", "vs ref"),
+    ("peak_memory_mb", "peak MB"), ("vs_reference", "vs ref"), ("method", "method"), ("work", "work"),
 )
 
 
@@ -46,18 +49,68 @@ def _cell(column: str, value) -> str:
     return str(value)
 
 
-PRINTED = [(c, header) for c, header in COLUMNS if c not in ("section", "kind")]
+WIDE = [(c, header) for c, header in COLUMNS if c not in ("section", "kind", "method", "work")]
+WIDTH = 80  # the default table's width at most, footnotes included
+UNITS = {"windows/s": "win/s", "queries/s": "q/s", "TFLOP/s": "TFLOP/s"}
 
 
-def render(rows: list[dict], title: str) -> Table:
-    table = Table(*(header for _, header in PRINTED), title=title)
+def _si(value: float) -> str:
+    """Three significant digits and a k/M/G suffix: 12.3 k, 456, 0.112."""
+    for factor, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _share(r: dict) -> str:
+    """The row's fraction of its reference: the roofline's FLOP/s for rows that count FLOPs, else `vs_reference`."""
+    value = r["of_roofline"] if r["of_roofline"] is not None else r["vs_reference"]
+    return "" if value is None else f"{100 * value:.3g} %"
+
+
+def _size(r: dict) -> str:
+    if r["section"] == "data":
+        return f"{r['batch']} win"
+    return r["size"] or ""
+
+
+def _narrow(r: dict) -> list[str]:
+    peak = r["peak_memory_mb"]
+    return [r["what"], _size(r), f"{_si(r['rate'])} {UNITS.get(r['unit'], r['unit'])}", _share(r),
+            "" if peak is None else f"{peak:,.0f}"]
+
+
+NARROW = ("what", "size", "rate", "vs ref", "peak MB")
+NARROW_NOTE = ("vs ref: a step's or zero-shot's FLOP/s as a fraction of the GEMM row's (the roofline); a data path "
+               "as a fraction of the memory copy; a contention row as a fraction of the rate as found. --wide shows "
+               "every column (batch, units and repeats timed, FLOPs)")
+
+
+WIDE_NOTE = ("of roofline: a step's or zero-shot's TFLOP/s as a fraction of the GEMM row's; vs ref: a data path as "
+             "a fraction of the memory copy, a contention row as a fraction of the rate as found; units: units of "
+             "work per timed repeat; reps: repeats")
+
+
+def render(rows: list[dict], wide: bool = False) -> Table:
+    """The table, each section apart. The default one is at most WIDTH characters wide for the rows perf writes."""
+    headers = [header for _, header in WIDE] if wide else NARROW
+    table = Table(*headers, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for i, header in enumerate(headers):
+        if i:
+            table.columns[i].justify = "right"
     section = None
     for r in rows:
         if section is not None and r["section"] != section:
             table.add_section()
         section = r["section"]
-        table.add_row(*(_cell(c, r[c]) for c, _ in PRINTED))
+        table.add_row(*([_cell(c, r[c]) for c, _ in WIDE] if wide else _narrow(r)))
     return table
+
+
+def footnotes(notes: list[str], width: int = WIDTH) -> str:
+    """Each note once, wrapped to `width` with a hanging indent."""
+    return "\n".join(textwrap.fill(note, width, initial_indent="  ", subsequent_indent="    ")
+                     for note in dict.fromkeys(notes))
 
 
 def to_csv(rows: list[dict]) -> str:

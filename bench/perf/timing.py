@@ -25,6 +25,7 @@ class Plan:
     repeats: int     # at most this many timed repeats; the median is kept
     repeat_s: float  # aim for repeats this long (units per repeat = repeat_s / one unit's time, at least 1)
     row_s: float     # fewer repeats when they would take longer than this together
+    warmup: bool = True  # a second untimed call after a fast first one (--quick makes none)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def median_rate(unit: Callable[[], object], items: int, device: torch.device, pl
     `first_s` is how long an untimed first call (the one whose FLOPs were counted) took; a second warm-up call is
     made unless that one was already slow (allocator, kernels, file handles: first-call costs are excluded).
     """
-    if first_s is None or first_s < SLOW_UNIT_S:
+    if first_s is None or (plan.warmup and first_s < SLOW_UNIT_S):
         first_s = seconds(unit, device)
     units = max(1, round(plan.repeat_s / max(first_s, 1e-9)))
     repeats = max(1, min(plan.repeats, int(plan.row_s / max(units * first_s, 1e-9))))

@@ -34,13 +34,11 @@ class Schedule:
     weight_decay: float
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0
-    drop_last: bool = False
 
     @classmethod
-    def of(cls, section, drop_last: bool = False) -> "Schedule":
+    def of(cls, section) -> "Schedule":
         """From a schedule section of the configuration (cpep.nn.config.ScheduleSection)."""
-        return cls(section.epochs, section.batch_size, section.lr, section.weight_decay, section.warmup_epochs,
-                   drop_last=drop_last)
+        return cls(section.epochs, section.batch_size, section.lr, section.weight_decay, section.warmup_epochs)
 
 
 @dataclass
@@ -50,7 +48,7 @@ class Training:
     model: nn.Module
     loss: Callable[[dict], torch.Tensor]   # of a batch {"emg", "pose", "label", "index"}
     windows: WindowDataset                 # the windows it draws its batches from
-    drop_last: bool = False                # every batch full: one shape, for CUDA graphs and a batch-size objective
+    drop_last: bool = False                # every batch full, for an objective whose batch is part of it
     after_step: Callable[[], None] | None = None  # after each optimizer step (e.g. clamp a parameter)
     extra_logs: Callable[[], dict] | None = None  # logged each epoch beside the loss
     result: Callable[[], dict] | None = None      # the state dict the stage keeps (default: the model's)
@@ -74,13 +72,20 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def compile_forward(model: nn.Module, device: torch.device, static_shapes: bool) -> bool:
-    """torch.compile `model`'s forward in place (its state dict keeps the plain keys). On CUDA with every batch
-    of one shape, in "reduce-overhead" mode: CUDA graphs replay a step's kernels in one launch, which is where
-    small batches of short windows spend their time. Returns whether CUDA graphs are used."""
-    graphs = device.type == "cuda" and static_shapes
+def compile_forward(model: nn.Module, device: torch.device) -> bool:
+    """torch.compile `model`'s forward in place (its state dict keeps the plain keys). On CUDA in "reduce-overhead"
+    mode: CUDA graphs replay a step's kernels in one launch, which is where small batches of short windows spend
+    their time. Compiled code sees full batches only (see `step_context`). Returns whether CUDA graphs are used."""
+    graphs = device.type == "cuda"
     model.compile(mode="reduce-overhead" if graphs else "default")
     return graphs
+
+
+def step_context(short: bool):
+    """What a compiled model's training step runs under: full batches run its compiled code (CUDA graphs on
+    CUDA); a `short` batch (the last of an epoch that keeps it) runs eagerly, so that the compiled code sees one
+    shape and records one graph."""
+    return torch.compiler.set_stance("force_eager") if short else contextlib.nullcontext()
 
 
 def seed_everything(seed: int) -> None:
@@ -134,11 +139,13 @@ class Batches:
             return
         # Its own generator: a DataLoader otherwise draws from the global RNG, and the masks and augmentations
         # that follow would differ from the in-memory path's.
-        chunks = list(order.split(self.batch_size)[:len(self)])
-        loader = self.packed.loader(chunks, self.workers, g, pin_memory=self.device.type == "cuda")
+        pinned = self.device.type == "cuda"
+        chunks = list((order.pin_memory() if pinned else order).split(self.batch_size)[:len(self)])
+        loader = self.packed.loader(chunks, self.workers, g, pin_memory=pinned)
         for idx, batch in zip(chunks, loader):
-            batch = {k: t.to(self.device, non_blocking=True) for k, t in batch.items()}
-            yield {**batch, "emg": batch["emg"].float(), "index": idx.to(self.device)}
+            # from pinned memory, without blocking: a copy from pageable memory would wait for the device each step
+            batch = {k: t.to(self.device, non_blocking=True) for k, t in {**batch, "index": idx}.items()}
+            yield {**batch, "emg": batch["emg"].float()}
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -161,7 +168,8 @@ def make_optimizer(model: nn.Module, params: list[nn.Parameter], weight_decay: f
 def train_step(loss_fn: Callable[[dict], torch.Tensor], batch: dict, params: list[nn.Parameter], optimizer,
                device: torch.device, grad_clip: float, graphs: bool = False,
                after_step: Callable[[], None] | None = None) -> torch.Tensor:
-    """One optimizer step on `batch` (the learning-rate schedule is the caller's); returns the loss."""
+    """One optimizer step on `batch` (the learning-rate schedule is the caller's); returns the loss. Nothing in
+    it reads a value back from the device."""
     if graphs:  # a new step: the graphs' outputs of the last one may be overwritten now
         torch.compiler.cudagraph_mark_step_begin()
     with autocast(device):
@@ -184,13 +192,14 @@ def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batc
     """Train `model` on `loss_fn(batch)`; returns one dict per epoch (loss, lr, seconds, and `extra_logs()`).
 
     `after_step()` runs after every optimizer step (e.g. to clamp a parameter back into its range). With
-    `compile`, the model's forward is compiled in place (compile_forward), so its state dict keeps its keys.
+    `compile`, the model's forward is compiled in place (compile_forward), so its state dict keeps its keys, and
+    full batches run the compiled code (CUDA graphs on CUDA) while a shorter last batch runs eagerly.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: every parameter is frozen")
     device = batches.device
-    graphs = compile and compile_forward(model, device, static_shapes=schedule.drop_last)
+    graphs = compile and compile_forward(model, device)
     optimizer = make_optimizer(model, params, schedule.weight_decay, schedule.lr)
     steps = max(1, len(batches)) * schedule.epochs
     warmup = max(1, int(schedule.warmup_epochs * len(batches)))
@@ -219,7 +228,8 @@ def fit(model: nn.Module, loss_fn: Callable[[dict], torch.Tensor], batches: Batc
         total = torch.zeros((), device=device)
         count = 0
         for batch in batches.epoch(epoch):
-            loss = train_step(loss_fn, batch, params, optimizer, device, schedule.grad_clip, graphs, after_step)
+            with step_context(compile and len(batch["index"]) < batches.batch_size):
+                loss = train_step(loss_fn, batch, params, optimizer, device, schedule.grad_clip, graphs, after_step)
             scheduler.step()
             total += loss.detach().float()
             count += 1
