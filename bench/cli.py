@@ -436,7 +436,7 @@ def plan(
     if perf_file is not None and not perf_file.is_file():
         raise UserError(f"--perf {perf_file}: no such file")
     device_type = pick_device("auto").type if device == "auto" else device
-    runs = selection(suite, data, data_root, seeds, variants, set_, None, gpus=device_type == "cuda")
+    runs = selection(suite, data, data_root, seeds, variants, set_, None if device == "auto" else device)
     show(runs, runs_store(runs_dir), device_type, perf_file, console)
 
 

@@ -13,7 +13,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from bench.report import claims, scores, significance, stats
-from bench.report.frames import CLASS_SETS, REFERENCE_VARIANT, STALE, Report, metric_name
+from bench.report.frames import REFERENCE_VARIANT, STALE, Report, metric_name
 
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 def unpublished_note(report: Report) -> str:
