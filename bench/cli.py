@@ -494,6 +494,48 @@ def numbers(option: str, text: str, kind) -> tuple:
         raise UserError(f"{option} takes comma-separated numbers, not {text!r}") from None
 
 
+@app.command()
+def spread(
+    suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see `cpep-bench suites`) or a suite TOML file."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0 or 0-2 (default: the suite's first seed). With "
+                                                   "several, the sd over seeds is shown beside the spread."),
+    envs: Optional[str] = typer.Option(None, "--envs",
+                                       help="Comma-separated training environments: cpu-<N>t (N torch threads, "
+                                            "the default CPU kernels), cpu-<N>t-avx2 (torch, MKL and oneDNN "
+                                            "kernels limited to AVX2), cuda. One named twice runs twice. "
+                                            "Default: cpu-1t,cpu-2t,cpu-1t-avx2, and cuda where CUDA is present."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
+    set_: list[str] = Sets,
+    data: str = DataName,
+    data_root: Optional[Path] = DataRoot,
+    force: bool = typer.Option(False, "--force", help="Retrain runs an earlier spread left in --out."),
+    out: Optional[Path] = typer.Option(None, help="Directory for the environments' runs directories and the "
+                                                  "CSV and JSON files (default: <runs-dir>/spread/<suite>)."),
+    runs_dir: Optional[Path] = RunsDir,
+):
+    """Train a suite's runs under several training environments and show how far their metrics disagree: CPU
+    results depend on torch's thread count and on the CPU kernels (AVX-512/AMX or AVX2), which stage keys leave
+    out (records name them per stage); a GPU trains in bf16. Each environment is a `cpep-bench run` subprocess with
+    its own runs directory, <out>/<environment>/, sharing the synthetic data of --runs-dir. Prints, per (variant,
+    metric), the value in each environment and max - min across them (with several seeds, the sd over seeds
+    beside it), and writes spread-<suite>.csv and .json to --out, with the command, date, machine (CPU model and
+    kernel flags, torch version), git commit and each environment's settings and torch kernel level. Runs that an
+    earlier spread finished in --out are reused (--force retrains them). Exits 1 when an environment failed."""
+    from bench.check import spread as spread_module
+    environments = spread_module.parse_environments(
+        [e.strip() for e in envs.split(",") if e.strip()] if envs else spread_module.default_environments())
+    seeds = seeds or str(suites.load(suite).seeds[0])
+    store = runs_store(runs_dir)
+    runs = selection(suite, data, data_root, seeds, variants, set_, "cpu")
+    run_args = ["run", "--suite", suite, "--seeds", seeds, "--data", data,
+                *(["--data-root", str(data_root.expanduser().resolve())] if data_root else []),
+                *(["--variants", variants] if variants else []), *(a for s in set_ for a in ("--set", s)),
+                *(["--force"] if force else [])]
+    if not spread_module.measure(runs, run_args, environments, store, out or store.root / "spread" / runs[0].suite,
+                                 shlex.join(["cpep-bench", *sys.argv[1:]]), console):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()
