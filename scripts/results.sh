@@ -43,7 +43,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 
 run_cmd=(cpep-bench run --suite "$suite" --runs-dir "$runs" --set train.threads=1 "$@")
-report_cmd=(cpep-bench report --suite "$suite" --runs-dir "$runs" --out "$out" --ci bootstrap --format md,tex,csv
+report_cmd=(cpep-bench report --suite "$suite" --runs-dir "$runs" --out "$out" --format md,tex,csv,html
             "${report_data[@]}")
 
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
