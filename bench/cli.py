@@ -117,17 +117,30 @@ def run(
     reuse_stale: bool = typer.Option(False, "--reuse-stale",
                                      help="Reuse stages made by older code when the current code has not made "
                                           "them yet; their runs are marked stale in the report."),
+    plan: bool = typer.Option(False, "--plan",
+                              help="Train nothing: print the quote. The stages the sweep needs, those the runs "
+                                   "directory holds already and those to compute, with the training hours on the "
+                                   "device (--device, default this machine's) from its latest `cpep-bench perf` "
+                                   "file. Counts the data's windows (generating synthetic data on first use)."),
+    perf_file: Optional[Path] = typer.Option(None, "--perf", metavar="FILE",
+                                             help="With --plan: the perf JSON file to take the rates from (default: "
+                                                  "the latest <runs-dir>/perf/perf-<device>-*.json)."),
     runs_dir: Optional[Path] = RunsDir,
 ):
     """Train and evaluate every run of a suite (variants x seeds); finished runs are skipped. A stage whose code
     changed since it was made is recomputed (or, with --reuse-stale, reused and marked). Exits 1 when a run
-    failed; the traceback is in the failed stage's error.log."""
+    failed; the traceback is in the failed stage's error.log. --plan quotes the sweep instead."""
     suites.load(suite)  # its plug-in folders (executors among them) are known from here on
+    if perf_file is not None and not (plan and perf_file.is_file()):
+        raise UserError(f"--perf {perf_file}: no such file" if plan else "--perf goes with --plan")
     chosen = plugins.get("executor", executor).configured(
         {"jobs": jobs, "profile": profile, "wait": wait, "wait_timeout": wait_timeout})
     store = runs_store(runs_dir)
     store.check_writable()
     runs = selection(suite, data, data_root, seeds, variants, set_, device, chosen, store if reuse_stale else None)
+    if plan:
+        quote(runs, store, device, perf_file)
+        return
     with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):  # one sweep at a time in a runs directory
         chosen.before(runs, store)
         preflight(runs, store)
@@ -139,6 +152,14 @@ def run(
             rebuild_table(store)
             raise
         rebuild_table(store)
+
+
+def quote(runs: list[planner.Run], store: Store, device: Optional[str], perf_file: Optional[Path]) -> None:
+    """`run --plan`: the sweep's stages and hours, from a perf file for the device it names (default: here's)."""
+    from bench.perf import quote as quotes
+    from cpep.nn.train import pick_device
+    device_type = device.split(":")[0] if device and device != "auto" else pick_device("auto").type
+    quotes.show(runs, store, device_type, perf_file, console)
 
 
 def rebuild_table(store: Store) -> None:
@@ -393,7 +414,7 @@ def perf(
     sizes (windows/s, FLOP/s as a fraction of the roofline, peak memory), data paths beside a plain memory copy,
     zero-shot queries/s and the step rate beside a CPU-bound process, measured side by side in one process on the
     synthetic data (or --set data.name=emg2pose --set data.root=DIR). Prints one table and writes it as CSV and
-    JSON, named for the device, where `cpep-bench plan` finds it."""
+    JSON, named for the device, where `cpep-bench run --plan` finds it."""
     overrides = dict(config.parse_assignment(s) for s in set_)
     if device is not None:
         overrides["train.device"] = device
@@ -408,36 +429,6 @@ def perf(
         return
     from bench.perf.command import show
     show(overrides, store, out or store.root / "perf", repeats, quick, project, method, wide, console)
-
-
-@app.command()
-def plan(
-    suite: str = typer.Option(..., "--suite", "-s", help="Suite name (see `cpep-bench suites`) or a suite TOML file."),
-    data: str = typer.Option("synthetic", help="Dataset plug-in: 'synthetic', 'emg2pose' or 'ninapro_db2'."),
-    data_root: Optional[Path] = typer.Option(None, help="Directory of the dataset (as `run` takes it)."),
-    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0-4 or 0,3,7 (default: the suite's)."),
-    variants: Optional[str] = typer.Option(None, help="Comma-separated variant names (default: all)."),
-    set_: list[str] = typer.Option([], "--set", help="Override a configuration key, as `run` takes it."),
-    device: str = typer.Option("auto", help="The device the sweep will run on: auto (this machine's), cpu or "
-                                            "cuda; its latest perf file gives the rates."),
-    perf_file: Optional[Path] = typer.Option(None, "--perf", metavar="FILE",
-                                             help="A perf JSON file to take the rates from (default: the latest "
-                                                  "<runs-dir>/perf/perf-<device>-*.json)."),
-    runs_dir: Optional[Path] = RunsDir,
-):
-    """A quote before a sweep: the stages a suite needs, those the runs directory holds already (reused) and those
-    to compute, and the estimated hours of the training stages by kind and in total on the device, from the
-    latest `cpep-bench perf` file for it. Counts the data's windows (generating synthetic data on first use, as
-    `run` would); trains nothing."""
-    from bench.perf.quote import show
-    from cpep.nn.train import pick_device
-    if device not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device takes auto, cpu or cuda, not {device!r}")
-    if perf_file is not None and not perf_file.is_file():
-        raise UserError(f"--perf {perf_file}: no such file")
-    device_type = pick_device("auto").type if device == "auto" else device
-    runs = selection(suite, data, data_root, seeds, variants, set_, None if device == "auto" else device)
-    show(runs, runs_store(runs_dir), device_type, perf_file, console)
 
 
 @app.command()

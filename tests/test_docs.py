@@ -118,13 +118,13 @@ def test_the_results_script_writes_the_report_with_its_provenance(make_results, 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     names = {p.name for p in out.iterdir()}
     assert "earlier.md" not in names
-    assert {"README.md", "provenance.json", "table.md", "claims.md", "table.tex", "table.csv", "bars.png"} <= names
+    assert {"README.md", "provenance.json", "table.md", "claims.md", "table.tex", "table.csv", "report.html", "bars.png"} <= names
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     readme = (out / "README.md").read_text()
     assert commit in readme and "--set train.threads=1" in readme and "wall time" in readme
     assert (out / "table.md").read_text() in readme
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["git"]["commit"] == commit and provenance["suite"] == "smoke"
-    assert provenance["runs"] == {"done": 4} and provenance["ci"] == {"method": "bootstrap", "level": 0.95}
+    assert provenance["runs"] == {"done": 4} and provenance["ci"] == {"method": "t", "level": 0.95}
     assert list(provenance["run_commits"]) == [commit]
     assert provenance["command"].startswith("cpep-bench report --suite smoke") and str(out) in provenance["command"]

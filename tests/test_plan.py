@@ -1,4 +1,4 @@
-"""`cpep-bench plan`: the stages of a suite to compute and to reuse, and their hours quoted from a real
+"""`cpep-bench run --plan`: the stages of a suite to compute and to reuse, and their hours quoted from a real
 `perf --quick` file for the device, on tiny settings."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def smoke_runs():
 
 
 def test_the_quote_lists_the_stages_to_compute_and_reuse_with_their_hours(measured):
-    out = cli("plan", "--suite", "smoke", "--device", "cpu", "--runs-dir", measured, *tiny_args()).stdout
+    out = cli("run", "--suite", "smoke", "--plan", "--device", "cpu", "--runs-dir", measured, *tiny_args()).stdout
     perf = files.latest(measured / "perf", "cpu")
     assert f"rates from {perf}" in out.replace("\n    ", " ")
     assert "compute" in out and "reuse" in out and "total" in out
@@ -59,13 +59,13 @@ def test_the_quote_lists_the_stages_to_compute_and_reuse_with_their_hours(measur
 
 
 def test_another_configuration_is_quoted_at_the_default_models_rate_and_marked(measured):
-    out = cli("plan", "--suite", "smoke", "--device", "cpu", "--runs-dir", measured, *tiny_args(),
+    out = cli("run", "--suite", "smoke", "--plan", "--device", "cpu", "--runs-dir", measured, *tiny_args(),
               "--set", "encoder.depth=2").stdout
     assert "~" in out and "another configuration" in out
 
 
 def test_without_a_perf_file_for_the_device_it_says_how_to_make_one(measured):
-    out = cli("plan", "--suite", "smoke", "--device", "cuda", "--runs-dir", measured, *tiny_args()).stdout
+    out = cli("run", "--suite", "smoke", "--plan", "--device", "cuda", "--runs-dir", measured, *tiny_args()).stdout
     flat = " ".join(out.split())
     assert f"no perf file for cuda in {measured / 'perf'}" in flat
     assert f"cpep-bench perf --device cuda --runs-dir {measured}" in flat
@@ -73,6 +73,6 @@ def test_without_a_perf_file_for_the_device_it_says_how_to_make_one(measured):
 
 
 def test_a_perf_file_that_is_not_there_is_a_one_line_error(tmp_path):
-    result = cli("plan", "--suite", "smoke", "--perf", tmp_path / "nope.json", "--runs-dir", tmp_path, check=False)
+    result = cli("run", "--suite", "smoke", "--plan", "--perf", tmp_path / "nope.json", "--runs-dir", tmp_path, check=False)
     assert_one_line_error(result, "--perf")
     assert not (tmp_path / "data").exists()

@@ -1,6 +1,6 @@
 """Where perf's results go and how they are found again: `<runs-dir>/perf/perf-<device>-<device name>-<time>.json`
 (and .csv), the device being cpu or cuda and its name the processor's or the GPU's (e.g. perf-cuda-nvidia-h200-
-20261202-101500.json). `cpep-bench plan` quotes from the latest file of the device a sweep runs on."""
+20261202-101500.json). `cpep-bench run --plan` quotes from the latest file of the device a sweep runs on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`cpep-bench plan`: a quote before a sweep. The stages a suite's selection needs, which the runs directory holds
+"""`cpep-bench run --plan`: a quote before a sweep. The stages a suite's selection needs, which the runs directory holds
 already (reused) and which are to compute, and the hours the training stages will take on a device, estimated from
 the latest `cpep-bench perf` file for that device (bench.perf.files) at the rate perf measured for the same stage
 configuration (bench.perf.steps.work_key).
