@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import tiny_args
 
-from cpep import config
+from bench import plugins
 
 CLI = [sys.executable, "-c", "from bench.cli import main; main()"]
 
@@ -160,9 +160,10 @@ def test_values_out_of_range_are_refused_before_anything_is_written(tmp_path, su
 
 
 def test_every_numeric_key_has_a_range():
-    numeric = {f"{section}.{key}" for section, values in config.DEFAULTS.items() for key, value in values.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool)}
-    assert numeric == set(config.BOUNDS)
+    unbounded = [f"{name}.{f.name}" for name, cls in plugins.sections().items() for f in cls.params()
+                 if isinstance(cls.defaults()[f.name], (int, float)) and not isinstance(cls.defaults()[f.name], bool)
+                 and not (f.metadata["bound"] or f.metadata["choices"])]
+    assert len(plugins.sections()) > 10 and not unbounded
 
 
 def test_a_data_root_that_is_not_emg2pose_is_refused(tmp_path):

@@ -14,7 +14,7 @@ from cpep.nn.config import MIN_TEMPERATURE, Contrastive
 class Settings(Contrastive):
     section = "siglip"
     temperature: float = param(0.1, f">= {MIN_TEMPERATURE}, <= 1", "SigLIP's start: logit scale 10")
-    logit_bias: float = param(-10.0, why="SigLIP's start: most pairs of a batch are negatives, and a strongly "
+    logit_bias: float = param(-10.0, "> -100, < 100", why="SigLIP's start: most pairs of a batch are negatives, and a strongly "
                                          "negative bias starts the model near that prior instead of spending its "
                                          "first steps learning it")
 

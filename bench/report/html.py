@@ -130,7 +130,7 @@ def claims_table(report: Report) -> str:
             cells.append(_cell(value, cls=VERDICTS.get(value, "")))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f"<div class=scroll><table id=claims><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
-            f"</table></div>" + _notes(paper_claims.notes(found, report.level)))
+            f"</table></div>" + _notes(paper_claims.notes(found, paper_claims.settings_of(report))))
 
 
 def inline_svg(path: Path, prefix: str) -> str:

@@ -171,12 +171,14 @@ def print_claims(report: Report, console: Console) -> None:
     if found.empty:
         return
     table = _table("the paper's claims", Column("claim", ratio=1), Column("paper", no_wrap=True, justify="right"),
-                   Column("measured", no_wrap=True, justify="right"), Column("verdict", no_wrap=True))
+                   Column("measured", no_wrap=True, justify="right"), Column("verdict", no_wrap=True),
+                   Column("Holm", no_wrap=True))
     for _, r in found.iterrows():
         measured = f"{r['measured']} {r['interval']}".strip()
-        table.add_row(r["claim"], r["paper"], measured, Text(r["verdict"], style=VERDICT_STYLES.get(r["verdict"], "")))
+        table.add_row(r["claim"], r["paper"], measured, *(Text(r[c], style=VERDICT_STYLES.get(r[c], ""))
+                                                          for c in ("verdict", "verdict_holm")))
     console.print(table)
-    _print_notes(console, paper_claims.notes(found, report.level))
+    _print_notes(console, paper_claims.notes(found, paper_claims.settings_of(report)))
 
 
 def incomplete_line(report: Report) -> list[str]:
