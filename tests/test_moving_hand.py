@@ -128,5 +128,5 @@ def test_the_chance_of_one_handed_stages_is_part_of_the_dataset_identity():
     other = plugins.resolve({"data.synth.one_handed": 0.25})
     assert dataset.identity(other) != dataset.identity(default)
     assert SynthConfig(**other["data"]["synth"]).key() != SynthConfig(**default["data"]["synth"]).key()
-    with pytest.raises(ConfigError, match=r"data.synth: one_handed must be within \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"data.synth.one_handed must be >= 0, <= 1, not 1.5"):
         plugins.resolve({"data.synth.one_handed": 1.5})
