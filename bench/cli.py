@@ -137,10 +137,14 @@ def run(
         {"jobs": jobs, "profile": profile, "wait": wait, "wait_timeout": wait_timeout})
     store = runs_store(runs_dir)
     store.check_writable()
-    runs = selection(suite, data, data_root, seeds, variants, set_, device, chosen, store if reuse_stale else None)
-    if plan:
-        quote(runs, store, device, perf_file)
+    if plan:  # a quote for a GPU is planned at its precision (bf16) without one here
+        from bench.perf import quote
+        gpu = device is not None and device.startswith("cuda")
+        runs = selection(suite, data, data_root, seeds, variants, set_, None if gpu else device,
+                         quote.OnGpu() if gpu else chosen, store if reuse_stale else None)
+        quote.show(runs, store, "cuda" if gpu else precision_device(device), perf_file, console)
         return
+    runs = selection(suite, data, data_root, seeds, variants, set_, device, chosen, store if reuse_stale else None)
     with store.lock(shlex.join(["cpep-bench", *sys.argv[1:]])):  # one sweep at a time in a runs directory
         chosen.before(runs, store)
         preflight(runs, store)
@@ -154,12 +158,10 @@ def run(
         rebuild_table(store)
 
 
-def quote(runs: list[planner.Run], store: Store, device: Optional[str], perf_file: Optional[Path]) -> None:
-    """`run --plan`: the sweep's stages and hours, from a perf file for the device it names (default: here's)."""
-    from bench.perf import quote as quotes
+def precision_device(device: Optional[str]) -> str:
+    """The device type a run computes on here: cpu or cuda."""
     from cpep.nn.train import pick_device
-    device_type = device.split(":")[0] if device and device != "auto" else pick_device("auto").type
-    quotes.show(runs, store, device_type, perf_file, console)
+    return pick_device(device or "auto").type
 
 
 def rebuild_table(store: Store) -> None:

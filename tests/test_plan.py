@@ -32,7 +32,7 @@ def smoke_runs():
 def test_the_quote_lists_the_stages_to_compute_and_reuse_with_their_hours(measured):
     out = cli("run", "--suite", "smoke", "--plan", "--device", "cpu", "--runs-dir", measured, *tiny_args()).stdout
     perf = files.latest(measured / "perf", "cpu")
-    assert f"rates from {perf}" in out.replace("\n    ", " ")
+    assert f"ratesfrom{perf}" in "".join(out.split())  # a long path may wrap
     assert "compute" in out and "reuse" in out and "total" in out
     assert "~" not in out  # perf timed these very configurations
 
@@ -46,7 +46,8 @@ def test_the_quote_lists_the_stages_to_compute_and_reuse_with_their_hours(measur
     reused = {r["kind"] for r in rows if r["reuse"]}
     assert "pose_mae" in reused and "align" not in reused  # the Pose-MAE run's stage, which CPEP shares
     windows = len(data.selection("pretrain"))
-    rate = {r["work"]: r["rate"] for r in document["rows"] if r["section"] == "step"}
+    rate = {r["work"]: r["rate"] for r in document["rows"]  # the eager rows (perf also times variants of a stage)
+            if r["section"] == "step" and not r["kind"].endswith(("_compiled", "_uncached"))}
     for stage in planner.unique_stages(runs):
         r = by_stage[stage.kind, stage.key]
         if stage.kind == planner.EVAL:
@@ -60,15 +61,15 @@ def test_the_quote_lists_the_stages_to_compute_and_reuse_with_their_hours(measur
 
 def test_another_configuration_is_quoted_at_the_default_models_rate_and_marked(measured):
     out = cli("run", "--suite", "smoke", "--plan", "--device", "cpu", "--runs-dir", measured, *tiny_args(),
-              "--set", "encoder.depth=2").stdout
+              "--set", "encoder.depth=3").stdout  # --quick timed depths 1 and 2
     assert "~" in out and "another configuration" in out
 
 
 def test_without_a_perf_file_for_the_device_it_says_how_to_make_one(measured):
     out = cli("run", "--suite", "smoke", "--plan", "--device", "cuda", "--runs-dir", measured, *tiny_args()).stdout
-    flat = " ".join(out.split())
-    assert f"no perf file for cuda in {measured / 'perf'}" in flat
-    assert f"cpep-bench perf --device cuda --runs-dir {measured}" in flat
+    flat = "".join(out.split())  # long paths may wrap
+    assert f"noperffileforcudain{measured / 'perf'}" in flat
+    assert f"cpep-benchperf--devicecuda--runs-dir{measured}" in flat
     assert "reuse" not in out.split("kind")[0]  # bf16 stages on a GPU: none is in the runs directory
 
 

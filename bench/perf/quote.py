@@ -20,6 +20,16 @@ from rich.table import Table
 from bench import plugins
 from bench.perf import files, steps, table
 from bench.run import planner
+from bench.run.executor import Executor
+
+
+class OnGpu(Executor):
+    """Plans every stage as computed on a GPU (bf16), where this machine has none: a quote for a GPU."""
+    name = "quote"
+
+    def gpus(self, kind: str) -> bool:
+        return True
+
 
 APPROXIMATE = "~"  # a rate perf measured for another configuration of the same stage
 
