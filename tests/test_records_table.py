@@ -42,7 +42,9 @@ def test_run_writes_the_table_and_report_reads_a_record_written_by_hand(make_res
     assert records_table.records(table.sort_values("variant")) == on_disk and "by_user" in on_disk[0]
 
     # A record written by hand (as a SLURM job writes its own) reaches the table and the report.
-    hand = record | {"variant": "by_hand", "label": "written by hand", "metrics": record["metrics"] | {"lp_id": 0.123}}
+    # Without per-user scores, the report's estimate is the record's overall score.
+    hand = record | {"variant": "by_hand", "label": "written by hand", "metrics": record["metrics"] | {"lp_id": 0.123},
+                     "by_user": {}}
     path = data_dir / "by_hand/seed-0.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(hand))
