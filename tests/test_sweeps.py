@@ -177,7 +177,7 @@ def test_the_report_tabulates_each_seed_source_and_draws_the_sweeps(tmp_path):
         target = store.record_path(r["suite"], f"{r['dataset']}-{r['data_key']}", r["variant"], r["seed"])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(r))
-    out = report.show(suite, store, console, out=tmp_path / "rep")
+    out = report.show(suite, store, console, out=tmp_path / "rep", full=True)  # the variance table: --full
     text = console.export_text()
     assert "model initialisation: init varied" in text and "data order: order varied" in text
     assert "variance.md" in {p.name for p in out.iterdir()} and "variance.csv" in {p.name for p in out.iterdir()}

@@ -101,8 +101,8 @@ def test_users_differ_and_gestures_differ_in_spatial_pattern():
 
 
 def test_invalid_synth_settings_are_refused(tmp_path):
-
-    with pytest.raises(ValueError, match="training user"):
+    from cpep.errors import ConfigError
+    with pytest.raises(ConfigError, match="at least one training user"):
         simulator.generate(simulator.SynthConfig(users=2, test_users=2), tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
@@ -275,7 +275,7 @@ def test_stages_v1_with_the_default_vocabulary_is_refused_in_one_line():
     from cpep.errors import ConfigError
     with pytest.raises(ConfigError, match="set data.vocab=synthetic-v1"):
         plugins.resolve({"data.synth.stages": "v1"})
-    with pytest.raises(ConfigError, match="stages must be one of v1, v2"):
+    with pytest.raises(ConfigError, match="data.synth.stages takes 'v1' or 'v2', not 'v3'"):
         plugins.resolve({"data.synth.stages": "v3"})
 
 
@@ -329,7 +329,7 @@ def test_the_simulators_code_is_part_of_the_datas_key(tmp_path, monkeypatch):
     from bench.run import fingerprint, planner
     from bench.run.store import Store
     simulator_files = {p.name for p in fingerprint.closure([Path(simulator.__file__)])}
-    assert {"simulator.py", "synth_pose.py", "synth_emg.py", "synth_config.py"} <= simulator_files
+    assert {"simulator.py", "pose.py", "emg.py", "config.py"} <= simulator_files
     tiny = {"data.synth.users": 2, "data.synth.test_users": 1, "data.synth.stage_seconds": 2.0,
             "data.synth.sessions": 1}
     plan = planner.plan(suites.load("smoke"), seeds=(0,), variants=["cpep"], overrides=tiny)
