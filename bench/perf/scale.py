@@ -183,7 +183,7 @@ def render_measured(sizes: list[dict]) -> Table:
 def _target(r: dict) -> str:
     if r["target_exponent"] is None:
         return ""
-    return f"<= {r['target_exponent']:g}: {'met' if r['met'] else 'missed'}"
+    return f"<={r['target_exponent']:g} {'met' if r['met'] else 'missed'}"
 
 
 def render_growth(rows: list[dict]) -> Table:
