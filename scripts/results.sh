@@ -46,6 +46,11 @@ run_cmd=(cpep-bench run --suite "$suite" --runs-dir "$runs" --set train.threads=
 report_cmd=(cpep-bench report --suite "$suite" --runs-dir "$runs" --out "$out" --format md,tex,csv,html
             "${report_data[@]}")
 
+# The checkout as the run starts, leaving out the report this script replaces.
+commit=$(git -C "$checkout" rev-parse HEAD 2>/dev/null || echo "unknown (not a git checkout)")
+own=()
+case $out in "$checkout"/*) own=(":(exclude)${out#"$checkout"/}") ;; esac
+changes=$(git -C "$checkout" status --porcelain -- . "${own[@]}" 2>/dev/null | grep -c . || true)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 begin=$(date +%s)
@@ -67,8 +72,6 @@ if [ "$report_status" -ne 0 ]; then
     exit "$report_status"
 fi
 
-commit=$(git -C "$checkout" rev-parse HEAD 2>/dev/null || echo "unknown (not a git checkout)")
-changes=$(git -C "$checkout" status --porcelain 2>/dev/null | grep -c . || true)
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 memory=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null)
