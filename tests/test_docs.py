@@ -74,6 +74,15 @@ def test_every_relative_link_resolves():
                 assert (page.parent / target).exists(), f"{page.name}: {target}"
 
 
+def test_the_measured_example_is_lines_of_the_generated_table():
+    text = README.read_text()
+    example = re.search(r"<!-- measured example: lines of (\S+) -->\n(.*?)<!-- end of measured example -->", text,
+                        re.DOTALL)
+    generated = (ROOT / example.group(1)).read_text().splitlines()
+    rows = [line for line in example.group(2).splitlines() if line.startswith("|")]
+    assert len(rows) >= 3 and all(row in generated for row in rows)
+
+
 def test_the_plugin_guide_shows_the_test_plugins_exactly():
     text = (ROOT / "docs" / "extending.md").read_text()
     blocks = FILE_BLOCK.findall(text)
