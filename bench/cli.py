@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -530,6 +531,9 @@ def spread(
 
 
 def main() -> None:
+    # `cpep-bench cancel` stops a sweep with SIGINT, which a shell ignores in the commands it starts in the
+    # background (`cpep-bench run ... &`): take it back, so that cancel stops a sweep however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         app()
     except UserError as e:

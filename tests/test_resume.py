@@ -87,8 +87,9 @@ def test_status_mid_run_lists_queued_runs_with_loss_and_eta_and_cancel_stops_the
     results = make_results(tmp_path / "results")
     args = ["--suite", "smoke", "--variants", "emg_log_power,pose_mae", "--seeds", "0,1", *tiny_args(),
             "--set", "mae.epochs=5000"]
-    proc = subprocess.Popen([*CLI, "run", *args, "--runs-dir", str(results)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Started with SIGINT ignored, as a shell starts `cpep-bench run ... &`: cancel must stop it all the same.
+    proc = subprocess.Popen([*CLI, "run", *args, "--runs-dir", str(results)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         def training():
             rows = {r.ident: r for r in suite_status(Store(results), "smoke")[0]}
