@@ -13,7 +13,7 @@ from test_report import fixture_records, fixture_suite  # noqa: F401 (a fixture)
 from test_stats import with_users
 
 from bench.report import build as report
-from bench.report import latex, tables
+from bench.report import latex, tables, write
 
 TEX_FILES = ("table.tex", "iqm.tex", "differences.tex", "improvement.tex", "claims.tex")
 # a mark as it is found in a cell -> what its explanation in the caption starts with
@@ -49,7 +49,7 @@ def written(fixture_suite, tmp_path):  # noqa: F811 (the fixture)
             with_users(r, {"lp_id": [lp - 0.02, lp - 0.01, lp + 0.01, lp + 0.02]})
     rep = report.build(fixture_suite, records, "t", reuse_stale=True)
     out = tmp_path / "tex"
-    report.write_tables(rep, out, ("tex",))
+    write.write_tables(rep, out, ("tex",))
     return rep, out
 
 
@@ -108,5 +108,5 @@ def test_the_latex_files_compile(written, tmp_path):
 def test_claims_and_improvement_tables_are_written_only_where_the_report_has_rows(
         fixture_suite, tmp_path):  # noqa: F811
     alone = [r for r in fixture_records(fixture_suite) if r["variant"] == "cpep"]
-    report.write_tables(report.build(fixture_suite, alone), tmp_path / "tex", ("tex",))
+    write.write_tables(report.build(fixture_suite, alone), tmp_path / "tex", ("tex",))
     assert sorted(p.name for p in (tmp_path / "tex").iterdir()) == ["differences.tex", "iqm.tex", "table.tex"]

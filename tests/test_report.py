@@ -14,7 +14,7 @@ import pytest
 
 from bench import plugins, suites
 from bench.report import build as report
-from bench.report import latex, stats, tables
+from bench.report import latex, stats, tables, write
 from bench.report.frames import METRICS, Report, metric_order
 from bench.run.planner import run_code
 from bench.run.store import Store
@@ -317,7 +317,7 @@ def test_no_records_and_bad_options_are_user_errors(tmp_path, fixture_suite, res
     with pytest.raises(UserError, match="--level"):
         report.show(fixture_suite, Store(results), Console(), level=95)
     with pytest.raises(UserError, match="--format"):
-        report.parse_formats("md,pdf")
+        write.parse_formats("md,pdf")
 
 
 def test_each_data_identity_is_reported_on_its_own_and_never_pooled(results, fixture_suite, tmp_path):
@@ -379,7 +379,7 @@ def test_a_new_metric_is_a_column_in_every_table_and_figure(fixture_suite, tmp_p
     differences = md.split("## Paired differences")[1]
     assert md_row(differences, "ablation: EMG encoder frozen")[-1] == "+0.000 ± 0.000"  # same knn_id per seed
 
-    report.write_tables(rep, tmp_path, ("csv", "tex"))
+    write.write_tables(rep, tmp_path, ("csv", "tex"))
     rows = [r for r in csv.DictReader((tmp_path / "table.csv").open()) if r["metric"] == "knn_id"]
     assert [r["variant"] for r in rows] == rep.variants
     assert float(next(r["mean"] for r in rows if r["variant"] == "cpep")) == pytest.approx(0.65)
@@ -423,7 +423,7 @@ def test_stale_runs_are_marked_in_every_table_and_named_in_a_note(fixture_suite,
     assert md_row(differences, "ablation: EMG encoder frozen†") and md_row(differences, "EMG patch 50 samples†")
     assert md_row(differences, "ablation: AvgPool instead of [CLS]") and note in differences
 
-    tidy = report.tidy(rep)
+    tidy = write.tidy(rep)
     assert set(tidy.loc[tidy["stale"], "variant"]) == {"cpep", "patch50"}
     d = rep.differences.groupby("variant")["stale"].all()
     assert d["frozen_emg"] and not d["avgpool"]
@@ -440,7 +440,7 @@ def test_stale_runs_are_marked_in_every_table_and_named_in_a_note(fixture_suite,
     fresh_md = tables.markdown(fresh) + latex.table(fresh)
     assert md_row(fresh_md, "CPEP")[1] == "4"
     assert "†" not in fresh_md and "dag" not in fresh_md and "Stale runs" not in fresh_md
-    assert not report.tidy(fresh)["stale"].any() and not fresh.differences["stale"].any()
+    assert not write.tidy(fresh)["stale"].any() and not fresh.differences["stale"].any()
 
 
 # figures
@@ -602,7 +602,7 @@ def test_floor_and_ceiling_are_the_last_rows_of_every_table(bounds_report, tmp_p
     differences = md.split("## Paired differences")[1].split("## Ordering")[0]
     assert md_row(differences, "floor: EMG log-power + LR")[2] == "-0.280 ± 0.075 *"  # 0.45-0.70, 0.46-0.74, 0.47-0.78
 
-    report.write_tables(rep, tmp_path, ("csv", "tex"))
+    write.write_tables(rep, tmp_path, ("csv", "tex"))
     table = list(csv.DictReader((tmp_path / "table.csv").open()))
     assert {r["variant"] for r in table if r["group"] == "bounds"} == set(BOUNDS)
     assert [r["variant"] for r in table][-8:] == [v for v in BOUNDS for _ in range(4)]

@@ -17,7 +17,7 @@ from test_report import fixture_suite, make_record  # noqa: F401 (a fixture)
 from bench import suites
 from bench.plugins import Embeddings, Method
 from bench.report import build as report
-from bench.report import claims, significance, stats, tables
+from bench.report import claims, significance, stats, tables, write
 from bench.run.evaluation import evaluate
 from bench.run.store import Store
 from cpep.config import Data
@@ -162,7 +162,7 @@ def test_iqm_is_the_mean_of_the_middle_half():
 def test_iqm_is_a_column_of_table_csv_and_of_the_markdown_table(fixture_suite, tmp_path):
     scores = {"cpep": {s: [0.1, 0.6, 0.6, 0.9 + 0.01 * s] for s in range(3)}}
     built = report.build(fixture_suite, user_records(fixture_suite, scores))
-    report.write_tables(built, tmp_path, ("md", "csv"))
+    write.write_tables(built, tmp_path, ("md", "csv"))
     row = next(r for r in csv.DictReader((tmp_path / "table.csv").open())
                if (r["variant"], r["metric"]) == ("cpep", "lp_id"))
     assert float(row["iqm"]) == pytest.approx(0.6)  # each seed's 4 scores: 1 cut at each end leave two at 0.6
@@ -205,7 +205,7 @@ def test_improvement_csv_holds_every_ordered_pair_and_the_terminal_each_against_
     scores = {"cpep": {s: base for s in seeds}, "frozen_emg": {s: [x - 0.1 for x in base] for s in seeds},
               "avgpool": {s: base for s in seeds}, "patch50": {s: [x + 0.05 for x in base] for s in seeds}}
     built = report.build(fixture_suite, user_records(fixture_suite, scores))
-    report.write_tables(built, tmp_path, ("csv",))
+    write.write_tables(built, tmp_path, ("csv",))
     rows = {(r["a"], r["b"]): r for r in csv.DictReader((tmp_path / "improvement.csv").open())
             if r["metric"] == "lp_id"}
     assert len(rows) == 4 * 3

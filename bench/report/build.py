@@ -12,20 +12,14 @@ table marks their variants.
 
 from __future__ import annotations
 
-import json
 import math
-import platform
-import shlex
-import socket
-import sys
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
 
-from bench.report import claims, latex, reference, scores, select, significance, stats, tables, terminal, variance
+from bench.report import claims, reference, scores, select, significance, stats, tables, terminal, variance, write
 from bench.report.frames import (
     BOUNDS_GROUP,
     REFERENCE_VARIANT,
@@ -40,13 +34,10 @@ from bench.report.frames import (
 )
 from bench.run import records_table
 from cpep.errors import UserError
-from cpep.files import write_text_atomically
 
 if TYPE_CHECKING:  # both import torch; the report needs neither at run time
     from bench.run.store import Store
     from bench.suites import Suite
-
-FORMATS = ("md", "tex", "csv", "html")
 
 
 # records -> the report
@@ -301,93 +292,7 @@ def build(suite: Suite, records: list[dict], method: str = "t", level: float = 0
                   profiles=scores.profiles(found, variants, metrics, method, level))
 
 
-# output
-
-def write_tables(report: Report, out: Path, formats: tuple[str, ...]) -> list[Path]:
-    files = {}
-    if "md" in formats:
-        files["table.md"] = tables.markdown(report)
-    if "tex" in formats:
-        files["table.tex"] = latex.table(report)
-        files["iqm.tex"] = latex.iqm(report)
-        files["differences.tex"] = latex.differences(report)
-        if tables.improvement_rows(report):
-            files["improvement.tex"] = latex.improvement(report)
-        if not report.claims.empty:
-            files["claims.tex"] = latex.claims(report)
-    if "csv" in formats:
-        files["table.csv"] = tidy(report).to_csv(index=False)
-        files["differences.csv"] = report.differences.to_csv(index=False)
-        files["ordering.csv"] = report.ordering.to_csv(index=False)
-        files["incomplete.csv"] = report.incomplete.to_csv(index=False)
-        files["improvement.csv"] = report.improvement.to_csv(index=False)
-        files["claims.csv"] = report.claims.to_csv(index=False)
-        if not report.profiles.empty:
-            files["profiles.csv"] = report.profiles.to_csv(index=False)
-    if "md" in formats:
-        files["claims.md"] = claims.markdown(report.claims, claims.settings_of(report))
-    if not report.variance.empty:
-        if "md" in formats:
-            files["variance.md"] = variance.markdown(report)
-        if "csv" in formats:
-            files["variance.csv"] = report.variance.to_csv(index=False)
-    for name, text in files.items():
-        write_text_atomically(out / name, text)
-    return [out / name for name in files]
-
-
-PROVENANCE = "provenance.json"
-
-
-def provenance(report: Report, records: list[dict]) -> dict:
-    """Where the report's numbers come from: the command and code that made the report, where and when, and the
-    records it read (their data identity, code, commits and environments)."""
-    from bench.run import provenance as run_provenance
-    commits = Counter(str(((r.get("provenance") or {}).get("git") or {}).get("commit")) for r in records)
-    return {
-        "command": shlex.join(["cpep-bench", *sys.argv[1:]]),
-        "generated": run_provenance.now(),
-        "git": run_provenance.git_state(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-        "versions": {name: run_provenance._version(name) for name in run_provenance.PACKAGES},
-        "suite": report.suite,
-        "data": report.data,
-        "data_identity": records[0].get("data_identity"),
-        "ci": {"method": report.method, "level": report.level},
-        "runs": Counter(r["status"] for r in records),
-        "run_commits": dict(commits),
-        "run_environments": dict(select.environments([r for r in records if r["status"] == "done"])),
-        "run_hosts": sorted({str((r.get("provenance") or {}).get("host")) for r in records}),
-        "runs_finished": [min(r.get("updated", "") for r in records), max(r.get("updated", "") for r in records)],
-    }
-
-
-def write_provenance(report: Report, records: list[dict], out: Path) -> Path:
-    """provenance.json beside the tables."""
-    path = out / PROVENANCE
-    write_text_atomically(path, json.dumps(provenance(report, records), indent=1, sort_keys=True, default=str) + "\n")
-    return path
-
-
-def tidy(report: Report) -> pd.DataFrame:
-    """The summary as written to table.csv: one row per variant x metric, self-describing."""
-    df = report.summary.drop(columns=["in_paper"]).assign(
-        n_asked=len(report.seeds), ci_method=report.method, level=report.level)
-    df.insert(0, "dataset", report.dataset)
-    df.insert(0, "suite", report.suite)
-    return df
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    formats = tuple(f.strip() for f in text.split(",") if f.strip())
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise UserError(f"--format takes a comma-separated list of {', '.join(FORMATS)}, not {text!r}")
-    return formats
-
-
-def show(suite: Suite, store: Store, console: Console, out: Path | None = None, formats: tuple[str, ...] = FORMATS,
+def show(suite: Suite, store: Store, console: Console, out: Path | None = None, formats: tuple[str, ...] = write.FORMATS,
          method: str = "t", level: float = 0.95, data: str | None = None, figures: bool = True,
          data_root: Path | None = None, data_id: str | None = None, reuse_stale: bool = False,
          full: bool = False, alpha: float | None = None, test: str = "interval") -> Path:
@@ -401,8 +306,8 @@ def show(suite: Suite, store: Store, console: Console, out: Path | None = None, 
     records = select.pick_identity(records, suite.name, data, data_root, data_id)
     report = build(suite, records, method, level, reuse_stale, alpha, test)
     out = Path(out) if out is not None else store.root / "report" / suite.name / report.data.split(" ")[0]
-    written = write_tables(report, out, formats)
-    written.append(write_provenance(report, records, out))
+    written = write.write_tables(report, out, formats)
+    written.append(write.write_provenance(report, records, out))
     if figures:
         from bench.report import figures as figures_module  # seaborn and matplotlib load only when drawing
         written += figures_module.write_all(report, out)

@@ -49,7 +49,8 @@ def report(
     the paper measured this data, the paper's claims with a verdict each, and every run without a result. The
     terminal shows the main table and the claims (--full: every table); the files hold everything."""
     from bench.report import build as report_module
-    formats = report_module.parse_formats(format_)
+    from bench.report import write
+    formats = write.parse_formats(format_)
     store = runs_store(runs_dir)
     report_module.show(suites.load(suite), store, console, out=out, formats=formats, method=ci, level=level,
                        data=data, data_root=data_root, data_id=data_id, reuse_stale=reuse_stale, full=full,
