@@ -12,15 +12,17 @@ import typer
 from rich.table import Table
 
 from bench import plugins, suites
+from bench.check.data_command import data_check, data_synth
 from bench.check.show import scan_progress
 from bench.options import DataName, DataRoot, Device, RunsDir, Seeds, Sets, console, runs_store
+from bench.perf.perf_command import perf
 from bench.report.command import report
+from bench.report.coverage_command import coverage
 from bench.run import planner
 from bench.run.store import Store
 from cpep import config
 from cpep.errors import DiskFull, UserError
 from cpep.files import disk_full
-from cpep.synth.config import SynthConfig
 
 app = typer.Typer(help="Reproducibility benchmark suite for CPEP (contrastive pose-EMG pre-training).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -312,180 +314,10 @@ def list_suites():
     console.print("\n".join(descriptions), highlight=False)
 
 
-SYNTH = SynthConfig()  # the defaults of `data synth`
-
-
-@data_app.command("synth")
-def data_synth(
-    out: Path = typer.Option(..., help="New directory to write the dataset into."),
-    seed: int = typer.Option(SYNTH.seed, help="Random seed: the same seed writes the same data."),
-    users: int = typer.Option(SYNTH.users, help="Number of users."),
-    test_users: int = typer.Option(SYNTH.test_users, help="Held-out test users (the last ones)."),
-    val_users: int = typer.Option(SYNTH.val_users, help="Held-out validation users (before the test users)."),
-    stage_seconds: float = typer.Option(SYNTH.stage_seconds, help="Seconds per gesture stage (free-form lasts 3x)."),
-    difficulty: float = typer.Option(SYNTH.difficulty,
-                                     help="0 = clean, identical users; 1 = noisy, very different users."),
-    one_handed: float = typer.Option(SYNTH.one_handed, help="Chance that a user performs a stage with one hand (else "
-                                                            "both); the other hand's recording is at rest."),
-    stages: str = typer.Option(SYNTH.stages, help="Stage set: v1 (one gesture per stage, vocabulary synthetic-v1) or "
-                                                  "v2 (stages that share postures, synthetic-v2)."),
-    sessions: int = typer.Option(SYNTH.sessions, help="Sessions per user, each performing every stage once."),
-):
-    """Write a synthetic dataset in the emg2pose format (HDF5 files + metadata.csv)."""
-    from rich.progress import Progress
-
-    from cpep.synth.simulator import generate
-    cfg = SynthConfig(seed, users, test_users, val_users, stage_seconds, difficulty, one_handed=one_handed,
-                      stages=stages, sessions=sessions)
-    cfg.check()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists and is not an empty directory")
-    if out.exists():
-        out.rmdir()
-    with Progress(console=console) as progress:
-        task = progress.add_task("writing recordings", total=None)
-        generate(cfg, out, lambda done, total: progress.update(task, completed=done, total=total))
-    console.print(f"wrote {out}")
-
-
-@data_app.command("check")
-def data_check(
-    root: Path = typer.Argument(..., help="Dataset directory (emg2pose: metadata.csv + HDF5 files, which may sit "
-                                          "in subfolders; ninapro_db2: S<n>_E<e>_A1.mat files in any folders)."),
-    data: str = typer.Option("emg2pose", help="Dataset format: emg2pose or ninapro_db2."),
-    set_: list[str] = typer.Option([], "--set", help="Override a data key, e.g. --set data.vocab=FILE.toml (the "
-                                                     "gesture vocabulary; default: emg2pose-v1, the one a synthetic "
-                                                     "dataset names in SYNTHETIC.txt, or ninapro-db2-v1), --set "
-                                                     "data.protocol=embridge, --set data.allow_missing=true (emg2pose "
-                                                     "rows whose file is absent are left out, and counted) or --set "
-                                                     "data.ninapro.split=cross_subject."),
-    runs_dir: Optional[Path] = RunsDir,
-):
-    """Check that a directory is a usable dataset and describe it: for emg2pose its files, users, stages,
-    sessions, hours of EMG and IK failures; for NinaPro DB2 its files, subjects, movements and hours; then the
-    windows of each selection (per class for the probes) and every problem, one line each (exit code 2 when the
-    dataset cannot be used). Every row of every recording is scanned; the verdicts are kept in the results
-    directory's cache, where runs find them."""
-    if data not in ("emg2pose", "ninapro_db2"):
-        raise UserError(f"data check reads emg2pose or ninapro_db2 datasets, not {data!r}")
-    overrides = dict(config.parse_assignment(s) for s in set_)
-    store = runs_store(runs_dir)
-    store.check_writable()  # the verdicts are kept in its cache
-    if data == "ninapro_db2":
-        from bench.check.show import check_ninapro
-        cfg = plugins.resolve({**overrides, "data.name": data, "data.root": str(root)})
-        check_ninapro(cfg, root, store, console)
-        return
-    from bench.check.show import check_emg2pose
-    from cpep.synth.simulator import vocabulary
-    default = vocabulary(root) if (root / "SYNTHETIC.txt").is_file() else "emg2pose-v1"
-    cfg = plugins.resolve({"data.vocab": default}, overrides, {"data.name": "emg2pose", "data.root": str(root)})
-    check_emg2pose(cfg, root, store, console)
-
-
-@app.command()
-def perf(
-    set_: list[str] = typer.Option([], "--set", help="Override a configuration key of the default model, the batch "
-                                                     "or the data, e.g. --set align.batch_size=128."),
-    method: list[str] = typer.Option([], "--method", metavar="NAME",
-                                     help="Time this method's training stages (repeatable; a plug-in's too, with "
-                                          "--plugins). Default: the methods of the paper suite that train."),
-    plugins_: list[Path] = typer.Option([], "--plugins", metavar="DIR",
-                                        help="A plug-in folder (methods/, datasets/, objectives/, metrics/), as a "
-                                             "suite's `plugins` names them (repeatable)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: auto)."),
-    repeats: int = typer.Option(5, min=1, help="Timed repeats per row at most (fewer where a row would take over "
-                                               "a few seconds); the median is reported."),
-    quick: bool = typer.Option(False, "--quick", help="A small synthetic dataset, small paper-size stand-ins, one "
-                                                     "repeat per row: checks that everything runs in about a "
-                                                     "minute; the numbers mean little."),
-    wide: bool = typer.Option(False, "--wide", help="Every column (batch, units timed, repeats, FLOPs, TFLOP/s); "
-                                                    "the default table fits 80 columns."),
-    project: Optional[str] = typer.Option(None, "--project", metavar="SUITE",
-                                          help="Also project the hours of a suite's training stages (e.g. paper) "
-                                               "on emg2pose's training split from the measured paper-size step "
-                                               "rates, beside the paper's GPU-hours."),
-    scale: bool = typer.Option(False, "--scale", help="Instead: the scale rehearsal. Generate emg2pose-shaped "
-                                                     "data at growing sizes (--hours) and time each phase of a "
-                                                     "run, fit its growth and project it to emg2pose's size."),
-    hours: str = typer.Option("1,2,4,8", help="With --scale: hours of recordings at each size, comma-separated."),
-    out: Optional[Path] = typer.Option(None, help="Directory for the CSV and JSON files (default: "
-                                                  "<runs-dir>/perf, or <runs-dir>/perf/scale with --scale)."),
-    runs_dir: Optional[Path] = RunsDir,
-):
-    """The device's GEMM roofline, every training stage of the chosen methods at the default and paper model
-    sizes (windows/s, FLOP/s as a fraction of the roofline, peak memory), data paths beside a plain memory copy,
-    zero-shot queries/s and the step rate beside a CPU-bound process, measured side by side in one process on the
-    synthetic data (or --set data.name=emg2pose --set data.root=DIR). Prints one table and writes it as CSV and
-    JSON, named for the device, where `cpep-bench run --plan` finds it."""
-    overrides = dict(config.parse_assignment(s) for s in set_)
-    if device is not None:
-        overrides["train.device"] = device
-    plugins.add_folders(plugins_)
-    for name in method:
-        plugins.path("method", name)  # an unknown name stops here
-    store = runs_store(runs_dir)
-    store.check_writable()
-    if scale:
-        from bench.perf.scale import rehearse
-        rehearse(overrides, store, out or store.root / "perf" / "scale", hours, console)
-        return
-    from bench.perf.command import show
-    show(overrides, store, out or store.root / "perf", repeats, quick, project, method, wide, console)
-
-
-@app.command()
-def coverage(
-    replications: int = typer.Option(1000, min=10, help="Simulated data sets per cell of the grid."),
-    resamples: int = typer.Option(1000, min=100, help="Bootstrap resamples per interval in the simulation."),
-    seeds: str = typer.Option("2,3,5,10,20", help="Numbers of seeds to simulate, comma-separated."),
-    seed_sd: str = typer.Option("0,0.015,0.03,0.05", help="Standard deviations of a training run's effect on a "
-                                                          "variant's scores, comma-separated."),
-    user_sd: str = typer.Option("0.02,0.03,0.1", help="Standard deviations of a user's effect on every variant's "
-                                                      "scores, comma-separated."),
-    out: Optional[Path] = typer.Option(None, help="Directory for coverage.csv and coverage.md (default: "
-                                                  "<runs-dir>/coverage)."),
-    docs: Optional[Path] = typer.Option(None, help="Also replace the block between the coverage markers of this "
-                                                   "Markdown file (docs/statistics.md) with the tables."),
-    runs_dir: Optional[Path] = RunsDir,
-):
-    """Measure how often each interval the report prints covers the true value, and how often each test rejects
-    with no effect, on simulated seed x user scores over a grid of designs (users per seed or the same users),
-    seeds, seed sd and user sd. Writes the tables docs/statistics.md shows."""
-    from bench.report import coverage as simulation
-    counts = numbers("--seeds", seeds, int)
-    if min(counts) < 2:
-        raise UserError(f"--seeds: an interval needs 2 seeds or more, not {min(counts)}")
-    seed_sds, user_sds = numbers("--seed-sd", seed_sd, float), numbers("--user-sd", user_sd, float)
-    if min(seed_sds + user_sds) < 0:
-        raise UserError("--seed-sd and --user-sd take standard deviations, 0 or more")
-    if docs and simulation.BEGIN not in docs.read_text():
-        raise UserError(f"{docs} has no '{simulation.BEGIN}' ... '{simulation.END}' block to replace")
-    out = out or runs_store(runs_dir).root / "coverage"
-    out.mkdir(parents=True, exist_ok=True)
-    cells = simulation.grid(seeds=counts, seed_sds=seed_sds, user_sds=user_sds)
-    frame, seconds = simulation.timed(cells, replications, resamples,
-                                      lambda cell: console.print(f"{cell}", highlight=False))
-    command = (f"cpep-bench coverage --replications {replications} --resamples {resamples} --seeds {seeds} "
-               f"--seed-sd {seed_sd} --user-sd {user_sd}")
-    table = simulation.markdown(frame, simulation.about(replications, resamples, seconds, command))
-    frame.to_csv(out / "coverage.csv", index=False)
-    (out / "coverage.md").write_text(table)
-    if docs:  # read again: the file may have changed while the simulation ran
-        docs.write_text(simulation.splice(docs.read_text(), table))
-    console.print(table, highlight=False)
-    differ = {key: n for key, n in simulation.served_from(frame).items() if n != simulation.in_use(*key)}
-    if differ:
-        console.print(f"note: the seeds the report needs (bench/report/stats.py MIN_SEEDS, FRACTION_SEEDS) differ "
-                      f"from these measurements: {differ}", style="yellow")
-
-
-def numbers(option: str, text: str, kind) -> tuple:
-    """A comma-separated list of numbers, or one line naming the option."""
-    try:
-        return tuple(kind(x) for x in text.split(","))
-    except ValueError:
-        raise UserError(f"{option} takes comma-separated numbers, not {text!r}") from None
+data_app.command("synth")(data_synth)  # bench/check/data_command.py
+data_app.command("check")(data_check)
+app.command()(perf)  # bench/perf/perf_command.py
+app.command()(coverage)  # bench/report/coverage_command.py
 
 
 @app.command()
