@@ -113,10 +113,13 @@ HOLD_AND_FORK = """
 import os, signal, sys, time
 from bench.run.store import Store
 with Store(sys.argv[1]).lock("a run whose child outlives it"):
+    ready, tell = os.pipe()
     child = os.fork()
-    if child == 0:
+    if child == 0:  # the fork hooks have run by now
+        os.write(tell, b"x")
         time.sleep(600)
         os._exit(0)
+    os.read(ready, 1)  # a child not yet scheduled after fork has not closed its copy of the lock
     print(child, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 """
