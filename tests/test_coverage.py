@@ -92,8 +92,25 @@ def test_the_command_writes_its_tables_and_replaces_the_docs_block(tmp_path, mon
     assert len(frame[frame["measure"] == "coverage"]) == 2 * (5 * 3 + 5 * 4)  # cells x statistics x methods
 
 
+def test_one_interval_alone_is_measured_without_the_others_or_the_tests(tmp_path, monkeypatch):
+    from bench import cli
+    monkeypatch.setattr(sys, "argv", ["cpep-bench", "coverage", "--intervals", "bca", "--replications", "10",
+                                      "--resamples", "100", "--seeds", "2", "--seed-sd", "0.03", "--user-sd", "0.02",
+                                      "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code in (0, None)
+    frame = pd.read_csv(tmp_path / "coverage.csv")
+    assert set(frame["method"]) == {"bca"} and set(frame["measure"]) == {"coverage"}
+    table = (tmp_path / "coverage.md").read_text()
+    assert "--intervals bca" in table and "| mean | bca |" in table and "| mean | t |" not in table
+    assert "rejection rate" not in table
+
+
 @pytest.mark.parametrize("args, message", [(["--seeds", "1"], "2 seeds or more"), (["--seeds", "x"], "comma"),
-                                           (["--user-sd", "-1"], "0 or more")])
+                                           (["--user-sd", "-1"], "0 or more"),
+                                           (["--intervals", "bca,wald"], "wald is not an interval"),
+                                           (["--intervals", "bca", "--docs", "docs/statistics.md"], "--docs")])
 def test_bad_seeds_are_one_line(args, message, monkeypatch, capsys):
     from bench import cli
     monkeypatch.setattr(sys, "argv", ["cpep-bench", "coverage", *args])

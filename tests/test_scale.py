@@ -50,6 +50,7 @@ def test_every_phase_is_measured_at_each_size_and_its_growth_projected(rehearsal
     assert growth["recordings on disk"]["exponent"] == pytest.approx(1.0, abs=0.1)
     assert document["disk_write_bytes_per_s"] > 0 and len(document["cache_vs_disk"]) == 2
     assert document["provenance"]["git"] and document["command"].startswith("cpep-bench perf --scale")
+    assert document["overrides"]["data.in_memory_gb"] == 0  # the path of a full-size run: batches from the cache
     with written[0].open() as f:
         assert len(list(csv.DictReader(f))) == 2 * len(scale.PHASES)
     assert "| measured at |" in written[2].read_text()

@@ -5,6 +5,10 @@ size, beside the measured rows; the disk's write speed is measured in the same r
 
 Each size is written into a temporary folder under the runs directory and removed once measured; a size is only
 started when the disk has room for it (its recordings and window cache, estimated from the schema) and a reserve.
+
+Batches and embeddings are gathered from the memory-mapped window cache at every size, as at emg2pose's size, where
+no selection fits in data.in_memory_gb: a rehearsal that copied its small selections to memory would measure a path
+the full-size run never takes (`--set data.in_memory_gb=...` measures that one).
 """
 
 from __future__ import annotations
@@ -227,6 +231,7 @@ def rehearse(overrides: dict, store, out: Path, hours_text: str, console: Consol
     from bench import plugins
     from cpep.nn.train import pick_device
     hours = parse_hours(hours_text)
+    overrides = {"data.in_memory_gb": 0, **overrides}
     cfg = plugins.resolve(overrides)  # bad settings stop here, before any data is written
     if cfg["data"]["name"] != "synthetic":
         raise UserError("the scale rehearsal writes its own synthetic data: leave data.name as it is")

@@ -108,10 +108,12 @@ def _pair_flips(differences: np.ndarray, rng: np.random.Generator, resamples: in
     return (1 + np.sum(null >= abs(differences.sum()) - 1e-12)) / (resamples + 1)
 
 
-def run(cells: list[Cell], replications: int, resamples: int, progress=None) -> pd.DataFrame:
+def run(cells: list[Cell], replications: int, resamples: int, progress=None, methods: tuple[str, ...] = ()
+        ) -> pd.DataFrame:
+    """Every cell measured (`methods`: only these intervals, and then no tests)."""
     rows = []
     for cell in cells:
-        rows += measure(cell, replications, resamples)
+        rows += measure(cell, replications, resamples, methods=methods, tests=not methods)
         if progress:
             progress(cell)
     return pd.DataFrame(rows)
@@ -162,8 +164,9 @@ def markdown(frame: pd.DataFrame, about: list[str]) -> str:
     columns = [(d, s) for d in designs for s in seeds]
     header = ["statistic", "interval"] + [f"{d} {s}" for d, s in columns]
     worst = cov.groupby(["statistic", "method", "design", "seeds"])["rate"].min()
+    measured = [m for m in stats.CI_METHODS + (SEEDS_ONLY,) if m in set(cov["method"])]
     rows = [[s, m] + [_rate(worst.get((s, m, d, n), math.nan)) for d, n in columns]
-            for m in stats.CI_METHODS + (SEEDS_ONLY,) for s in STATISTICS]
+            for m in measured for s in STATISTICS]
     out = [f"Lowest coverage of the {LEVEL * 100:g} % intervals over the {frame['seed_sd'].nunique()} x "
            f"{frame['user_sd'].nunique()} cells of seed sd x user sd, per design and number of seeds (columns):", ""]
     out += _table(header, rows) + [""]
@@ -174,16 +177,18 @@ def markdown(frame: pd.DataFrame, about: list[str]) -> str:
                                           for i in range(2)],
                   [[m, kind] + [_seeds(n) for d in designs
                                 for n in (served_from(frame).get((m, d, kind)), in_use(m, d, kind))]
-                   for m in stats.CI_METHODS for kind in KINDS]) + [""]
+                   for m in measured if m in stats.CI_METHODS for kind in KINDS]) + [""]
     detail = cov[cov["seeds"] == 3].pivot_table(index=["design", "seed_sd", "user_sd"],
                                                  columns=["statistic", "method"], values="rate")
     if len(detail):
-        pairs = [(s, m) for s in ("mean", "difference") for m in stats.CI_METHODS]
+        pairs = [(s, m) for s in ("mean", "difference") for m in measured if m in stats.CI_METHODS]
         out += ["With 3 seeds, each cell (mean and paired difference):", ""]
         out += _table(["design", "seed sd", "user sd"] + [f"{s}, {m}" for s, m in pairs],
                       [[d, f"{a:g}", f"{b:g}"] + [_rate(r.get(p, math.nan)) for p in pairs]
                        for (d, a, b), r in detail.iterrows()]) + [""]
     tests = frame[frame["measure"] != "coverage"]
+    if tests.empty:
+        return "\n".join(about + [""] + out)
     highest = tests.groupby(["method", "design", "seeds"])["rate"].max()
     out += [f"Highest rejection rate with no effect (a test at {ALPHA:g} should reject {ALPHA:g} of the time or "
             f"less), per design and number of seeds:", ""]
@@ -212,7 +217,8 @@ def splice(text: str, table: str) -> str:
     return head + BEGIN + "\n" + table.rstrip("\n") + "\n" + END + rest.split(END, 1)[1]
 
 
-def timed(cells: list[Cell], replications: int, resamples: int, progress=None) -> tuple[pd.DataFrame, float]:
+def timed(cells: list[Cell], replications: int, resamples: int, progress=None, methods: tuple[str, ...] = ()
+          ) -> tuple[pd.DataFrame, float]:
     start = time.monotonic()
-    frame = run(cells, replications, resamples, progress)
+    frame = run(cells, replications, resamples, progress, methods)
     return frame, time.monotonic() - start

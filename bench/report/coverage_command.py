@@ -19,6 +19,8 @@ def coverage(
                                                           "variant's scores, comma-separated."),
     user_sd: str = typer.Option("0.02,0.03,0.1", help="Standard deviations of a user's effect on every variant's "
                                                       "scores, comma-separated."),
+    intervals: Optional[str] = typer.Option(None, help="Only these intervals (of t, bootstrap, bca; comma-separated), "
+                                                       "and no rejection rates: to measure one interval more finely."),
     out: Optional[Path] = typer.Option(None, help="Directory for coverage.csv and coverage.md (default: "
                                                   "<runs-dir>/coverage)."),
     docs: Optional[Path] = typer.Option(None, help="Also replace the block between the coverage markers of this "
@@ -29,21 +31,29 @@ def coverage(
     with no effect, on simulated seed x user scores over a grid of designs (users per seed or the same users),
     seeds, seed sd and user sd. Writes the tables docs/statistics.md shows."""
     from bench.report import coverage as simulation
+    from bench.report.stats import CI_METHODS
+    methods = tuple(intervals.split(",")) if intervals else ()
+    unknown = [m for m in methods if m not in CI_METHODS]
+    if unknown:
+        raise UserError(f"--intervals: {', '.join(unknown)} is not an interval the report prints "
+                        f"({', '.join(CI_METHODS)})")
     counts = numbers("--seeds", seeds, int)
     if min(counts) < 2:
         raise UserError(f"--seeds: an interval needs 2 seeds or more, not {min(counts)}")
     seed_sds, user_sds = numbers("--seed-sd", seed_sd, float), numbers("--user-sd", user_sd, float)
     if min(seed_sds + user_sds) < 0:
         raise UserError("--seed-sd and --user-sd take standard deviations, 0 or more")
+    if docs and methods:
+        raise UserError("--docs replaces the full tables: leave --intervals out")
     if docs and simulation.BEGIN not in docs.read_text():
         raise UserError(f"{docs} has no '{simulation.BEGIN}' ... '{simulation.END}' block to replace")
     out = out or runs_store(runs_dir).root / "coverage"
     out.mkdir(parents=True, exist_ok=True)
     cells = simulation.grid(seeds=counts, seed_sds=seed_sds, user_sds=user_sds)
     frame, seconds = simulation.timed(cells, replications, resamples,
-                                      lambda cell: console.print(f"{cell}", highlight=False))
+                                      lambda cell: console.print(f"{cell}", highlight=False), methods)
     command = (f"cpep-bench coverage --replications {replications} --resamples {resamples} --seeds {seeds} "
-               f"--seed-sd {seed_sd} --user-sd {user_sd}")
+               f"--seed-sd {seed_sd} --user-sd {user_sd}" + (f" --intervals {intervals}" if intervals else ""))
     table = simulation.markdown(frame, simulation.about(replications, resamples, seconds, command))
     frame.to_csv(out / "coverage.csv", index=False)
     (out / "coverage.md").write_text(table)
