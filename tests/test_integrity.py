@@ -209,3 +209,24 @@ def test_the_scan_is_cached_and_a_changed_file_is_scanned_again(tmp_path, tiny_d
         with pytest.raises(DataError, match=r"emg is not finite in row 7 \(1 value\)"):
             Emg2PoseData(root, VOCAB, SPEC, cache).check_files()
         assert opened == reads
+
+
+def test_an_index_read_back_holds_each_recordings_starts_once(tmp_path):
+    """The window starts of every recording, read from index.npz, take the memory of one array: the index of the
+    real dataset's thousands of recordings is read by every stage."""
+    import tracemalloc
+    path = tmp_path / "index.npz"
+    index = recordings_module.WindowIndex(path)
+    for i in range(200):
+        index.put(f"r{i}.hdf5|1|{i}", recordings_module.Scan(np.arange(1000, dtype=np.int64) * (i + 1), 10**6, i))
+    index.put("broken.hdf5|1|0", "broken.hdf5: emg is not finite")
+    index.save()
+    tracemalloc.start()
+    try:
+        read = recordings_module.WindowIndex(path)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 3 * 200 * 1000 * 8, f"{held:,} bytes held for 1.6 MB of window starts"
+    assert read.get("broken.hdf5|1|0") == "broken.hdf5: emg is not finite"
+    assert np.array_equal(read.get("r7.hdf5|1|7").starts, np.arange(1000) * 8) and read.get("r7.hdf5|1|7").ik_rows == 7

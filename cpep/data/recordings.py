@@ -198,12 +198,11 @@ class WindowIndex:
     def __init__(self, path: Path | None):
         self.path, self.entries, self.dirty = path, {}, False
         if path is not None and path.is_file():
-            with np.load(path) as saved:
-                bounds = np.concatenate([[0], np.cumsum(saved["counts"])])
-                self.entries = {
-                    str(k): str(refusal) or Scan(saved["starts"][bounds[i]:bounds[i + 1]], int(saved["rows"][i]),
-                                                 int(saved["ik_rows"][i]))
-                    for i, (k, refusal) in enumerate(zip(saved["keys"], saved["refusals"]))}
+            with np.load(path) as npz:
+                saved = {name: npz[name] for name in npz.files}  # each access would read the array again
+            starts = np.split(saved["starts"], np.cumsum(saved["counts"])[:-1])  # views of one array
+            self.entries = {str(k): str(refusal) or Scan(starts[i], int(saved["rows"][i]), int(saved["ik_rows"][i]))
+                            for i, (k, refusal) in enumerate(zip(saved["keys"], saved["refusals"]))}
 
     def get(self, key: str) -> Scan | str | None:
         return self.entries.get(key)
