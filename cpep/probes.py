@@ -65,9 +65,14 @@ def linear_probe_predictions(train_x: torch.Tensor, train_y: torch.Tensor, test_
         return linear(xt).argmax(1)
 
 
+# The similarities of QUERY_CHUNK queries with REFERENCE_CHUNK references are one 16 MB float32 block; with fewer
+# queries and more references per block than the other way round, fewer running top k are merged.
+QUERY_CHUNK, REFERENCE_CHUNK = 256, 16384
+
+
 def zero_shot(queries: torch.Tensor, references: torch.Tensor, reference_labels: torch.Tensor,
               query_labels: torch.Tensor, num_classes: int, k: int = 10, device: torch.device | str = "cpu",
-              query_chunk: int = 512, reference_chunk: int = 8192) -> float:
+              query_chunk: int = QUERY_CHUNK, reference_chunk: int = REFERENCE_CHUNK) -> float:
     """Balanced accuracy of zero_shot_predictions."""
     pred = zero_shot_predictions(queries, references, reference_labels, num_classes, k, device, query_chunk,
                                  reference_chunk)
@@ -75,8 +80,8 @@ def zero_shot(queries: torch.Tensor, references: torch.Tensor, reference_labels:
 
 
 def zero_shot_predictions(queries: torch.Tensor, references: torch.Tensor, reference_labels: torch.Tensor,
-                          num_classes: int, k: int = 10, device: torch.device | str = "cpu", query_chunk: int = 512,
-                          reference_chunk: int = 8192) -> torch.Tensor:
+                          num_classes: int, k: int = 10, device: torch.device | str = "cpu", query_chunk: int = QUERY_CHUNK,
+                          reference_chunk: int = REFERENCE_CHUNK) -> torch.Tensor:
     """Each query takes the majority label of its k nearest references by cosine similarity (see `nearest`).
 
     Ties in the vote go to the class whose tied neighbours are most similar in total, then to the lower class.
@@ -99,7 +104,7 @@ def zero_shot_predictions(queries: torch.Tensor, references: torch.Tensor, refer
 
 
 def nearest(queries: torch.Tensor, references: torch.Tensor, k: int, device: torch.device | str = "cpu",
-            reference_chunk: int = 8192, query_chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+            reference_chunk: int = REFERENCE_CHUNK, query_chunk: int = QUERY_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest references of each query, of unit vectors (on any device): (similarities as int64 multiples of
     2**(-2 * GRID_BITS), reference indices), most similar first, equal similarities by lower index.
 
