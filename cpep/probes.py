@@ -80,8 +80,8 @@ def zero_shot(queries: torch.Tensor, references: torch.Tensor, reference_labels:
 
 
 def zero_shot_predictions(queries: torch.Tensor, references: torch.Tensor, reference_labels: torch.Tensor,
-                          num_classes: int, k: int = 10, device: torch.device | str = "cpu", query_chunk: int = QUERY_CHUNK,
-                          reference_chunk: int = REFERENCE_CHUNK) -> torch.Tensor:
+                          num_classes: int, k: int = 10, device: torch.device | str = "cpu",
+                          query_chunk: int = QUERY_CHUNK, reference_chunk: int = REFERENCE_CHUNK) -> torch.Tensor:
     """Each query takes the majority label of its k nearest references by cosine similarity (see `nearest`).
 
     Ties in the vote go to the class whose tied neighbours are most similar in total, then to the lower class.
@@ -104,7 +104,8 @@ def zero_shot_predictions(queries: torch.Tensor, references: torch.Tensor, refer
 
 
 def nearest(queries: torch.Tensor, references: torch.Tensor, k: int, device: torch.device | str = "cpu",
-            reference_chunk: int = REFERENCE_CHUNK, query_chunk: int = QUERY_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+            reference_chunk: int = REFERENCE_CHUNK, query_chunk: int = QUERY_CHUNK
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest references of each query, of unit vectors (on any device): (similarities as int64 multiples of
     2**(-2 * GRID_BITS), reference indices), most similar first, equal similarities by lower index.
 

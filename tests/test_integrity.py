@@ -229,4 +229,5 @@ def test_an_index_read_back_holds_each_recordings_starts_once(tmp_path):
         tracemalloc.stop()
     assert held < 3 * 200 * 1000 * 8, f"{held:,} bytes held for 1.6 MB of window starts"
     assert read.get("broken.hdf5|1|0") == "broken.hdf5: emg is not finite"
-    assert np.array_equal(read.get("r7.hdf5|1|7").starts, np.arange(1000) * 8) and read.get("r7.hdf5|1|7").ik_rows == 7
+    seventh = read.get("r7.hdf5|1|7")
+    assert np.array_equal(seventh.starts, np.arange(1000) * 8) and seventh.ik_rows == 7
