@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 
+# pytest-xdist starts its workers with COLUMNS=80 and LINES=24, as if they wrote to a terminal: the commands the
+# tests run (and the console bench.options makes when first imported) would then squeeze their tables to 80
+# columns. Each worker sees what a run in one process sees.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
+
 from bench import plugins
 from bench.run.store import Store
 
