@@ -165,6 +165,7 @@ def markdown(frame: pd.DataFrame, about: list[str]) -> str:
     header = ["statistic", "interval"] + [f"{d} {s}" for d, s in columns]
     worst = cov.groupby(["statistic", "method", "design", "seeds"])["rate"].min()
     measured = [m for m in stats.CI_METHODS + (SEEDS_ONLY,) if m in set(cov["method"])]
+    intervals = [m for m in measured if m in stats.CI_METHODS]  # those the report prints
     rows = [[s, m] + [_rate(worst.get((s, m, d, n), math.nan)) for d, n in columns]
             for m in measured for s in STATISTICS]
     out = [f"Lowest coverage of the {LEVEL * 100:g} % intervals over the {frame['seed_sd'].nunique()} x "
@@ -177,23 +178,22 @@ def markdown(frame: pd.DataFrame, about: list[str]) -> str:
                                           for i in range(2)],
                   [[m, kind] + [_seeds(n) for d in designs
                                 for n in (served_from(frame).get((m, d, kind)), in_use(m, d, kind))]
-                   for m in measured if m in stats.CI_METHODS for kind in KINDS]) + [""]
+                   for m in intervals for kind in KINDS]) + [""]
     detail = cov[cov["seeds"] == 3].pivot_table(index=["design", "seed_sd", "user_sd"],
                                                  columns=["statistic", "method"], values="rate")
     if len(detail):
-        pairs = [(s, m) for s in ("mean", "difference") for m in measured if m in stats.CI_METHODS]
+        pairs = [(s, m) for s in ("mean", "difference") for m in intervals]
         out += ["With 3 seeds, each cell (mean and paired difference):", ""]
         out += _table(["design", "seed sd", "user sd"] + [f"{s}, {m}" for s, m in pairs],
                       [[d, f"{a:g}", f"{b:g}"] + [_rate(r.get(p, math.nan)) for p in pairs]
                        for (d, a, b), r in detail.iterrows()]) + [""]
     tests = frame[frame["measure"] != "coverage"]
-    if tests.empty:
-        return "\n".join(about + [""] + out)
-    highest = tests.groupby(["method", "design", "seeds"])["rate"].max()
-    out += [f"Highest rejection rate with no effect (a test at {ALPHA:g} should reject {ALPHA:g} of the time or "
-            f"less), per design and number of seeds:", ""]
-    out += _table(["test"] + [f"{d} {s}" for d, s in columns],
-                  [[t] + [_rate(highest.get((t, d, n), math.nan)) for d, n in columns] for t in TESTS]) + [""]
+    if not tests.empty:  # measured unless --intervals chose some intervals
+        highest = tests.groupby(["method", "design", "seeds"])["rate"].max()
+        out += [f"Highest rejection rate with no effect (a test at {ALPHA:g} should reject {ALPHA:g} of the time or "
+                f"less), per design and number of seeds:", ""]
+        out += _table(["test"] + [f"{d} {s}" for d, s in columns],
+                      [[t] + [_rate(highest.get((t, d, n), math.nan)) for d, n in columns] for t in TESTS]) + [""]
     return "\n".join(about + [""] + out)
 
 
